@@ -1,0 +1,86 @@
+"""Where the Hydra configs live, checks that run before any work, and one-line user errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from selfcross.errors import ConfigError, SelfcrossError
+from selfcross.models.networks import check_fusion
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+"""The repository's ``conf/`` (selfcross is installed editable, next to it)."""
+
+log = logging.getLogger("selfcross")
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """The run configuration for ``overrides``, composed without starting a Hydra job."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="selfcross"):
+        return hydra_compose(config_name, overrides=list(overrides or []))
+
+
+def validate(cfg: DictConfig, need_data: bool = True) -> None:
+    """Reject configurations that cannot describe a valid experiment, before any work.
+
+    ``need_data=False`` skips the checks of the data location (for model summaries).
+    """
+    try:
+        fold = cfg.fold
+        if not isinstance(fold, int) or not 1 <= fold <= 5:
+            raise ConfigError(f"fold={fold}: folds are numbered 1..5")
+        preset = cfg.data.get("preset")
+        if preset is not None and preset not in cfg.data_presets:
+            raise ConfigError(
+                f"data.preset={preset}: expected one of {', '.join(cfg.data_presets)}"
+            )
+        check_fusion(cfg.model.network.fusion, list(cfg.modality.modalities))
+        if len(cfg.data.class_names) != cfg.data.num_classes:
+            raise ConfigError(
+                f"data.class_names has {len(cfg.data.class_names)} names for "
+                f"data.num_classes={cfg.data.num_classes}"
+            )
+        if not need_data:
+            return
+        root = cfg.data.root
+        if not cfg.data.get("synthetic") and not Path(root).is_dir():
+            raise ConfigError(f"data.root={root}: no such directory")
+    except MissingMandatoryValue as err:
+        key = err.full_key or "a value"
+        hint = ""
+        if key == "data.root":
+            hint = ": point it at the folder holding fold01 .. fold05 (data.root=/path/to/folds)"
+        raise ConfigError(f"{key} is not set{hint}") from None
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user-fixable error into one line on stderr and exit status 2.
+
+    ``HYDRA_FULL_ERROR=1`` keeps the traceback, as it does for Hydra's own errors.
+    """
+    try:
+        yield
+    except (SelfcrossError, OmegaConfBaseException) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, OmegaConfBaseException):
+            message = f"configuration: {message}"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 2))
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The fully resolved configuration as plain data (for result files and loggers)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)

@@ -1,0 +1,198 @@
+"""The IEMOCAP LightningDataModule: one fold, any subset of modalities, real or synthetic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from selfcross import MODALITIES
+from selfcross.data.folds import SPLITS, FoldData, FoldReader, ReaderOptions, fold_dir
+from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
+from selfcross.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLASS_NAMES = ("angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral")
+
+
+class SplitTensors(Dataset):
+    """One split as contiguous tensors; a batch is gathered with one index per tensor.
+
+    ``__getitems__`` lets the DataLoader fetch a whole batch at once instead of collating
+    per-utterance items. Text given as token ids is looked up in the GloVe matrix here, so the
+    fold never holds the [N, 128, 300] text tensor.
+    """
+
+    def __init__(self, features: dict[str, torch.Tensor], labels: torch.Tensor, embedding=None):
+        self.features = features
+        self.labels = labels
+        self.embedding = embedding
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.labels.device)
+        batch = {m: x.index_select(0, index) for m, x in self.features.items()}
+        if self.embedding is not None and "T" in batch and batch["T"].dtype == torch.long:
+            batch["T"] = torch.nn.functional.embedding(batch["T"], self.embedding)
+        batch["label"] = self.labels.index_select(0, index)
+        return batch
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+
+
+def keep_batch(batch):
+    """collate_fn for datasets that already return whole batches."""
+    return batch
+
+
+class IemocapDataModule(L.LightningDataModule):
+    """Processed IEMOCAP folds (DESIGN.md section 1), or synthetic folds in the same format.
+
+    Args:
+        root: directory holding ``fold01`` ... ``fold05``.
+        fold: 1..5.
+        modalities: any non-empty subset of ``T``, ``V``, ``A``.
+        shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
+        synthetic: generator parameters; when given, missing folds are generated under ``root``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        fold: int = 1,
+        modalities: Sequence[str] = MODALITIES,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+        num_classes: int | None = None,
+        shapes: dict | None = None,
+        drop_zero_video: bool = True,
+        audio_standardize: str = "feature",
+        text_source: str = "auto",
+        on_nonfinite: str = "error",
+        num_workers: int = 0,
+        synthetic: dict | None = None,
+        name: str = "iemocap",
+        preset: str | None = None,
+    ):
+        super().__init__()
+        if not 1 <= int(fold) <= 5:
+            raise ConfigError(f"fold={fold}: folds are numbered 1..5")
+        unknown = set(modalities) - set(MODALITIES)
+        if not modalities or unknown:
+            raise ConfigError(f"modalities={list(modalities)}: choose a subset of T, V, A")
+        self.root = Path(root)
+        self.fold = int(fold)
+        self.modalities = tuple(m for m in MODALITIES if m in modalities)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.class_names = tuple(class_names)
+        if num_classes is not None and num_classes != len(self.class_names):
+            raise ConfigError(
+                f"data.class_names has {len(self.class_names)} names for num_classes={num_classes}"
+            )
+        self.shapes = {k: dict(v) for k, v in shapes.items()} if shapes else None
+        self.options = ReaderOptions(
+            modalities=self.modalities,
+            num_classes=len(self.class_names),
+            drop_zero_video=drop_zero_video,
+            audio_standardize=audio_standardize,
+            text_source=text_source,
+            on_nonfinite=on_nonfinite,
+            shapes=self.shapes,
+        )
+        self.num_workers = num_workers
+        self.synthetic = None
+        if synthetic:
+            spec_shapes = {
+                m: {k: shapes[m][k] for k in ("seq_len", "feat_dim")} for m in MODALITIES
+            }
+            self.synthetic = SyntheticSpec(shapes=spec_shapes, **synthetic)
+        self.name = name
+        self.preset = preset
+        self.fold_data: FoldData | None = None
+        self.datasets: dict[str, SplitTensors] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def fold_path(self) -> Path:
+        return fold_dir(self.root, self.fold)
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            ensure_synthetic(self.root, [self.fold], self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.fold_data is not None:
+            return
+        fold = FoldReader(self.fold_path, self.options).load()
+        self.fold_data = fold
+        self.log_summary()
+        embedding = torch.from_numpy(fold.embedding) if fold.embedding is not None else None
+        for split in SPLITS:
+            data = fold.splits[split]
+            self.datasets[split] = SplitTensors(
+                {m: torch.from_numpy(x) for m, x in data.features.items()},
+                torch.from_numpy(data.labels),
+                embedding,
+            )
+
+    def log_summary(self) -> None:
+        fold = self.fold_data
+        counts = fold.class_counts(self.num_classes)
+        names = ", ".join(f"{i}={n}" for i, n in enumerate(self.class_names))
+        log.info("Fold %s (%s); classes %s", fold.path, self.name, names)
+        for split in SPLITS:
+            s = fold.splits[split]
+            log.info(
+                "  %-5s %5d utterances, per class id %s; %d dropped (no video)",
+                split,
+                len(s),
+                counts[split],
+                s.n_dropped,
+            )
+            if s.nonfinite_zeroed:
+                log.warning("  %s: %d non-finite values set to 0", split, s.nonfinite_zeroed)
+
+    def summary(self) -> dict:
+        """Counts a result file records: per split, utterances, dropped, per-class counts."""
+        fold = self.fold_data
+        counts = fold.class_counts(self.num_classes)
+        return {
+            split: {
+                "n": len(fold.splits[split]),
+                "dropped_no_video": fold.splits[split].n_dropped,
+                "class_counts": counts[split],
+            }
+            for split in SPLITS
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("dev", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,20 @@
+"""Errors a user can fix: reported as one line and a non-zero exit, never a traceback."""
+
+
+class SelfcrossError(Exception):
+    """Base class: the message is the whole explanation."""
+
+    exit_code = 2
+
+
+class DataError(SelfcrossError):
+    """Bad or missing input data. The message starts with the offending path."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(SelfcrossError):
+    """A configuration that cannot describe a valid experiment."""

@@ -1,0 +1,23 @@
+"""Models: encoders -> attention -> pooling -> classifier, and the one LightningModule."""
+
+from selfcross.models.attention import CrossModalAttention, SelfAttention
+from selfcross.models.classifier import Classifier
+from selfcross.models.encoders import ModalityEncoder
+from selfcross.models.module import EmotionRecognizer
+from selfcross.models.networks import FUSIONS, EmotionNet, count_parameters, cross_pairs
+from selfcross.models.pooling import ConcatPooling, StatisticalPooling, temporal_average
+
+__all__ = [
+    "FUSIONS",
+    "Classifier",
+    "ConcatPooling",
+    "CrossModalAttention",
+    "EmotionNet",
+    "EmotionRecognizer",
+    "ModalityEncoder",
+    "SelfAttention",
+    "StatisticalPooling",
+    "count_parameters",
+    "cross_pairs",
+    "temporal_average",
+]

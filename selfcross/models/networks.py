@@ -1,0 +1,154 @@
+"""The five architectures as one network: encoders -> attention -> pooling -> classifier.
+
+============  ==========  =========  ============================================
+model         fusion      pooling    classifier input
+============  ==========  =========  ============================================
+self          self        stat       [mu || sigma] over the M self streams, 2E
+cross         cross       stat       [mu || sigma] over the M(M-1) cross streams, 2E
+self_nosp     self        concat     the M temporal averages, M*E
+cross_nosp    cross       concat     the M(M-1) temporal averages, M(M-1)*E
+cross_self    cross_self  stat       [mu_s || sigma_s || mu_c || sigma_c], 4E
+============  ==========  =========  ============================================
+
+Bi- and uni-modal models are the tri-modal ones with the unused modalities' parts removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from selfcross import MODALITIES
+from selfcross.errors import ConfigError
+from selfcross.models.attention import CrossModalAttention, SelfAttention
+from selfcross.models.classifier import Classifier
+from selfcross.models.encoders import ModalityEncoder
+from selfcross.models.pooling import POOLINGS, temporal_average
+
+FUSIONS = ("self", "cross", "cross_self")
+
+
+def cross_pairs(modalities: Sequence[str]) -> list[tuple[str, str]]:
+    """Ordered (source, target) pairs, s != t, grouped by target in T, V, A order."""
+    return [(s, t) for t in modalities for s in modalities if s != t]
+
+
+def check_fusion(fusion: str, modalities: Sequence[str]) -> None:
+    if fusion not in FUSIONS:
+        raise ConfigError(f"fusion={fusion!r}: expected one of {', '.join(FUSIONS)}")
+    if fusion != "self" and len(modalities) < 2:
+        raise ConfigError(
+            f"a {fusion} model needs at least two modalities, got {''.join(modalities)}: "
+            "cross-attention relates one modality to another"
+        )
+
+
+class EmotionNet(nn.Module):
+    """Self, cross, their noSP ablations and Cross+Self over any modality subset.
+
+    Args:
+        modalities: subset of ``T``, ``V``, ``A``.
+        shapes: per modality ``{seq_len, feat_dim, conv_out}`` (``conv_out`` null: no conv).
+        fusion: ``self``, ``cross`` or ``cross_self``.
+        pooling: ``stat`` (statistical pooling) or ``concat`` (the noSP ablation).
+        input_dropout: per modality dropout on the input features (text: 0.25).
+
+    ``forward`` takes a batch ``{modality: [B, T_m, D_m]}`` and returns logits [B, classes].
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        shapes: Mapping[str, Mapping],
+        fusion: str = "self",
+        pooling: str = "stat",
+        hidden: int = 60,
+        num_heads: int = 6,
+        attn_dropout: float = 0.1,
+        input_dropout: Mapping[str, float] | None = None,
+        classifier_hidden: int = 60,
+        num_classes: int = 7,
+    ):
+        super().__init__()
+        unknown = set(modalities) - set(MODALITIES)
+        if not modalities or unknown:
+            raise ConfigError(f"modalities={list(modalities)}: choose a subset of T, V, A")
+        self.modalities = tuple(m for m in MODALITIES if m in modalities)
+        check_fusion(fusion, self.modalities)
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
+        self.fusion, self.pooling_name = fusion, pooling
+        input_dropout = input_dropout or {}
+        embed = 2 * hidden
+
+        self.encoders = nn.ModuleDict(
+            {
+                m: ModalityEncoder(
+                    seq_len=shapes[m]["seq_len"],
+                    feat_dim=shapes[m]["feat_dim"],
+                    hidden=hidden,
+                    conv_out=shapes[m].get("conv_out"),
+                    input_dropout=input_dropout.get(m, 0.0),
+                )
+                for m in self.modalities
+            }
+        )
+        self.self_attention = None
+        self.cross_attention = None
+        streams = []  # number of temporal averages in each pooled set
+        if fusion in ("self", "cross_self"):
+            self.self_attention = nn.ModuleDict(
+                {m: SelfAttention(embed, num_heads, attn_dropout) for m in self.modalities}
+            )
+            streams.append(len(self.self_attention))
+        if fusion in ("cross", "cross_self"):
+            self.cross_attention = nn.ModuleDict(
+                {
+                    f"{s}2{t}": CrossModalAttention(embed, num_heads, attn_dropout)
+                    for s, t in cross_pairs(self.modalities)
+                }
+            )
+            streams.append(len(self.cross_attention))
+        self.pool = POOLINGS[pooling]()
+        in_features = sum(self.pool.out_features(k, embed) for k in streams)
+        self.classifier = Classifier(in_features, classifier_hidden, num_classes)
+
+    def encode(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """{m: [B, T_m, D_m]} -> {m: e_m [B, T'_m, E]}."""
+        return {m: self.encoders[m](batch[m]) for m in self.modalities}
+
+    def attend(self, encoded: Mapping[str, Tensor]) -> list[Tensor]:
+        """Temporal averages of every attention output, one [B, K, E] stack per set."""
+        sets = []
+        if self.self_attention is not None:
+            sets.append(
+                torch.stack(
+                    [
+                        temporal_average(self.self_attention[m](encoded[m]))
+                        for m in self.modalities
+                    ],
+                    dim=1,
+                )
+            )
+        if self.cross_attention is not None:
+            sets.append(
+                torch.stack(
+                    [
+                        temporal_average(self.cross_attention[f"{s}2{t}"](encoded[t], encoded[s]))
+                        for s, t in cross_pairs(self.modalities)
+                    ],
+                    dim=1,
+                )
+            )
+        return sets
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        pooled = torch.cat([self.pool(s) for s in self.attend(self.encode(batch))], dim=-1)
+        return self.classifier(pooled)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

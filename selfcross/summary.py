@@ -1,0 +1,54 @@
+"""Print a model's layers and trainable parameter count, from the configuration alone.
+
+    python -m selfcross.summary model=cross modality=TVA data.preset=paper
+
+Takes the same overrides as ``selfcross.run``; reads and generates no data. The last line is
+one JSON object with ``n_params`` (trainable parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from lightning.pytorch.utilities.model_summary import ModelSummary
+
+from selfcross.config import compose, user_errors, validate
+
+
+def summarize(overrides: list[str]) -> dict:
+    from selfcross.run import build_module
+
+    cfg = compose([*overrides, "paths.output_dir=."])
+    validate(cfg, need_data=False)
+    module = build_module(cfg)
+    print(ModelSummary(module, max_depth=4))
+    network = module.network
+    per_part = {
+        name: sum(p.numel() for p in part.parameters() if p.requires_grad)
+        for name, part in network.named_children()
+    }
+    info = {
+        "model": cfg.model.name,
+        "modality": cfg.modality.name,
+        "data": cfg.data.name,
+        "preset": cfg.data.get("preset"),
+        "shapes": {m: dict(cfg.data.shapes[m]) for m in network.modalities},
+        "parts": per_part,
+        "n_params": sum(per_part.values()),
+    }
+    print(json.dumps(info))
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        return
+    with user_errors():
+        summarize(args)
+
+
+if __name__ == "__main__":
+    main()

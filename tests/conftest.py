@@ -1,0 +1,66 @@
+"""Shared fixtures: configs composed from the real conf/, forced to CPU, no logger, tmp paths."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfcross.config import compose
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Paper shapes, written out here independently of conf/ so that a config change that alters the
+# architecture fails the parameter-count tests.
+PAPER_SHAPES = {
+    "T": {"seq_len": 128, "feat_dim": 300, "conv_out": None},
+    "V": {"seq_len": 32, "feat_dim": 2048, "conv_out": 25},
+    "A": {"seq_len": 1000, "feat_dim": 120, "conv_out": 500},
+}
+SMALL_SHAPES = {
+    "T": {"seq_len": 7, "feat_dim": 11, "conv_out": None},
+    "V": {"seq_len": 6, "feat_dim": 13, "conv_out": 4},
+    "A": {"seq_len": 10, "feat_dim": 9, "conv_out": 5},
+}
+
+
+def base_overrides(tmp: Path) -> list[str]:
+    return [
+        f"paths.output_dir={tmp / 'out'}",
+        f"paths.data_dir={tmp / 'data'}",
+        "logger=none",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """compose(overrides) with outputs and data under tmp_path."""
+
+    def factory(*overrides: str):
+        return compose([*base_overrides(tmp_path), *overrides])
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One synthetic data directory shared by the whole session (generated on demand)."""
+    return tmp_path_factory.mktemp("data")
+
+
+def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: int = 600):
+    """Run ``python -m module args`` as a user would; returns the CompletedProcess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,161 @@
+"""The fold reader on hand-written folds: round trip, dropping, standardisation, text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from selfcross.data import FoldReader, IemocapDataModule, ReaderOptions
+from selfcross.errors import ConfigError, DataError
+from tests.foldkit import SHAPES, SIZES, make_fold
+
+
+@pytest.fixture
+def fold(tmp_path):
+    return tmp_path / "fold01", make_fold(tmp_path / "fold01")
+
+
+def read(directory, **kw):
+    return FoldReader(directory, ReaderOptions(shapes=SHAPES, **kw)).load()
+
+
+def test_round_trip_without_dropping_or_standardising(fold):
+    directory, arrays = fold
+    data = read(directory, drop_zero_video=False, audio_standardize="none")
+    for split, n in SIZES.items():
+        s = data.splits[split]
+        assert len(s) == n and s.n_dropped == 0
+        np.testing.assert_array_equal(s.labels, arrays[f"{split}_label"])
+        np.testing.assert_array_equal(s.features["A"], arrays[f"{split}_audio_mfcc"])
+        np.testing.assert_array_equal(s.features["V"], arrays[f"{split}_video"])
+        np.testing.assert_array_equal(s.features["T"], arrays[f"{split}_nlp_trans"])
+        assert s.features["A"].dtype == np.float32 and s.features["A"].flags.c_contiguous
+    np.testing.assert_array_equal(data.embedding, arrays["W_embedding"])
+
+
+def test_zero_length_videos_are_dropped_from_every_split(fold):
+    directory, arrays = fold
+    data = read(directory, audio_standardize="none")
+    for split in SIZES:
+        keep = arrays[f"{split}_video_seqN"] > 0
+        s = data.splits[split]
+        assert s.n_dropped == int((~keep).sum()) > 0
+        np.testing.assert_array_equal(s.labels, arrays[f"{split}_label"][keep])
+        np.testing.assert_array_equal(s.features["A"], arrays[f"{split}_audio_mfcc"][keep])
+        np.testing.assert_array_equal(s.lengths["V"], arrays[f"{split}_video_seqN"][keep])
+
+
+def test_dropping_applies_to_every_modality_subset(fold):
+    directory, arrays = fold
+    data = read(directory, modalities=("A",), audio_standardize="none")
+    keep = arrays["test_video_seqN"] > 0
+    assert set(data.splits["test"].features) == {"A"}
+    np.testing.assert_array_equal(data.splits["test"].labels, arrays["test_label"][keep])
+
+
+def test_audio_standardised_with_train_statistics_over_valid_frames(fold):
+    directory, arrays = fold
+    data = read(directory, drop_zero_video=False)
+    audio, lens = arrays["train_audio_mfcc"], arrays["train_audio_seqN"]
+    valid = np.concatenate([audio[i, : lens[i]] for i in range(len(audio))]).astype(np.float64)
+    mean, std = valid.mean(axis=0), valid.std(axis=0)
+    np.testing.assert_allclose(data.audio_mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(data.audio_std, std, rtol=1e-5)
+    for split in SIZES:
+        raw, n = arrays[f"{split}_audio_mfcc"], arrays[f"{split}_audio_seqN"]
+        got = data.splits[split].features["A"]
+        for i in range(len(raw)):
+            np.testing.assert_allclose(got[i, : n[i]], (raw[i, : n[i]] - mean) / std, atol=1e-5)
+            assert not got[i, n[i] :].any()  # padding stays at zero (the standardised mean)
+    # Standardised train frames have zero mean and unit variance; dev/test use the same
+    # transform, so theirs do not in general.
+    tr = data.splits["train"]
+    frames = np.concatenate([tr.features["A"][i, : lens[i]] for i in range(len(lens))])
+    np.testing.assert_allclose(frames.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(frames.std(axis=0), 1, atol=1e-5)
+
+
+def test_dev_and_test_do_not_influence_the_statistics(tmp_path, fold):
+    directory, _ = fold
+    before = read(directory, drop_zero_video=False)
+    np.save(directory / "test_audio_mfcc.npy", np.full((14, 8, 2), 1e3, np.float32))
+    after = read(directory, drop_zero_video=False)
+    np.testing.assert_array_equal(before.audio_mean, after.audio_mean)
+    np.testing.assert_array_equal(before.audio_std, after.audio_std)
+
+
+def test_frame_feature_standardisation_is_per_position(fold):
+    directory, arrays = fold
+    data = read(directory, drop_zero_video=False, audio_standardize="frame_feature")
+    raw = arrays["train_audio_mfcc"].astype(np.float64)
+    mean, std = raw.mean(axis=0), raw.std(axis=0)
+    std = np.where(std < 1e-8, 1.0, std)
+    np.testing.assert_allclose(data.audio_mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(
+        data.splits["dev"].features["A"], (arrays["dev_audio_mfcc"] - mean) / std, atol=1e-4
+    )
+
+
+def test_dense_text_file_is_accepted_and_equals_the_lookup(fold):
+    directory, arrays = fold
+    emb = arrays["W_embedding"]
+    for split in SIZES:
+        np.save(directory / f"{split}_text.npy", emb[arrays[f"{split}_nlp_trans"]])
+    dense = read(directory, text_source="dense", audio_standardize="none")
+    ids = read(directory, text_source="ids", audio_standardize="none")
+    assert dense.embedding is None
+    looked_up = torch.nn.functional.embedding(
+        torch.from_numpy(ids.splits["dev"].features["T"]), torch.from_numpy(ids.embedding)
+    )
+    np.testing.assert_allclose(dense.splits["dev"].features["T"], looked_up.numpy())
+
+
+def test_auto_text_source_uses_dense_file_when_ids_are_absent(fold):
+    directory, arrays = fold
+    for split in SIZES:
+        np.save(
+            directory / f"{split}_text.npy", arrays["W_embedding"][arrays[f"{split}_nlp_trans"]]
+        )
+        (directory / f"{split}_nlp_trans.npy").unlink()
+    data = read(directory, audio_standardize="none")
+    assert data.splits["train"].features["T"].shape[1:] == (6, 5)
+
+
+def test_datamodule_batches_hold_glove_vectors_and_labels(fold):
+    directory, arrays = fold
+    dm = IemocapDataModule(root=str(directory.parent), fold=1, shapes=SHAPES, batch_size=4)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    keep = arrays["dev_video_seqN"] > 0
+    assert batch["T"].shape == (4, 6, 5) and batch["T"].dtype == torch.float32
+    assert batch["V"].shape == (4, 4, 3) and batch["A"].shape == (4, 8, 2)
+    first_ids = arrays["dev_nlp_trans"][keep][0]
+    np.testing.assert_allclose(batch["T"][0].numpy(), arrays["W_embedding"][first_ids])
+    assert batch["label"].tolist() == arrays["dev_label"][keep][:4].tolist()
+    assert sum(len(b["label"]) for b in dm.train_dataloader()) == int(
+        (arrays["train_video_seqN"] > 0).sum()
+    )
+    assert dm.summary()["dev"]["dropped_no_video"] == int((~keep).sum())
+
+
+def test_fingerprint_changes_with_the_files(fold):
+    directory, _ = fold
+    first = read(directory).fingerprint
+    assert read(directory).fingerprint == first
+    np.save(directory / "dev_label.npy", np.zeros(8, dtype=np.int64))
+    with pytest.raises(DataError):
+        read(directory)  # dev now disagrees on N; fix it and the hash differs
+    for stem in ("audio_mfcc", "audio_seqN", "video", "video_seqN", "nlp_trans"):
+        a = np.load(directory / f"dev_{stem}.npy")
+        np.save(directory / f"dev_{stem}.npy", np.concatenate([a, a[:1]]))
+    assert read(directory).fingerprint != first
+
+
+def test_datamodule_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="1..5"):
+        IemocapDataModule(root=str(tmp_path), fold=6)
+    with pytest.raises(ConfigError, match="subset"):
+        IemocapDataModule(root=str(tmp_path), modalities=["X"])
+    with pytest.raises(ConfigError, match="names"):
+        IemocapDataModule(root=str(tmp_path), num_classes=4)

@@ -1,0 +1,89 @@
+"""WA and UWA with the paper's names, on hand-made predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from selfcross.metrics import (
+    confusion_matrix,
+    per_class_recall,
+    report_metric,
+    scalar_metrics,
+    unweighted_accuracy,
+    weighted_accuracy,
+)
+
+
+def torch_values(y_true, y_pred, c):
+    m = scalar_metrics(c)
+    m.update(torch.tensor(y_pred), torch.tensor(y_true))
+    return {k: float(v) for k, v in m.compute().items()}
+
+
+def test_balanced_case_wa_equals_uwa():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 2, 0]
+    assert unweighted_accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+    assert weighted_accuracy(y_true, y_pred) == pytest.approx((0.5 + 1 + 0.5) / 3)
+    v = torch_values(y_true, y_pred, 3)
+    assert v["uwa"] == pytest.approx(4 / 6) and v["wa"] == pytest.approx(4 / 6)
+
+
+def test_imbalanced_case_wa_is_mean_recall_and_below_uwa():
+    # 8 of class 0 (all right), 2 of class 1 (all wrong): plain accuracy 0.8, mean recall 0.5.
+    y_true = [0] * 8 + [1] * 2
+    y_pred = [0] * 10
+    assert unweighted_accuracy(y_true, y_pred) == pytest.approx(0.8)
+    assert weighted_accuracy(y_true, y_pred) == pytest.approx(0.5)
+    v = torch_values(y_true, y_pred, 2)
+    assert v["uwa"] == pytest.approx(0.8)  # the paper's UWA: plain accuracy
+    assert v["wa"] == pytest.approx(0.5)  # the paper's WA: balanced accuracy
+
+
+def test_wa_weights_each_utterance_by_one_over_its_class_size():
+    y_true = np.array([0, 0, 0, 1, 2, 2])
+    y_pred = np.array([0, 1, 0, 1, 0, 2])
+    weights = 1.0 / np.bincount(y_true)[y_true]
+    by_weights = ((y_true == y_pred) * weights).sum() / weights.sum()
+    assert weighted_accuracy(y_true, y_pred) == pytest.approx(by_weights)
+    assert torch_values(y_true, y_pred, 3)["wa"] == pytest.approx(by_weights)
+
+
+def test_seven_classes_torchmetrics_agree_with_numpy():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 7, 500)
+    y_pred = np.where(rng.random(500) < 0.6, y_true, rng.integers(0, 7, 500))
+    v = torch_values(y_true, y_pred, 7)
+    assert v["wa"] == pytest.approx(weighted_accuracy(y_true, y_pred, 7), abs=1e-6)
+    assert v["uwa"] == pytest.approx(unweighted_accuracy(y_true, y_pred), abs=1e-6)
+
+
+def test_class_absent_from_targets_is_left_out_of_wa():
+    # Class 2 never occurs but is predicted once: WA averages the recalls of classes 0 and 1.
+    y_true = [0, 0, 1, 1]
+    y_pred = [0, 2, 1, 1]
+    assert weighted_accuracy(y_true, y_pred, 3) == pytest.approx((0.5 + 1.0) / 2)
+    assert torch_values(y_true, y_pred, 3)["wa"] == pytest.approx((0.5 + 1.0) / 2)
+    assert per_class_recall(torch.tensor(confusion_matrix(y_true, y_pred, 3)))[2].isnan()
+
+
+def test_wa_accumulates_over_batches():
+    m = scalar_metrics(3)["wa"]
+    m.update(torch.tensor([0, 0]), torch.tensor([0, 1]))
+    m.update(torch.tensor([1, 2, 2]), torch.tensor([1, 1, 2]))
+    # class 0: 1/1, class 1: 1/3, class 2: 1/1
+    assert float(m.compute()) == pytest.approx((1 + 1 / 3 + 1) / 3)
+
+
+def test_report_recall_and_confusion():
+    y_true = [0, 0, 1, 2, 2, 2]
+    y_pred = [0, 1, 1, 2, 0, 2]
+    m = report_metric(3)
+    m.update(torch.tensor(y_pred), torch.tensor(y_true))
+    confusion = m.compute()
+    expected = [[1, 1, 0], [0, 1, 0], [1, 0, 2]]  # rows true, columns predicted
+    assert confusion.tolist() == expected
+    assert per_class_recall(confusion).tolist() == pytest.approx([0.5, 1.0, 2 / 3])
+    assert confusion_matrix(y_true, y_pred, 3).tolist() == expected

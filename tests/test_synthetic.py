@@ -1,0 +1,121 @@
+"""The synthetic generator: exact format, determinism, caching, class proportions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from selfcross.data import FoldReader, ReaderOptions, SyntheticSpec, ensure_synthetic
+from selfcross.data.synthetic import IEMOCAP_CLASS_COUNTS, class_counts
+
+SHAPES = {
+    "T": {"seq_len": 8, "feat_dim": 16},
+    "V": {"seq_len": 5, "feat_dim": 24},
+    "A": {"seq_len": 12, "feat_dim": 20},
+}
+SPEC = SyntheticSpec(n_utterances=400, shapes=SHAPES, vocab_size=60)
+STEMS = {  # file stem -> (shape after N, integer?)
+    "audio_mfcc": ((12, 20), False),
+    "audio_seqN": ((), True),
+    "audio_prosody": ((35,), False),
+    "video": ((5, 24), False),
+    "video_seqN": ((), True),
+    "nlp_trans": ((8,), True),
+    "label": ((), True),
+}
+
+
+def test_writes_exactly_the_processed_format(tmp_path):
+    root = ensure_synthetic(tmp_path, [2], SPEC)
+    fold = root / "fold02"
+    names = sorted(p.name for p in fold.iterdir())
+    expected = sorted(
+        [f"{s}_{stem}.npy" for s in ("train", "dev", "test") for stem in STEMS]
+        + ["W_embedding.npy"]
+    )
+    assert names == expected
+    total = 0
+    for split in ("train", "dev", "test"):
+        n = None
+        for stem, (shape, integer) in STEMS.items():
+            a = np.load(fold / f"{split}_{stem}.npy", allow_pickle=False)
+            n = a.shape[0] if n is None else n
+            assert a.shape == (n, *shape), (split, stem)
+            assert np.issubdtype(a.dtype, np.integer if integer else np.floating)
+        total += n
+        lens = np.load(fold / f"{split}_audio_seqN.npy")
+        audio = np.load(fold / f"{split}_audio_mfcc.npy")
+        assert lens.min() >= 1 and lens.max() <= 12
+        for i in range(n):  # zero padding after the valid length
+            assert not audio[i, lens[i] :].any() and audio[i, lens[i] - 1].any()
+        ids = np.load(fold / f"{split}_nlp_trans.npy")
+        assert ids.min() >= 0 and ids.max() < 60
+    assert total == 400
+    emb = np.load(fold / "W_embedding.npy")
+    assert emb.shape == (60, 16) and not emb[0].any()
+    assert not (root / "fold01").exists()  # only the requested folds
+
+
+def test_class_proportions_follow_iemocap():
+    counts = class_counts(7487)
+    assert counts.tolist() == list(IEMOCAP_CLASS_COUNTS)
+    small = class_counts(2000)
+    assert small.sum() == 2000
+    np.testing.assert_allclose(small / 2000, np.array(IEMOCAP_CLASS_COUNTS) / 7487, atol=1e-3)
+
+
+def test_deterministic_and_folds_repartition_the_same_utterances(tmp_path):
+    a = ensure_synthetic(tmp_path / "a", [1, 3], SPEC)
+    b = ensure_synthetic(tmp_path / "b", [3], SPEC)
+    for name in ("train_audio_mfcc.npy", "test_nlp_trans.npy", "dev_label.npy"):
+        assert (a / "fold03" / name).read_bytes() == (b / "fold03" / name).read_bytes()
+
+    # The same 400 utterances in both folds, split differently.
+    def all_labels(fold):
+        return np.concatenate(
+            [np.load(a / fold / f"{s}_label.npy") for s in ("train", "dev", "test")]
+        )
+
+    assert sorted(all_labels("fold01")) == sorted(all_labels("fold03"))
+    assert not np.array_equal(
+        np.load(a / "fold01/test_label.npy"), np.load(a / "fold03/test_label.npy")
+    )
+
+
+def test_cached_until_parameters_change(tmp_path):
+    root = ensure_synthetic(tmp_path, [1], SPEC)
+    marker = root / "fold01" / "train_label.npy"
+    stamp = marker.stat().st_mtime_ns
+    ensure_synthetic(tmp_path, [1], SPEC)
+    assert marker.stat().st_mtime_ns == stamp  # reused
+    changed = SyntheticSpec(n_utterances=300, shapes=SHAPES, vocab_size=60)
+    ensure_synthetic(tmp_path, [1], changed)
+    n = sum(len(np.load(root / "fold01" / f"{s}_label.npy")) for s in ("train", "dev", "test"))
+    assert n == 300
+
+
+def test_some_videos_are_empty_and_every_split_has_every_class(tmp_path):
+    root = ensure_synthetic(tmp_path, [1], SyntheticSpec(n_utterances=2000, shapes=SHAPES))
+    data = FoldReader(root / "fold01", ReaderOptions()).load()
+    dropped = sum(s.n_dropped for s in data.splits.values())
+    assert 0.01 * 2000 < dropped < 0.06 * 2000
+    for split in data.splits.values():
+        assert set(split.labels.tolist()) == set(range(7))
+    sizes = {k: len(v) + v.n_dropped for k, v in data.splits.items()}
+    assert sizes["train"] / 2000 == pytest.approx(0.8, abs=0.01)
+    assert sizes["dev"] / 2000 == pytest.approx(0.05, abs=0.01)
+    assert sizes["test"] / 2000 == pytest.approx(0.15, abs=0.01)
+
+
+def test_interrupted_generation_leaves_no_fold(tmp_path, monkeypatch):
+    import selfcross.data.synthetic as synthetic
+
+    def broken(directory, spec, fold):
+        (directory / "train_label.npy").write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synthetic, "_write_fold", broken)
+    with pytest.raises(RuntimeError):
+        ensure_synthetic(tmp_path, [1], SPEC)
+    assert not (tmp_path / "fold01").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fold")] == []

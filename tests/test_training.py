@@ -1,0 +1,72 @@
+"""Training on synthetic data: the loss falls and accuracy beats chance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfcross.run import RESULT_FILE, train_and_test
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    from selfcross.config import compose
+    from tests.conftest import base_overrides
+
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = compose(
+        [
+            *base_overrides(tmp),
+            f"paths.data_dir={data_dir}",
+            "model=self",
+            "modality=TVA",
+            "trainer.max_epochs=5",
+            "callbacks.early_stopping.patience=5",
+        ]
+    )
+    return cfg, train_and_test(cfg)
+
+
+def test_loss_falls_and_accuracy_beats_chance(trained):
+    cfg, result = trained
+    history = result["history"]
+    assert len(history) == 5
+    assert history[-1]["train/loss"] < 0.8 * history[0]["train/loss"]
+    chance = result["majority_rate"]
+    assert 0.2 < chance < 0.3
+    assert max(h["val/uwa"] for h in history) > chance + 0.15
+    assert result["test_uwa"] > chance + 0.15
+    assert result["test_wa"] > 1 / 7 + 0.15  # WA's chance level is 1/7
+
+
+def test_best_checkpoint_is_the_one_tested(trained):
+    cfg, result = trained
+    history = result["history"]
+    best = max(range(len(history)), key=lambda i: (history[i]["val/uwa"], -i))
+    assert result["best_epoch"] == history[best]["epoch"]
+    assert result["val_uwa"] == history[best]["val/uwa"]
+    confusion = result["confusion"]
+    n_test = result["data"]["splits"]["test"]["n"]
+    assert sum(map(sum, confusion)) == n_test
+    assert result["test_uwa"] == pytest.approx(sum(confusion[i][i] for i in range(7)) / n_test)
+
+
+def test_result_file_is_complete(trained):
+    cfg, result = trained
+    on_disk = json.loads((cfg_path(cfg) / RESULT_FILE).read_text())
+    for key in ("model", "modality", "fold", "seed", "test_wa", "test_uwa", "val_wa", "val_uwa",
+                "best_epoch", "n_params", "confusion", "class_names", "data",
+                "train_seconds"):  # fmt: skip
+        assert key in on_disk, key
+    assert on_disk["model"] == "self" and on_disk["modality"] == "TVA"
+    assert on_disk["fold"] == 1 and on_disk["seed"] == 1
+    assert on_disk["data"]["name"] == "synthetic" and on_disk["data"]["preset"] == "small"
+    assert len(on_disk["confusion"]) == 7 and all(len(r) == 7 for r in on_disk["confusion"])
+    assert on_disk["config"]["model"]["network"]["fusion"] == "self"
+
+
+def cfg_path(cfg):
+    from pathlib import Path
+
+    return Path(cfg.paths.output_dir)
