@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from selfcross.errors import ConfigError, SelfcrossError
+from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 from selfcross.models.networks import check_fusion
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -63,11 +63,22 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
         raise ConfigError(f"{key} is not set{hint}") from None
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a user-fixable error into one line on stderr and exit status 2.
+    """Turn a user-fixable error into one line on stderr and its exit status (2 by default).
 
-    ``HYDRA_FULL_ERROR=1`` keeps the traceback, as it does for Hydra's own errors.
+    In a sweep job the line is logged and the job fails with :class:`JobFailed`, which the
+    sweeper reports while the other jobs go on; an interrupted job stops the whole sweep.
+    Unexpected errors keep their traceback in the job's log. ``HYDRA_FULL_ERROR=1`` keeps
+    every traceback.
     """
     try:
         yield
@@ -77,8 +88,15 @@ def user_errors() -> Iterator[None]:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         if isinstance(err, OmegaConfBaseException):
             message = f"configuration: {message}"
+        if in_multirun() and not isinstance(err, Interrupted):
+            log.error(message)
+            raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
+    except Exception:
+        if in_multirun():
+            log.exception("The job failed")
+        raise
 
 
 def resolved(cfg: DictConfig) -> dict:

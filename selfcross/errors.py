@@ -18,3 +18,13 @@ class DataError(SelfcrossError):
 
 class ConfigError(SelfcrossError):
     """A configuration that cannot describe a valid experiment."""
+
+
+class Interrupted(SelfcrossError):
+    """Training was stopped by a signal; the run resumes from its last epoch when restarted."""
+
+    exit_code = 143
+
+
+class JobFailed(Exception):
+    """A sweep job's one-line error, handed to the sweeper (which reports it and goes on)."""

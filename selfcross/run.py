@@ -4,7 +4,8 @@
     python -m selfcross.run model=cross modality=TV fold=3 seed=7
     python -m selfcross.run -m modality=TV,TA,VA,TVA model=self,cross   # a sweep
 
-Every run writes ``result.json`` into its output directory.
+Every run writes ``result.json`` into its output directory. A run whose ``result.json`` exists
+for the same configuration is skipped; one that was interrupted resumes from its last epoch.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 import selfcross
+from selfcross import resume, tracking
 from selfcross.config import CONFIG_DIR, resolved, user_errors, validate
+from selfcross.errors import Interrupted
+from selfcross.gpus import job_gpu
 from selfcross.models import EmotionRecognizer, count_parameters
+from selfcross.resume import RESULT_FILE
 from selfcross.utils.io import git_commit, write_json_atomic
 
 log = logging.getLogger("selfcross")
-
-RESULT_FILE = "result.json"
 
 
 def quiet_library_noise() -> None:
@@ -54,10 +58,17 @@ def build_module(cfg: DictConfig) -> EmotionRecognizer:
     )
 
 
-def build_trainer(cfg: DictConfig) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+def build_loggers(cfg: DictConfig) -> list:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return [lg for lg in loggers if lg is not None]
+
+
+def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    overrides = {}
+    if gpu is not None and torch.cuda.is_available():
+        overrides = {"accelerator": "gpu", "devices": [gpu]}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
 def _best_epoch(checkpoint_path: str) -> int:
@@ -67,31 +78,78 @@ def _best_epoch(checkpoint_path: str) -> int:
 
 
 def train_and_test(cfg: DictConfig) -> dict:
+    """One experiment; returns its result (also written to ``result.json``)."""
     validate(cfg)
     quiet_library_noise()
     out_dir = Path(cfg.paths.output_dir)
+    digest = resume.config_hash(cfg)
+    if cfg.resume.skip_complete:
+        done = resume.completed_result(out_dir, digest)
+        if done is not None:
+            print(
+                f"already complete, skipped: {out_dir / RESULT_FILE} "
+                f"(test WA {done['test_wa']:.3f}  UWA {done['test_uwa']:.3f})",
+                flush=True,
+            )
+            return {**done, "status": "skipped"}
+    ckpt_path = resume.resume_checkpoint(out_dir, digest) if cfg.resume.from_checkpoint else None
+    resume.mark_checkpoints(out_dir, digest)
+
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-
     datamodule = instantiate(cfg.data)
+    # Data are generated, read and validated before anything else starts (W&B included).
+    datamodule.prepare_data()
+    datamodule.setup("fit")
     module = build_module(cfg)
-    trainer = build_trainer(cfg)
     n_params = count_parameters(module.network)
-    log.info(
-        "Model %s on %s: %d trainable parameters; fold %d, seed %s; output %s",
-        cfg.model.name,
-        cfg.modality.name,
-        n_params,
-        cfg.fold,
-        cfg.seed,
-        out_dir,
+    loggers = build_loggers(cfg)
+    exit_code = 1
+    try:
+        for logger in loggers:
+            logger.log_hyperparams({**resolved(cfg), "n_params": n_params, "config_hash": digest})
+        with job_gpu() as gpu:
+            trainer = build_trainer(cfg, loggers, gpu)
+            result = _fit_and_test(cfg, trainer, datamodule, module, ckpt_path, out_dir)
+        result.update(
+            n_params=n_params,
+            config_hash=digest,
+            gpu_slot=gpu,
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            config=resolved(cfg),
+        )
+        tracking.log_test_report(loggers, result)
+        path = write_json_atomic(out_dir / RESULT_FILE, result)
+        exit_code = 0
+    finally:
+        tracking.finish(loggers, exit_code)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+    resume.prune_checkpoints(out_dir, cfg.resume.keep_checkpoints, best)
+    print(
+        f"test WA {result['test_wa']:.3f}  UWA {result['test_uwa']:.3f}  "
+        f"(majority-class rate {result['majority_rate']:.3f}; {cfg.model.name} "
+        f"{cfg.modality.name}, fold {cfg.fold}, seed {cfg.seed}; best epoch "
+        f"{result['best_epoch']} of {result['epochs']}, {result['train_seconds']:.0f} s)  "
+        f"-> {path}",
+        flush=True,
     )
+    return {**result, "status": "done"}
 
+
+def _fit_and_test(cfg, trainer, datamodule, module, ckpt_path, out_dir) -> dict:
+    if ckpt_path is not None:
+        log.info("Resuming from %s", ckpt_path)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        raise Interrupted(
+            f"interrupted by SIGTERM in epoch {trainer.current_epoch + 1}; rerun the same "
+            f"command to resume from the last finished epoch ({out_dir})"
+        ) from None
     train_seconds = time.perf_counter() - started
     if trainer.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(f"training was interrupted; rerun to resume ({out_dir})")
 
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     started = time.perf_counter()
@@ -109,7 +167,7 @@ def train_and_test(cfg: DictConfig) -> dict:
     class_names = list(cfg.data.class_names)
     data_summary = datamodule.summary()
     counts = data_summary["test"]["class_counts"]
-    result = {
+    return {
         "model": cfg.model.name,
         "modality": cfg.modality.name,
         "fold": cfg.fold,
@@ -126,7 +184,6 @@ def train_and_test(cfg: DictConfig) -> dict:
         "best_epoch": best_epoch,
         "epochs": len(module.history),
         "majority_rate": max(counts) / sum(counts),
-        "n_params": n_params,
         "confusion": test["confusion"],
         "class_names": class_names,
         "data": {
@@ -139,30 +196,20 @@ def train_and_test(cfg: DictConfig) -> dict:
         },
         "train_seconds": round(train_seconds, 2),
         "test_seconds": round(test_seconds, 2),
+        "resumed_from": str(ckpt_path) if ckpt_path else None,
         "device": str(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "version": selfcross.__version__,
         "git_commit": git_commit(CONFIG_DIR.parent),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": module.history,
-        "config": resolved(cfg),
     }
-    path = write_json_atomic(out_dir / RESULT_FILE, result)
-    print(
-        f"test WA {test['wa']:.3f}  UWA {test['uwa']:.3f}  "
-        f"(majority-class rate {result['majority_rate']:.3f}; {cfg.model.name} "
-        f"{cfg.modality.name}, fold {cfg.fold}, seed {cfg.seed}; best epoch {best_epoch} "
-        f"of {result['epochs']}, {train_seconds:.0f} s)  -> {path}",
-        flush=True,
-    )
-    return result
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> dict:
     with user_errors():
         result = train_and_test(cfg)
-    return result["test_uwa"]
+    return {k: result[k] for k in ("status", "test_wa", "test_uwa")}
 
 
 if __name__ == "__main__":

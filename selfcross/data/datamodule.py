@@ -62,6 +62,8 @@ class IemocapDataModule(L.LightningDataModule):
         modalities: any non-empty subset of ``T``, ``V``, ``A``.
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
         synthetic: generator parameters; when given, missing folds are generated under ``root``.
+        name, preset, label: the data source, its synthetic size, and how sweeps name it
+            (recorded, not used for loading).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class IemocapDataModule(L.LightningDataModule):
         synthetic: dict | None = None,
         name: str = "iemocap",
         preset: str | None = None,
+        label: str | None = None,
     ):
         super().__init__()
         if not 1 <= int(fold) <= 5:
@@ -118,6 +121,7 @@ class IemocapDataModule(L.LightningDataModule):
             self.synthetic = SyntheticSpec(shapes=spec_shapes, **synthetic)
         self.name = name
         self.preset = preset
+        self.label = label or name
         self.fold_data: FoldData | None = None
         self.datasets: dict[str, SplitTensors] = {}
 

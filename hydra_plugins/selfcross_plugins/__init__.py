@@ -1,0 +1,1 @@
+"""Hydra plugins of selfcross: the sweep filter and the multi-GPU joblib launcher."""

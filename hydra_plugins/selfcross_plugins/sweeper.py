@@ -1,0 +1,152 @@
+"""The selfcross sweeper: Hydra's basic grid, checked before anything is launched.
+
+On top of Hydra's ``basic`` sweeper it
+
+* composes every job's configuration first and refuses the whole sweep if any job is invalid
+  (e.g. a cross model on one modality), or, with ``skip_invalid: true`` (the paper presets),
+  drops those jobs and says which;
+* does not launch jobs whose ``result.json`` already exists for the same configuration;
+* keeps going when a job fails, and ends with a summary and a non-zero exit if any failed.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelfcrossSweeperConf:
+    _target_: str = "hydra_plugins.selfcross_plugins.sweeper.SelfcrossSweeper"
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    skip_invalid: bool = False
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="selfcross", node=SelfcrossSweeperConf, provider="selfcross"
+)
+
+
+class SweepFailed(HydraException):
+    """Some jobs of the sweep failed; the others completed."""
+
+    exit_code = 1
+
+
+def _exit_with(err: Exception) -> None:
+    """One line on stderr and the error's exit status (a traceback with HYDRA_FULL_ERROR=1)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(getattr(err, "exit_code", 2))
+
+
+def _describe(overrides: list[str]) -> str:
+    return " ".join(o for o in overrides if not o.startswith("hydra."))
+
+
+class SelfcrossSweeper(BasicSweeper):
+    def __init__(
+        self,
+        max_batch_size: int | None = None,
+        params: dict[str, str] | None = None,
+        skip_invalid: bool = False,
+    ):
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.skip_invalid = skip_invalid
+
+    def plan(self, arguments: list[str]) -> tuple[list[list[str]], int, int]:
+        """All valid jobs not yet complete; also how many were invalid and how many complete."""
+        from selfcross.config import validate
+        from selfcross.errors import ConfigError
+        from selfcross.resume import completed_result, config_hash
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = self.split_arguments(overrides, None)[0]
+        todo, invalid, complete = [], [], 0
+        loader = self.hydra_context.config_loader
+        for job in jobs:
+            cfg = loader.load_sweep_config(self.config, list(job))
+            try:
+                validate(cfg)
+            except ConfigError as err:
+                invalid.append((job, str(err)))
+                continue
+            out_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            if completed_result(out_dir, config_hash(cfg)) is not None:
+                complete += 1
+                continue
+            todo.append(list(job))
+        if invalid and not self.skip_invalid:
+            first_job, first_error = invalid[0]
+            raise ConfigError(
+                f"{len(invalid)} of {len(jobs)} jobs are invalid, nothing was launched; "
+                f"first: [{_describe(first_job)}]: {first_error}"
+            )
+        for job, error in invalid:
+            log.info("Skipping an invalid combination [%s]: %s", _describe(job), error)
+        return todo, len(invalid), complete
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from selfcross.errors import SelfcrossError
+
+        assert self.config is not None and self.launcher is not None
+        try:
+            todo, n_invalid, n_complete = self.plan(arguments)
+        except SelfcrossError as err:
+            _exit_with(err)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        log.info(
+            "Sweep %s: %d jobs to run, %d already complete, %d invalid skipped",
+            sweep_dir,
+            len(todo),
+            n_complete,
+            n_invalid,
+        )
+        self.overrides = (
+            list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
+        )
+        returns, failed, job_idx = [], [], 0
+        while self.overrides and not self.is_done():
+            batch = self.get_job_batch()
+            results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            for job, result in zip(batch, results, strict=True):
+                if result.status == JobStatus.FAILED:
+                    error = result._return_value
+                    failed.append((job, str(error).splitlines()[0] if str(error) else repr(error)))
+            job_idx += len(batch)
+            returns.append(results)
+        for job, error in failed:
+            log.error("Failed: [%s]: %s", _describe(job), error)
+        log.info(
+            "Sweep %s finished: %d run, %d failed, %d already complete, %d invalid skipped",
+            sweep_dir,
+            len(todo) - len(failed),
+            len(failed),
+            n_complete,
+            n_invalid,
+        )
+        if failed:
+            _exit_with(
+                SweepFailed(
+                    f"{len(failed)} of {len(todo)} jobs failed (first: "
+                    f"[{_describe(failed[0][0])}]: {failed[0][1]}); rerun the same command to "
+                    "retry them, finished jobs are kept"
+                )
+            )
+        return returns

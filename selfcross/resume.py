@@ -1,0 +1,94 @@
+"""Resumable runs: skip finished work, resume interrupted training, keep the disk small.
+
+A run is identified by the hash of its resolved configuration, leaving out what cannot change
+its numbers (output paths, logger, progress bar, sweep name, launcher). A run directory holding
+a ``result.json`` with the same hash is complete and is skipped; one holding
+``checkpoints/last.ckpt`` written under the same hash resumes from it; anything written under
+another hash is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger("selfcross")
+
+RESULT_FILE = "result.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+HASH_FILE = "checkpoints.hash"
+"""Beside ``checkpoints/``: the configuration hash its checkpoints were written under."""
+NOT_HASHED = ("hydra", "logger", "sweep_name", "resume")
+"""Top-level keys that do not change a run's results."""
+NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A short hash of everything in ``cfg`` that can change a run's results."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(cfg):
+        # Every path derived from the run's own folder resolves to the same placeholder, so the
+        # hash depends on the experiment, not on where it runs.
+        if "paths" in cfg:
+            cfg.paths.output_dir = "<output_dir>"
+        for key in NOT_HASHED:
+            cfg.pop(key, None)
+        for key in NOT_HASHED_TRAINER:
+            if "trainer" in cfg:
+                cfg.trainer.pop(key, None)
+    payload = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def read_result(path: Path) -> dict | None:
+    """A complete result file's contents, or None (absent, unreadable or half-written)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and "test_uwa" in result else None
+
+
+def completed_result(out_dir: Path, digest: str) -> dict | None:
+    """The result of a finished run of this configuration in ``out_dir``, if there is one."""
+    result = read_result(Path(out_dir) / RESULT_FILE)
+    if result is not None and result.get("config_hash") == digest:
+        return result
+    return None
+
+
+def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
+    """``last.ckpt`` of an interrupted run of this configuration; stale checkpoints are removed."""
+    ckpt_dir = Path(out_dir) / CHECKPOINT_DIR
+    if not ckpt_dir.is_dir():
+        return None
+    hash_file = Path(out_dir) / HASH_FILE
+    stored = hash_file.read_text().strip() if hash_file.is_file() else None
+    if stored != digest:
+        log.warning("Removing checkpoints of a different configuration in %s", ckpt_dir)
+        shutil.rmtree(ckpt_dir)
+        return None
+    last = ckpt_dir / LAST_CHECKPOINT
+    return last if last.is_file() else None
+
+
+def mark_checkpoints(out_dir: Path, digest: str) -> None:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / HASH_FILE).write_text(digest + "\n")
+
+
+def prune_checkpoints(out_dir: Path, keep: str, best: str | None) -> None:
+    """After a finished run: ``best`` keeps only the best checkpoint, ``none`` removes all,
+    ``all`` keeps everything (``last.ckpt`` too)."""
+    ckpt_dir = Path(out_dir) / CHECKPOINT_DIR
+    if keep == "all" or not ckpt_dir.is_dir():
+        return
+    for path in ckpt_dir.glob("*.ckpt"):
+        if keep == "none" or best is None or path.resolve() != Path(best).resolve():
+            path.unlink()

@@ -1,0 +1,145 @@
+"""Weights & Biases tracking: offline unless credentials exist, and never fatal.
+
+Every run logs to project ``selfcross`` with group ``<model>-<modality>`` (one group per table
+cell, so W&B shows mean and spread per cell), a name with fold and seed, and a run id derived
+from the run's output folder, so a resumed job continues the same W&B run. W&B files live in the
+run's output folder. If W&B cannot start, the run goes on without it (with a warning) and still
+writes ``result.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import netrc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+log = logging.getLogger("selfcross")
+
+MODES = ("online", "offline", "disabled")
+
+
+def has_credentials() -> bool:
+    """Whether a W&B API key is configured (environment or ~/.netrc), without asking anyone."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str | None) -> str:
+    """``logger.mode`` if set, else ``WANDB_MODE``, else online with credentials, else offline."""
+    chosen = mode or os.environ.get("WANDB_MODE") or ("online" if has_credentials() else "offline")
+    if chosen in ("dryrun", "offline"):
+        return "offline"
+    if chosen not in MODES:
+        raise ValueError(f"logger.wandb.mode={chosen!r}: expected one of {', '.join(MODES)}")
+    return chosen
+
+
+def run_id(save_dir: str | Path, name: str) -> str:
+    """A W&B run id stable for one output folder: the same job resumed keeps its run."""
+    digest = hashlib.sha1(str(Path(save_dir).resolve()).encode()).hexdigest()[:10]
+    return f"{name[:50]}-{digest}"
+
+
+def make_wandb_logger(
+    project: str,
+    save_dir: str,
+    name: str,
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    entity: str | None = None,
+    mode: str | None = None,
+    job_type: str = "train",
+):
+    """A started ``WandbLogger``, or None (with a warning) if W&B cannot start."""
+    try:
+        chosen = resolve_mode(mode)
+    except ValueError as err:
+        from selfcross.errors import ConfigError
+
+        raise ConfigError(str(err)) from None
+    if chosen == "disabled":
+        return None
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        logger = WandbLogger(
+            project=project,
+            entity=entity,
+            name=name,
+            group=group,
+            tags=list(tags),
+            id=run_id(save_dir, name),
+            resume="allow",
+            save_dir=save_dir,
+            mode=chosen,
+            job_type=job_type,
+            settings=_settings(),
+        )
+        logger.experiment  # noqa: B018 -- start now, so a failure shows here, not mid-training
+    except Exception as err:  # W&B must never cost a run
+        log.warning("W&B could not start (%s); continuing without it", str(err).splitlines()[0])
+        return None
+    log.info("W&B run %s (%s) in %s", logger.experiment.id, chosen, save_dir)
+    return logger
+
+
+def _settings():
+    import wandb
+
+    # No console capture (Lightning's progress bar would fill the log) and no prompts.
+    return wandb.Settings(console="off", silent=True)
+
+
+def is_wandb(logger) -> bool:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return isinstance(logger, WandbLogger)
+
+
+def log_test_report(loggers, result: dict) -> None:
+    """Summary values and the test confusion matrix as a W&B plot, for each W&B logger."""
+    for logger in loggers:
+        if not is_wandb(logger):
+            continue
+        try:
+            import wandb
+
+            run = logger.experiment
+            for key in ("n_params", "best_epoch", "epochs", "test_wa", "test_uwa", "test_f1"):
+                run.summary[key] = result[key]
+            names = result["class_names"]
+            y_true, y_pred = [], []
+            for i, row in enumerate(result["confusion"]):
+                for j, count in enumerate(row):
+                    y_true += [i] * count
+                    y_pred += [j] * count
+            run.log(
+                {
+                    "test/confusion_matrix": wandb.plot.confusion_matrix(
+                        y_true=y_true, preds=y_pred, class_names=names, title="Test confusion"
+                    )
+                }
+            )
+        except Exception as err:
+            log.warning("W&B: could not log the test report (%s)", err)
+
+
+def finish(loggers, exit_code: int = 0) -> None:
+    """Close every W&B run (always called, also after a failure)."""
+    for logger in loggers:
+        if is_wandb(logger):
+            try:
+                logger.experiment.finish(exit_code=exit_code)
+            except Exception as err:
+                log.warning("W&B: finishing the run failed (%s)", err)
