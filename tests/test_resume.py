@@ -1,0 +1,127 @@
+"""Nothing lost: skipped finished runs, resumed interrupted ones, reproducible results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from selfcross import resume
+from selfcross.config import compose
+from selfcross.run import train_and_test
+from tests.conftest import REPO, base_overrides
+
+VOLATILE = {"train_seconds", "test_seconds", "finished", "git_commit", "status", "config"}
+"""Timings and provenance; ``config`` differs only in output paths, as config_hash shows."""
+
+
+def tiny(tmp_path, data_dir, *extra):
+    return compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast", *extra])
+
+
+def comparable(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in VOLATILE}
+
+
+def test_two_identical_cpu_runs_give_identical_results(tmp_path, data_dir):
+    a = train_and_test(tiny(tmp_path / "a", data_dir))
+    b = train_and_test(tiny(tmp_path / "b", data_dir))
+    assert a["status"] == b["status"] == "done"
+    assert comparable(a) == comparable(b)
+    assert a["config_hash"] == b["config_hash"]  # the output folder is not part of the hash
+
+
+def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir):
+    first = train_and_test(tiny(tmp_path, data_dir))
+    path = tmp_path / "out" / "result.json"
+    stamp = path.stat().st_mtime_ns
+    again = train_and_test(tiny(tmp_path, data_dir))
+    assert again["status"] == "skipped" and path.stat().st_mtime_ns == stamp
+    assert again["test_uwa"] == first["test_uwa"]
+    changed = train_and_test(tiny(tmp_path, data_dir, "model.optimizer.lr=0.01"))
+    assert changed["status"] == "done" and changed["config_hash"] != first["config_hash"]
+    assert json.loads(path.read_text())["config_hash"] == changed["config_hash"]
+
+
+def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
+    cfg = tiny(tmp_path, data_dir)
+    out = tmp_path / "out"
+    out.mkdir(parents=True)
+    whole = json.dumps({"test_uwa": 0.99, "config_hash": resume.config_hash(cfg)})
+    (out / "result.json").write_text(whole[: len(whole) // 2])  # cut off mid-write
+    assert resume.read_result(out / "result.json") is None
+    result = train_and_test(cfg)
+    assert result["status"] == "done" and result["test_uwa"] != 0.99
+    assert resume.read_result(out / "result.json")["test_uwa"] == result["test_uwa"]
+
+
+def test_only_the_best_checkpoint_is_kept_by_default(tmp_path, data_dir):
+    train_and_test(tiny(tmp_path, data_dir))
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoints").iterdir()) == ["best.ckpt"]
+    train_and_test(tiny(tmp_path / "all", data_dir, "resume.keep_checkpoints=all"))
+    kept = sorted(p.name for p in (tmp_path / "all" / "out" / "checkpoints").iterdir())
+    assert kept == ["best.ckpt", "last.ckpt"]
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"old")
+    resume.mark_checkpoints(out, "aaaa")
+    assert resume.resume_checkpoint(out, "aaaa") == out / "checkpoints" / "last.ckpt"
+    assert resume.resume_checkpoint(out, "bbbb") is None
+    assert not (out / "checkpoints").exists()
+
+
+def _sweep(tmp_path, data_dir):
+    return [sys.executable, "-m", "selfcross.run", "-m", "seed=1,2", "debug=fast",
+            "logger=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=40",
+            "callbacks.early_stopping.patience=100", f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+
+
+def test_sweep_killed_mid_job_resumes_without_redoing_finished_work(tmp_path, data_dir):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    sweep = tmp_path / "sweep"
+    second = sweep / "self" / "TVA" / "fold1" / "seed2"
+    proc = subprocess.Popen(_sweep(tmp_path, data_dir), cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not (second / "checkpoints" / "last.ckpt").exists():  # job 2 has finished an epoch
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, output[-3000:]
+    assert "interrupted by SIGTERM" in output
+    first = sweep / "self" / "TVA" / "fold1" / "seed1" / "result.json"
+    assert first.is_file() and not (second / "result.json").exists()
+    stamp = first.stat().st_mtime_ns
+
+    rerun = subprocess.run(_sweep(tmp_path, data_dir), cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=900)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "1 jobs to run, 1 already complete" in rerun.stdout + rerun.stderr
+    assert first.stat().st_mtime_ns == stamp  # the finished job was not redone
+    results = sorted(sweep.rglob("result.json"))
+    assert results == [first, second / "result.json"]
+    resumed = json.loads((second / "result.json").read_text())
+    assert resumed["resumed_from"].endswith("last.ckpt")
+    assert resumed["epochs"] == 40  # the learning curve continues where it stopped
+    assert [h["epoch"] for h in resumed["history"]] == list(range(1, 41))
+
+
+@pytest.mark.parametrize("keep", ["best", "none"])
+def test_prune_checkpoints(tmp_path, keep):
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    for name in ("best.ckpt", "last.ckpt"):
+        (ckpt / name).write_bytes(b"x")
+    resume.prune_checkpoints(tmp_path, keep, str(ckpt / "best.ckpt"))
+    assert sorted(p.name for p in ckpt.iterdir()) == (["best.ckpt"] if keep == "best" else [])
