@@ -659,6 +659,17 @@ def test_full_error_keeps_the_exception(monkeypatch):
         check.main(["model=foo"])
 
 
+def test_summary_gets_the_same_one_line_error(capsys):
+    from selfcross import summary
+
+    with pytest.raises(SystemExit) as caught:
+        summary.main(["modality=TVX"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: modality=TVX: no such option; choose one of A, T, TA, TV, TVA, V, VA"
+    )
+
+
 def test_compose_names_an_unparsable_override():
     with pytest.raises(ConfigError, match=r"^cannot parse 'fold=1=2': mismatched input"):
         compose(["fold=1=2"])

@@ -454,15 +454,19 @@ class FoldReader:
                 f"embedding size {emb.shape[1]} does not match the configured "
                 f"data.shapes.T.feat_dim={shapes['T']['feat_dim']}",
             )
-        out = np.array(emb, dtype=np.float32)  # a private, writable copy
+        with np.errstate(over="ignore"):
+            out = np.array(emb, dtype=np.float32)  # a private, writable copy
         self._vocab = emb.shape[0]
         finite = np.isfinite(out)
         if not finite.all():
             if self.opt.on_nonfinite == "error":
                 row = _first_row(~finite)
+                what = "NaN or infinite values"
+                if np.isfinite(emb[row]).all():
+                    what = "values beyond the float32 range"
                 raise DataError(
                     path,
-                    f"NaN or infinite values, first in row {row} (token id {row}) "
+                    f"{what}, first in row {row} (token id {row}) "
                     "(set data.on_nonfinite=zero to replace them with 0)",
                 )
             self.nonfinite_zeroed[path] = int((~finite).sum())
