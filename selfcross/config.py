@@ -22,12 +22,40 @@ log = logging.getLogger("selfcross")
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """The run configuration for ``overrides``, composed without starting a Hydra job."""
+    """The run configuration for ``overrides``, composed without starting a Hydra job.
+
+    An unknown option or key raises :class:`ConfigError` with a one-line message (Hydra's own
+    spans several lines and lists its search path).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="selfcross"):
-        return hydra_compose(config_name, overrides=list(overrides or []))
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="selfcross"):
+            return hydra_compose(config_name, overrides=list(overrides or []))
+    except MissingConfigException as err:
+        group, _, name = (err.missing_cfg_file or "").rpartition("/")
+        if group and err.options:
+            raise ConfigError(
+                f"{group}={name}: no such option; choose one of {', '.join(err.options)}"
+            ) from None
+        raise ConfigError(_first_paragraph(str(err))) from None
+    except OverrideParseException as err:
+        raise ConfigError(f"cannot parse {err.override!r}: {_first_paragraph(str(err))}") from None
+    except HydraException as err:
+        raise ConfigError(_first_paragraph(str(err))) from None
+
+
+def _first_paragraph(text: str) -> str:
+    """Hydra's message up to its search-path listing, as one line."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("Config search path"):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return " ".join(lines)
 
 
 def validate(cfg: DictConfig, need_data: bool = True) -> None:

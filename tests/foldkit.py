@@ -48,3 +48,17 @@ def make_fold(directory: Path, seed: int = 0, sizes=SIZES, shapes=SHAPES) -> dic
     for name, array in arrays.items():
         np.save(directory / f"{name}.npy", array, allow_pickle=False)
     return arrays
+
+
+def shape_overrides(shapes=SHAPES) -> list[str]:
+    """Hydra overrides that set data.shapes to the shapes of make_fold's files."""
+    return [
+        f"data.shapes.{m}.{key}={'null' if value is None else value}"
+        for m, dims in shapes.items()
+        for key, value in dims.items()
+    ]
+
+
+def make_root(root: Path, folds=(1, 2, 3, 4, 5), **kw) -> dict[int, dict]:
+    """make_fold for each fold under ``root`` (fold k uses seed k); returns arrays per fold."""
+    return {k: make_fold(root / f"fold{k:02d}", seed=k, **kw) for k in folds}

@@ -11,8 +11,11 @@ One directory per fold (``fold01`` ... ``fold05``) holding, for each split in
     W_embedding.npy         [V, 300] float
 
 Every array is opened memory-mapped with ``allow_pickle=False`` and checked before use; the
-kept rows of each split are then copied exactly once into a contiguous float32 array. Any
-problem raises :class:`~selfcross.errors.DataError` naming the file.
+kept rows of each split are then copied exactly once into a contiguous float32 array, in blocks
+of bounded size, checking that every value is finite. Any problem raises
+:class:`~selfcross.errors.DataError` whose message is ``<path>: <problem>``.
+
+Ids, labels and lengths may be stored as any integer type, or as floats holding whole numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +36,11 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 EMBEDDING_FILE = "W_embedding.npy"
-COPY_CHUNK = 256
-"""Utterances per block when copying and checking features: bounds the temporary memory."""
+BLOCK_BYTES = 32 * 2**20
+"""Bytes of float32 features per block when copying, checking or scanning: bounds the
+temporary memory (69 paper-size audio utterances)."""
 
-# Per modality: the feature file, its rank, and the file of valid lengths (None: no lengths).
+# Per modality: the feature file, its rank, and the file of valid lengths.
 FEATURE_FILES = {
     "A": ("audio_mfcc", 3, "audio_seqN"),
     "V": ("video", 3, "video_seqN"),
@@ -44,6 +49,8 @@ TEXT_IDS_FILE = "nlp_trans"
 TEXT_DENSE_FILE = "text"
 LABEL_FILE = "label"
 VIDEO_LEN_FILE = "video_seqN"
+NO_PADDED_LENGTH = np.iinfo(np.int32).max
+"""Upper bound for video lengths when neither the video file nor data.shapes gives one."""
 
 AUDIO_STANDARDIZE = ("feature", "frame_feature", "none")
 TEXT_SOURCES = ("auto", "ids", "dense")
@@ -58,26 +65,76 @@ def split_file(directory: Path, split: str, stem: str) -> Path:
     return directory / f"{split}_{stem}.npy"
 
 
+def block_rows(array: np.ndarray, itemsize: int = 4) -> int:
+    """Rows of ``array`` per block so that a block of ``itemsize``-byte values fits BLOCK_BYTES."""
+    row = int(np.prod(array.shape[1:], dtype=np.int64)) * itemsize
+    return max(1, BLOCK_BYTES // max(1, row))
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int] | None:
+    """Shape, dtype and data offset from a ``.npy`` header; None for format versions >= 3.
+
+    Catches what ``np.load`` would misreport: an empty file, a file of another format (which
+    numpy calls "pickled data"), an object dtype and a truncated data section.
+    """
+    with open(path, "rb") as handle:
+        start = handle.read(len(np.lib.format.MAGIC_PREFIX))
+        if not start:
+            raise DataError(path, "is empty (0 bytes), expected a .npy array")
+        if start != np.lib.format.MAGIC_PREFIX:
+            if start.startswith(b"PK"):
+                raise DataError(path, "is a zip archive (.npz?), expected a single .npy array")
+            if start[:1] == b"\x80":
+                raise DataError(path, "is a pickle file, expected a .npy array (never unpickled)")
+            raise DataError(path, f"is not a .npy file (starts with {start!r})")
+        handle.seek(0)
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                return None
+        except (ValueError, EOFError, OSError) as err:
+            raise DataError(path, f"has a corrupt .npy header ({err})") from None
+        return tuple(shape), np.dtype(dtype), handle.tell()
+
+
 def open_array(path: Path) -> np.ndarray:
     """Memory-map one ``.npy`` file, refusing anything that would need pickle."""
-    if not path.is_file():
+    if not path.exists():
         raise DataError(path, "file is missing")
+    if not path.is_file():
+        raise DataError(path, "is not a regular file")
+    header = _npy_header(path)
+    if header is not None:
+        shape, dtype, offset = header
+        if dtype.hasobject:
+            raise DataError(path, "holds Python objects, which would need pickle to load")
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        found = path.stat().st_size - offset
+        if found < expected:
+            raise DataError(
+                path,
+                f"is truncated: its header describes {dtype} {list(shape)} "
+                f"({expected} bytes of data) but it holds {found} bytes",
+            )
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        text = str(err)
-        if "object" in text.lower() or "pickle" in text.lower():
-            raise DataError(
-                path, "holds Python objects, which would need pickle to load"
-            ) from None
-        raise DataError(path, f"not a readable .npy array ({text})") from None
-    except (OSError, EOFError) as err:
-        raise DataError(path, f"cannot be read ({err})") from None
+    except (ValueError, OSError, EOFError) as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(path, f"is not a readable .npy array ({text})") from None
     if not isinstance(array, np.ndarray):
         raise DataError(path, "is not a single .npy array")
     if array.dtype.hasobject:
         raise DataError(path, "holds Python objects, which would need pickle to load")
     return array
+
+
+def _first_row(bad: np.ndarray) -> int:
+    """Index along axis 0 of the first row holding a True."""
+    return int(np.argmax(bad.reshape(len(bad), -1).any(axis=1)))
 
 
 @dataclass
@@ -109,12 +166,50 @@ class FoldData:
     audio_std: np.ndarray | None = None
     fingerprint: str = ""
     """Hash of the used files' names, shapes, dtypes and sizes (not their contents)."""
+    embedding_zeroed: int = 0
 
     def class_counts(self, num_classes: int) -> dict[str, list[int]]:
         return {
             name: np.bincount(split.labels, minlength=num_classes).tolist()
             for name, split in self.splits.items()
         }
+
+
+@dataclass
+class OpenedSplit:
+    """One split's files, opened and checked: features stay memory-mapped, the rest is int64.
+
+    In collecting mode (see :class:`FoldReader`) an entry is absent when its file had a problem.
+    """
+
+    name: str
+    n: int | None = None
+    """Utterances in the split's files (None when no file could give it)."""
+    n_source: Path | None = None
+    """The file ``n`` was taken from: the label file unless it was unusable."""
+    labels: np.ndarray | None = None
+    """[N] int64 class ids."""
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    """Modality -> [N, T, D] memory map; text as token ids is an int64 [N, T] array."""
+    lengths: dict[str, np.ndarray] = field(default_factory=dict)
+    """``A``/``V`` -> [N] int64 valid lengths."""
+    paths: dict[str, Path] = field(default_factory=dict)
+    """Role (``label``, a modality, ``A_len``, ``V_len``) -> file."""
+    keep: np.ndarray | None = None
+    """Rows used: those with video unless data.drop_zero_video is false."""
+
+    @property
+    def n_dropped(self) -> int:
+        return 0 if self.n is None or self.keep is None else self.n - len(self.keep)
+
+
+@dataclass
+class OpenedFold:
+    path: Path
+    text_source: str
+    splits: dict[str, OpenedSplit]
+    embedding: np.ndarray | None
+    """[V, D] float32 copy of W_embedding (text as ids only)."""
 
 
 @dataclass
@@ -126,7 +221,8 @@ class ReaderOptions:
     text_source: str = "auto"
     on_nonfinite: str = "error"
     shapes: dict | None = None
-    """Expected {modality: {seq_len, feat_dim}}; the files must match when given."""
+    """Expected {modality: {seq_len, feat_dim}}; the files must match when given. Without it,
+    the three splits must still agree with one another."""
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
@@ -140,14 +236,40 @@ class ReaderOptions:
 
 
 class FoldReader:
-    """Open, validate and load one fold directory."""
+    """Open, validate and load one fold directory.
 
-    def __init__(self, directory: str | Path, options: ReaderOptions | None = None):
+    By default the first problem raises :class:`DataError`. Given a ``problems`` list, the
+    reader instead records every problem it finds there and goes on with the files that do not
+    depend on the bad one (used by ``selfcross.check``).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        options: ReaderOptions | None = None,
+        problems: list[DataError] | None = None,
+    ):
         self.dir = Path(directory)
         self.opt = options or ReaderOptions()
+        self.problems = problems
+        self.nonfinite_zeroed: dict[Path, int] = {}
+        """File -> NaN/inf values replaced with 0 (data.on_nonfinite=zero)."""
         self._used: dict[Path, np.ndarray] = {}
+        self._source = "ids"
+        self._vocab: int | None = None
+        self._feature_shapes: dict[str, tuple[Path, tuple[int, ...]]] = {}
 
-    # -- opening and checking -------------------------------------------------------------
+    def attempt(self, check: Callable, *args):
+        """Run one check; when collecting, record its problem and return None instead."""
+        try:
+            return check(*args)
+        except DataError as err:
+            if self.problems is None:
+                raise
+            self.problems.append(err)
+            return None
+
+    # -- single files -----------------------------------------------------------------------
     def _open(self, path: Path) -> np.ndarray:
         if path not in self._used:
             self._used[path] = open_array(path)
@@ -163,111 +285,168 @@ class FoldReader:
         return "dense" if dense_present and not ids_present else "ids"
 
     def _expect_shape(self, path: Path, array: np.ndarray, modality: str, rank: int) -> None:
+        """Rank, then sequence length and feature size against data.shapes and other splits."""
         if array.ndim != rank:
             raise DataError(path, f"expected {rank} dimensions, found shape {list(array.shape)}")
-        if rank < 2 or not self.opt.shapes or modality not in self.opt.shapes:
+        if rank < 2:
             return
-        want = self.opt.shapes[modality]
-        got_len = array.shape[1]
-        if got_len != want["seq_len"]:
+        want = (self.opt.shapes or {}).get(modality)
+        if want is not None:
+            got_len = array.shape[1]
+            if got_len != want["seq_len"]:
+                raise DataError(
+                    path,
+                    f"sequence length {got_len} does not match the configured "
+                    f"data.shapes.{modality}.seq_len={want['seq_len']}",
+                )
+            if rank == 3 and array.shape[2] != want["feat_dim"]:
+                raise DataError(
+                    path,
+                    f"feature size {array.shape[2]} does not match the configured "
+                    f"data.shapes.{modality}.feat_dim={want['feat_dim']}",
+                )
+        if 0 in array.shape[1:]:
+            raise DataError(path, f"has an empty dimension, shape {list(array.shape)}")
+        first = self._feature_shapes.setdefault(modality, (path, array.shape[1:]))
+        if first[1] != array.shape[1:]:
             raise DataError(
                 path,
-                f"sequence length {got_len} does not match the configured "
-                f"data.shapes.{modality}.seq_len={want['seq_len']}",
-            )
-        if rank == 3 and array.shape[2] != want["feat_dim"]:
-            raise DataError(
-                path,
-                f"feature size {array.shape[2]} does not match the configured "
-                f"data.shapes.{modality}.feat_dim={want['feat_dim']}",
+                f"shape {list(array.shape)} does not match {first[0].name} "
+                f"{[array.shape[0], *first[1]]} beyond the utterance axis",
             )
 
-    def _check_integer(self, path: Path, array: np.ndarray) -> None:
-        if not np.issubdtype(array.dtype, np.integer):
-            raise DataError(path, f"expected integer values, found dtype {array.dtype}")
-
-    def _check_float(self, path: Path, array: np.ndarray) -> None:
+    def _check_numeric(self, path: Path, array: np.ndarray) -> None:
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise DataError(path, f"expected numeric features, found dtype {array.dtype}")
 
-    def _check_range(self, path: Path, array: np.ndarray, low: int, high: int, what: str):
-        if array.size == 0:
-            return
-        lo, hi = int(array.min()), int(array.max())
-        if lo < low or hi > high:
-            bad = ((array < low) | (array > high)).reshape(len(array), -1).any(axis=1)
-            raise DataError(
-                path,
-                f"{what} must lie in {low}..{high}, found {lo}..{hi} "
-                f"(first at utterance {int(np.argmax(bad))})",
-            )
+    def _integers(
+        self, path: Path, array: np.ndarray, low: int, high: int, what: str, bound: str = ""
+    ) -> np.ndarray:
+        """``array`` as int64 after checking every value is a whole number in low..high.
 
-    def _open_split(self, split: str, text_source: str) -> dict[str, np.ndarray]:
-        """Open and check every file one split needs; return them by role."""
-        arrays: dict[str, np.ndarray] = {}
-        label_path = split_file(self.dir, split, LABEL_FILE)
-        labels = self._open(label_path)
-        if labels.ndim != 1:
-            raise DataError(label_path, f"expected shape [N], found {list(labels.shape)}")
-        self._check_integer(label_path, labels)
-        self._check_range(label_path, labels, 0, self.opt.num_classes - 1, "class ids")
-        arrays["label"] = labels
-        n = labels.shape[0]
-
-        def check_n(path: Path, array: np.ndarray) -> None:
-            if array.shape[0] != n:
+        Floats holding whole numbers are accepted (exactly converted); the range is checked on
+        the stored values, before any conversion can overflow.
+        """
+        if np.issubdtype(array.dtype, np.floating):
+            values = np.asarray(array)
+            bad = ~np.isfinite(values)
+            bad[~bad] = values[~bad] != np.round(values[~bad])
+            if bad.any():
+                row = _first_row(bad)
                 raise DataError(
                     path,
-                    f"has {array.shape[0]} utterances but {label_path.name} has {n}",
+                    f"{what} must be whole numbers, found {float(values[bad][0])} "
+                    f"(dtype {array.dtype}) at utterance {row}",
                 )
+        elif not np.issubdtype(array.dtype, np.integer):
+            raise DataError(path, f"expected integer {what}, found dtype {array.dtype}")
+        if array.size:
+            lo, hi = array.min(), array.max()
+            if lo < low or hi > high:
+                bad = (array < low) | (array > high)
+                raise DataError(
+                    path,
+                    f"{what} must lie in {low}..{high}{bound}, found {int(lo)}..{int(hi)} "
+                    f"(first at utterance {_first_row(bad)})",
+                )
+        return np.asarray(array).astype(np.int64)
 
-        needs_video_len = self.opt.drop_zero_video or "V" in self.opt.modalities
-        for modality, (stem, rank, len_stem) in FEATURE_FILES.items():
-            wanted = modality in self.opt.modalities
-            if not wanted and not (len_stem == VIDEO_LEN_FILE and needs_video_len):
-                continue
-            if wanted:
-                path = split_file(self.dir, split, stem)
-                feats = self._open(path)
-                self._expect_shape(path, feats, modality, rank)
-                self._check_float(path, feats)
-                check_n(path, feats)
-                arrays[modality] = feats
-            len_path = split_file(self.dir, split, len_stem)
-            lengths = self._open(len_path)
-            if lengths.ndim != 1:
-                raise DataError(len_path, f"expected shape [N], found {list(lengths.shape)}")
-            self._check_integer(len_path, lengths)
-            check_n(len_path, lengths)
-            padded = arrays[modality].shape[1] if wanted else np.iinfo(np.int64).max
-            self._check_range(len_path, lengths, 0, padded, "sequence lengths")
-            arrays[f"{modality}_len"] = lengths
+    def _check_n(self, split: OpenedSplit, path: Path, array: np.ndarray) -> None:
+        """Every file of a split has the same number of utterances (the label file's)."""
+        if split.n is None:
+            split.n, split.n_source = array.shape[0], path
+        elif array.shape[0] != split.n:
+            raise DataError(
+                path, f"has {array.shape[0]} utterances but {split.n_source.name} has {split.n}"
+            )
 
-        if "T" in self.opt.modalities:
-            if text_source == "ids":
-                path = split_file(self.dir, split, TEXT_IDS_FILE)
-                ids = self._open(path)
-                self._expect_shape(path, ids, "T", 2)
-                self._check_integer(path, ids)
-                check_n(path, ids)
-                vocab = self._open(self.dir / EMBEDDING_FILE).shape[0]
-                self._check_range(path, ids, 0, vocab - 1, f"token ids (vocabulary of {vocab})")
-                arrays["T"] = ids
+    # -- one split, file by file --------------------------------------------------------------
+    def _labels(self, split: OpenedSplit) -> None:
+        path = split_file(self.dir, split.name, LABEL_FILE)
+        labels = self._open(path)
+        if labels.ndim != 1:
+            raise DataError(path, f"expected shape [N], found {list(labels.shape)}")
+        self._check_n(split, path, labels)
+        split.labels = self._integers(path, labels, 0, self.opt.num_classes - 1, "class ids")
+        split.paths["label"] = path
+
+    def _features(self, split: OpenedSplit, modality: str) -> None:
+        if modality == "T":
+            stem, rank = (TEXT_DENSE_FILE, 3) if self._source == "dense" else (TEXT_IDS_FILE, 2)
+        else:
+            stem, rank, _ = FEATURE_FILES[modality]
+        path = split_file(self.dir, split.name, stem)
+        array = self._open(path)
+        self._expect_shape(path, array, modality, rank)
+        self._check_n(split, path, array)
+        if rank == 2:  # token ids
+            vocab = self._vocab
+            if vocab is None:  # W_embedding is unusable (already reported): check the type only
+                array = self._integers(path, array, 0, np.iinfo(np.int64).max, "token ids")
             else:
-                path = split_file(self.dir, split, TEXT_DENSE_FILE)
-                dense = self._open(path)
-                self._expect_shape(path, dense, "T", 3)
-                self._check_float(path, dense)
-                check_n(path, dense)
-                arrays["T"] = dense
-        return arrays
+                array = self._integers(
+                    path, array, 0, vocab - 1, f"token ids (vocabulary of {vocab})"
+                )
+        else:
+            self._check_numeric(path, array)
+        split.features[modality], split.paths[modality] = array, path
+
+    def _lengths(self, split: OpenedSplit, modality: str) -> None:
+        stem, _, len_stem = FEATURE_FILES[modality]
+        path = split_file(self.dir, split.name, len_stem)
+        lengths = self._open(path)
+        if lengths.ndim != 1:
+            raise DataError(path, f"expected shape [N], found {list(lengths.shape)}")
+        self._check_n(split, path, lengths)
+        if modality in split.features:
+            padded = split.features[modality].shape[1]
+            bound = f" (the padded length of {split.paths[modality].name})"
+        elif modality in (self.opt.shapes or {}):
+            padded = self.opt.shapes[modality]["seq_len"]
+            bound = f" (data.shapes.{modality}.seq_len)"
+        else:
+            padded, bound = NO_PADDED_LENGTH, ""
+        split.lengths[modality] = self._integers(path, lengths, 0, padded, "valid lengths", bound)
+        split.paths[f"{modality}_len"] = path
+
+    def _keep(self, split: OpenedSplit) -> None:
+        """The rows used, and an error when none is left."""
+        path = split_file(self.dir, split.name, LABEL_FILE)
+        if self.opt.drop_zero_video:
+            split.keep = np.flatnonzero(split.lengths["V"] > 0)
+        else:
+            split.keep = np.arange(split.n)
+        if len(split.keep) == 0:
+            raise DataError(
+                path,
+                f"the {split.name} split is empty"
+                + (" after dropping utterances with no video" if split.n else ""),
+            )
+
+    def _open_split(self, name: str) -> OpenedSplit:
+        split = OpenedSplit(name)
+        self.attempt(self._labels, split)
+        for modality in MODALITIES:
+            if modality in self.opt.modalities:
+                self.attempt(self._features, split, modality)
+        need_len = {m for m in self.opt.modalities if m in FEATURE_FILES}
+        if self.opt.drop_zero_video:
+            need_len.add("V")
+        for modality in FEATURE_FILES:
+            if modality in need_len:
+                self.attempt(self._lengths, split, modality)
+        if split.n is not None and (not self.opt.drop_zero_video or "V" in split.lengths):
+            self.attempt(self._keep, split)
+        return split
 
     def _open_embedding(self) -> np.ndarray:
         path = self.dir / EMBEDDING_FILE
         emb = self._open(path)
         if emb.ndim != 2:
             raise DataError(path, f"expected shape [V, D], found {list(emb.shape)}")
-        self._check_float(path, emb)
+        self._check_numeric(path, emb)
+        if emb.shape[0] == 0 or emb.shape[1] == 0:
+            raise DataError(path, f"has an empty dimension, shape {list(emb.shape)}")
         shapes = self.opt.shapes or {}
         if "T" in shapes and emb.shape[1] != shapes["T"]["feat_dim"]:
             raise DataError(
@@ -275,90 +454,133 @@ class FoldReader:
                 f"embedding size {emb.shape[1]} does not match the configured "
                 f"data.shapes.T.feat_dim={shapes['T']['feat_dim']}",
             )
-        out = np.array(emb, dtype=np.float32)  # a private, writable copy
-        if not np.isfinite(out).all():
-            raise DataError(path, "contains NaN or infinite values")
-        return out
-
-    # -- loading --------------------------------------------------------------------------
-    def _copy_rows(self, path: Path, array: np.ndarray, rows: np.ndarray, split: str):
-        """Copy the kept rows into one float32 array, checking every value is finite."""
-        out = np.empty((len(rows), *array.shape[1:]), dtype=np.float32)
-        zeroed = 0
-        for start in range(0, len(rows), COPY_CHUNK):
-            idx = rows[start : start + COPY_CHUNK]
-            block = out[start : start + len(idx)]
-            block[...] = array[idx]
-            finite = np.isfinite(block)
-            if finite.all():
-                continue
+        with np.errstate(over="ignore"):
+            out = np.array(emb, dtype=np.float32)  # a private, writable copy
+        self._vocab = emb.shape[0]
+        finite = np.isfinite(out)
+        if not finite.all():
             if self.opt.on_nonfinite == "error":
-                bad_row = int(idx[np.argmin(finite.reshape(len(idx), -1).all(axis=1))])
+                row = _first_row(~finite)
+                what = "NaN or infinite values"
+                if np.isfinite(emb[row]).all():
+                    what = "values beyond the float32 range"
                 raise DataError(
                     path,
-                    f"NaN or infinite feature values in the {split} split, first at utterance "
-                    f"{bad_row} (set data.on_nonfinite=zero to replace them with 0)",
+                    f"{what}, first in row {row} (token id {row}) "
+                    "(set data.on_nonfinite=zero to replace them with 0)",
                 )
-            zeroed += int((~finite).sum())
-            block[~finite] = 0.0
+            self.nonfinite_zeroed[path] = int((~finite).sum())
+            out[~finite] = 0.0
+        return out
+
+    def open(self) -> OpenedFold:
+        """Open and check every file the options need, without reading the feature values."""
+        if not self.dir.is_dir():
+            raise DataError(self.dir, "fold directory is missing")
+        self._source = self._text_source()
+        self._vocab = None
+        embedding = None
+        if "T" in self.opt.modalities and self._source == "ids":
+            embedding = self.attempt(self._open_embedding)
+        splits = {name: self._open_split(name) for name in SPLITS}
+        return OpenedFold(self.dir, self._source, splits, embedding)
+
+    # -- reading feature values ---------------------------------------------------------------
+    def scan(
+        self, path: Path, array: np.ndarray, rows: np.ndarray, split: str
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(rows, float32 block [b, ...])`` for ``array[rows]``, block by block.
+
+        A NaN or infinite value raises (naming the split and the first bad utterance) or, with
+        ``on_nonfinite=zero``, is replaced with 0 and counted in ``nonfinite_zeroed[path]``.
+        """
+        step = block_rows(array)
+        for start in range(0, len(rows), step):
+            idx = rows[start : start + step]
+            raw = array[idx]
+            with np.errstate(over="ignore"):
+                block = raw.astype(np.float32, copy=False)
+            finite = np.isfinite(block)
+            if not finite.all():
+                if self.opt.on_nonfinite == "error":
+                    first = _first_row(~finite)
+                    what = "NaN or infinite feature values"
+                    if np.isfinite(raw[first]).all():
+                        what = "feature values beyond the float32 range"
+                    raise DataError(
+                        path,
+                        f"{what} in the {split} split, first at utterance {int(idx[first])} "
+                        "(set data.on_nonfinite=zero to replace them with 0)",
+                    )
+                self.nonfinite_zeroed[path] = self.nonfinite_zeroed.get(path, 0) + int(
+                    (~finite).sum()
+                )
+                block[~finite] = 0.0
+            yield idx, block
+
+    def _copy_rows(self, path: Path, array: np.ndarray, rows: np.ndarray, split: str):
+        """The kept rows as one contiguous float32 array; returns it and the values zeroed."""
+        out = np.empty((len(rows), *array.shape[1:]), dtype=np.float32)
+        start = 0
+        for idx, block in self.scan(path, array, rows, split):
+            out[start : start + len(idx)] = block
+            start += len(idx)
+        zeroed = self.nonfinite_zeroed.get(path, 0)
+        if zeroed:
+            log.warning(
+                "%s: replaced %d NaN or infinite values with 0 (data.on_nonfinite=zero)",
+                path,
+                zeroed,
+            )
         return out, zeroed
 
     def load(self) -> FoldData:
-        if not self.dir.is_dir():
-            raise DataError(self.dir, "fold directory is missing")
-        text_source = self._text_source()
-        opened = {split: self._open_split(split, text_source) for split in SPLITS}
-        embedding = None
-        if "T" in self.opt.modalities and text_source == "ids":
-            embedding = self._open_embedding()
-
+        opened = self.open()
         splits: dict[str, SplitData] = {}
-        for split, arrays in opened.items():
-            n = arrays["label"].shape[0]
-            keep = np.arange(n)
-            if self.opt.drop_zero_video:
-                keep = np.flatnonzero(np.asarray(arrays["V_len"]) > 0)
-            if len(keep) == 0:
-                raise DataError(
-                    split_file(self.dir, split, LABEL_FILE),
-                    f"the {split} split is empty"
-                    + (" after dropping utterances with no video" if n else ""),
-                )
-            data = SplitData(
-                features={},
-                labels=np.asarray(arrays["label"])[keep].astype(np.int64),
-                n_dropped=n - len(keep),
-            )
+        for name, s in opened.splits.items():
+            data = SplitData(features={}, labels=s.labels[s.keep], n_dropped=s.n_dropped)
             for modality in self.opt.modalities:
-                src = arrays[modality]
-                if modality == "T" and text_source == "ids":
-                    data.features["T"] = np.asarray(src)[keep].astype(np.int64)
-                    continue
-                stem = TEXT_DENSE_FILE if modality == "T" else FEATURE_FILES[modality][0]
-                data.features[modality], zeroed = self._copy_rows(
-                    split_file(self.dir, split, stem), src, keep, split
-                )
-                data.nonfinite_zeroed += zeroed
-                if f"{modality}_len" in arrays:
-                    data.lengths[modality] = np.asarray(arrays[f"{modality}_len"])[keep].astype(
-                        np.int64
+                src = s.features[modality]
+                if modality == "T" and opened.text_source == "ids":  # int64, already checked
+                    data.features[modality] = src[s.keep]
+                else:
+                    data.features[modality], zeroed = self._copy_rows(
+                        s.paths[modality], src, s.keep, name
                     )
-            splits[split] = data
+                    data.nonfinite_zeroed += zeroed
+                if modality in s.lengths:
+                    data.lengths[modality] = s.lengths[modality][s.keep]
+            splits[name] = data
 
-        fold = FoldData(path=self.dir, splits=splits, embedding=embedding)
+        fold = FoldData(path=self.dir, splits=splits, embedding=opened.embedding)
+        fold.embedding_zeroed = self.nonfinite_zeroed.get(self.dir / EMBEDDING_FILE, 0)
+        if fold.embedding_zeroed:
+            log.warning(
+                "%s: replaced %d NaN or infinite values with 0 (data.on_nonfinite=zero)",
+                self.dir / EMBEDDING_FILE,
+                fold.embedding_zeroed,
+            )
         if "A" in self.opt.modalities and self.opt.audio_standardize != "none":
             standardize_audio(fold, self.opt.audio_standardize)
         fold.fingerprint = fingerprint(self._used)
-        missing = [
-            c for c, k in enumerate(fold.class_counts(self.opt.num_classes)["train"]) if k == 0
-        ]
+        missing = missing_classes(splits["train"].labels, self.opt.num_classes)
         if missing:
             log.warning(
-                "%s: the train split has no utterance of class id(s) %s",
-                self.dir,
-                ", ".join(map(str, missing)),
+                "%s: %s",
+                split_file(self.dir, "train", LABEL_FILE),
+                missing_classes_problem(missing),
             )
         return fold
+
+
+def missing_classes(labels: np.ndarray, num_classes: int) -> list[int]:
+    """Class ids with no utterance in ``labels``."""
+    return np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0).tolist()
+
+
+def missing_classes_problem(missing: list[int], names=None) -> str:
+    ids = ", ".join(f"{c} ({names[c]})" if names else str(c) for c in missing)
+    return f"the train split has no utterance of class id(s) {ids}"
 
 
 def _valid_mask(lengths: np.ndarray, seq_len: int) -> np.ndarray:
@@ -381,9 +603,10 @@ def standardize_audio(fold: FoldData, mode: str) -> None:
         total_sq = np.zeros(x.shape[2], np.float64)
         count = 0
         lengths = train.lengths["A"]
-        for start in range(0, len(x), COPY_CHUNK):
-            block = x[start : start + COPY_CHUNK].astype(np.float64)
-            mask = _valid_mask(lengths[start : start + COPY_CHUNK], x.shape[1])
+        step = block_rows(x, itemsize=8)
+        for start in range(0, len(x), step):
+            block = x[start : start + step].astype(np.float64)
+            mask = _valid_mask(lengths[start : start + step], x.shape[1])
             total += (block * mask[..., None]).sum(axis=(0, 1))
             total_sq += ((block**2) * mask[..., None]).sum(axis=(0, 1))
             count += int(mask.sum())
@@ -398,12 +621,13 @@ def standardize_audio(fold: FoldData, mode: str) -> None:
     mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
     for split in fold.splits.values():
         feats = split.features["A"]
-        for start in range(0, len(feats), COPY_CHUNK):
-            block = feats[start : start + COPY_CHUNK]
+        step = block_rows(feats)
+        for start in range(0, len(feats), step):
+            block = feats[start : start + step]
             block -= mean32
             block /= std32
             if mode == "feature":
-                mask = _valid_mask(split.lengths["A"][start : start + COPY_CHUNK], feats.shape[1])
+                mask = _valid_mask(split.lengths["A"][start : start + step], feats.shape[1])
                 block *= mask[..., None]
     fold.audio_mean, fold.audio_std = mean32, std32
 
