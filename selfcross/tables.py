@@ -198,6 +198,8 @@ class Selection:
     n_files: int
     skipped: list[Skipped]
     outside: list[RunResult]
+    other: int
+    """Usable runs of models or modalities this output does not show."""
     sources: list[str]
 
     def cell(self, model: str, modality: str) -> Cell:
@@ -240,6 +242,7 @@ def select(
         n_files=len(runs) + len(skipped) if n_files is None else n_files,
         skipped=skipped,
         outside=[r for r in relevant if not protocol.contains(r)],
+        other=len(runs) - len(relevant),
         sources=sources,
     )
 
@@ -381,7 +384,8 @@ def provenance(selection: Selection, allow_mixed_data: bool) -> list[str]:
     notes = [
         f"Results: {selection.directory} ({selection.n_files} result.json read, "
         f"{selection.used} runs used, {len(selection.skipped)} skipped as unusable, "
-        f"{len(selection.outside)} outside the expected grid ignored)",
+        f"{len(selection.outside)} outside the expected grid ignored, {selection.other} of "
+        "other cells not shown here)",
         f"Expected runs: {selection.protocol.describe()}",
     ]
     if len(selection.sources) > 1:
@@ -715,8 +719,15 @@ def print_report(report: Report) -> None:
         out.print(render(line, "rich"))
 
 
+def make_out_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(path, f"cannot create the output directory ({err.strerror})") from None
+
+
 def save_report(report: Report, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     md, tex, table = (out_dir / f"{report.name}.{ext}" for ext in ("md", "tex", "csv"))
     md.write_text(to_markdown(report))
     tex.write_text(to_latex(report))
@@ -810,7 +821,9 @@ def figure3_panels(
         directory, usable, skipped, protocol, wanted, allow_mixed_data, n_files=n_files
     )
     # runs of other folds are not "outside the grid" here: the figure shows one fold
+    other_folds = [r for r in selection.outside if r.fold != fold]
     selection.outside = [r for r in selection.outside if r.fold == fold]
+    selection.other += len(other_folds)
     if selection.used == 0:
         raise DataError(directory, f"no tri-modal self or cross run on fold {fold}")
     panels = {m: confusion_panel(selection.cell(m, TRIMODAL)) for m in FIGURE3_MODELS}
@@ -967,7 +980,7 @@ def run_figure3(args: argparse.Namespace) -> dict[str, ConfusionPanel]:
         out.print(f"  {line}")
     for line in provenance(selection, args.allow_mixed_data):
         out.print(render(line, "rich"))
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(args.out)
     paths = [args.out / "figure3.png", args.out / "figure3.pdf"]
     draw_figure3(panels, paths)
     _say_written(paths)

@@ -401,6 +401,10 @@ def test_figure3_writes_readable_images(tmp_path, capsys):
         "Self T+V+A, fold 2, 1 run(s)†" in printed and "Cross T+V+A, fold 2, 2 run(s)" in printed
     )
     assert "Self T+V+A: 1 of 2 runs; missing fold 2 seed 2" in printed
+    assert (
+        "(7 result.json read, 3 runs used, 0 skipped as unusable, 0 outside the expected "
+        "grid ignored, 4 of other cells not shown here)" in printed
+    )
     for label in ("ang", "exc", "hap", "sad", "fru", "sur", "neu"):
         assert label in printed
 
@@ -504,6 +508,13 @@ def test_no_results_is_a_one_line_error(tmp_path, capsys, make):
     line = expect_error(capsys, "table2", "--results", str(root), "--out", str(tmp_path / "t"))
     problem = "no such results directory" if make == "missing" else "no result.json under"
     assert line.startswith(f"error: {root}: {problem}")
+
+
+def test_an_output_path_that_is_a_file_is_a_one_line_error(table1_results, tmp_path, capsys):
+    (tmp_path / "taken").write_text("")
+    line = expect_error(capsys, "table1", "--results", str(table1_results),
+                        "--out", str(tmp_path / "taken"))  # fmt: skip
+    assert line.startswith(f"error: {tmp_path / 'taken'}: cannot create the output directory")
 
 
 def test_expected_runs_sets_the_seed_grid(tmp_path, capsys):
