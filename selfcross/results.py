@@ -1,0 +1,218 @@
+"""Load the ``result.json`` files of training runs, and refuse what must not be aggregated.
+
+Every run of ``selfcross.run`` writes one ``result.json``; tables and figures are built from
+these files only. A file that is not valid JSON or lacks a needed key (e.g. truncated) is never
+used: it is reported as skipped and its run counts as missing. Runs of different data, and the
+same run found twice, are errors (:func:`check_runs`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from selfcross.errors import DataError
+
+RESULT_FILE = "result.json"
+"""The file name ``selfcross.run`` writes (its temporary ``.result.json.*.tmp`` are ignored)."""
+
+METRICS = {"wa": "test_wa", "uwa": "test_uwa"}
+"""The paper's metric names -> result keys (WA = mean per-class recall, UWA = accuracy)."""
+
+DataSource = tuple[str, str | None, str]
+"""(data.name, data.preset, data.root)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The parts of one run's ``result.json`` that tables and figures use."""
+
+    path: Path
+    model: str
+    modality: str
+    fold: int
+    seed: int
+    wa: float
+    uwa: float
+    source: DataSource
+    fingerprint: str
+    confusion: np.ndarray | None = None
+    """[C, C] test counts, rows true class, columns predicted; None if absent."""
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        """(model, modality, fold, seed): one run of the protocol."""
+        return (self.model, self.modality, self.fold, self.seed)
+
+    def metric(self, name: str) -> float:
+        return {"wa": self.wa, "uwa": self.uwa}[name]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A ``result.json`` that could not be used, and why."""
+
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _require(raw: dict, key: str, kind, where: str = ""):
+    if key not in raw:
+        raise ValueError(f"missing key {where}{key}")
+    value = raw[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{where}{key} is {value!r}, expected an integer")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"{where}{key} is {value!r}, expected a number")
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"{where}{key} is {value!r}, expected a string")
+    if kind is dict and not isinstance(value, dict):
+        raise ValueError(f"{where}{key} is not an object")
+    return value
+
+
+def _confusion(raw: dict) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """The confusion matrix and class names if present and well formed, else (None, None)."""
+    names, matrix = raw.get("class_names"), raw.get("confusion")
+    if names is None or matrix is None:
+        return None, None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("class_names is not a list of strings")
+    try:
+        counts = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("confusion is not a matrix of numbers") from None
+    c = len(names)
+    if counts.shape != (c, c):
+        raise ValueError(f"confusion has shape {list(counts.shape)}, expected [{c}, {c}]")
+    if not np.isfinite(counts).all() or (counts < 0).any() or (counts != np.round(counts)).any():
+        raise ValueError("confusion holds values that are not non-negative counts")
+    return counts.astype(np.int64), tuple(names)
+
+
+def parse_result(path: Path, raw) -> RunResult:
+    """One run from a decoded ``result.json``; ValueError names the first problem."""
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    model = _require(raw, "model", str)
+    modality = _require(raw, "modality", str)
+    fold = _require(raw, "fold", int)
+    seed = _require(raw, "seed", int)
+    scores = {}
+    for name, key in METRICS.items():
+        value = float(_require(raw, key, float))
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ValueError(f"{key} is {value!r}, expected a rate in [0, 1]")
+        scores[name] = value
+    data = _require(raw, "data", dict)
+    name = _require(data, "name", str, "data.")
+    if "preset" not in data:
+        raise ValueError("missing key data.preset")
+    preset = data["preset"]
+    root = _require(data, "root", str, "data.")
+    fingerprint = _require(data, "fingerprint", str, "data.")
+    confusion, class_names = _confusion(raw)
+    return RunResult(
+        path=path,
+        model=model,
+        modality=modality,
+        fold=fold,
+        seed=seed,
+        wa=scores["wa"],
+        uwa=scores["uwa"],
+        source=(name, None if preset is None else str(preset), root),
+        fingerprint=fingerprint,
+        confusion=confusion,
+        class_names=class_names,
+    )
+
+
+def find_result_files(directory: str | Path) -> list[Path]:
+    """Every file named exactly ``result.json`` under ``directory``, sorted.
+
+    DataError if the directory does not exist or holds none.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(directory, "no such results directory")
+    paths = sorted(p for p in directory.rglob(RESULT_FILE) if p.is_file())
+    if not paths:
+        raise DataError(directory, f"no {RESULT_FILE} under this directory: nothing to tabulate")
+    return paths
+
+
+def load_results(directory: str | Path) -> tuple[list[RunResult], list[Skipped]]:
+    """All usable runs under ``directory`` and the files that were skipped (with the reason)."""
+    runs: list[RunResult] = []
+    skipped: list[Skipped] = []
+    for path in find_result_files(directory):
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            skipped.append(Skipped(path, f"unreadable ({err.__class__.__name__})"))
+            continue
+        except json.JSONDecodeError as err:
+            where = f"line {err.lineno}, column {err.colno}"
+            skipped.append(Skipped(path, f"not valid JSON (truncated?): {err.msg} ({where})"))
+            continue
+        try:
+            runs.append(parse_result(path, raw))
+        except ValueError as err:
+            skipped.append(Skipped(path, str(err)))
+    return runs, skipped
+
+
+def describe_source(source: DataSource) -> str:
+    name, preset, root = source
+    return f"{name}" + (f"/{preset}" if preset else "") + f" at {root}"
+
+
+def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> None:
+    """Refuse runs that must not be aggregated together (DataError naming two files).
+
+    - the same (model, modality, fold, seed) twice: always an error;
+    - different data sources (name, preset, root): an error unless ``allow_mixed_data``;
+    - the same fold and modality with different ``data.fingerprint``: likewise. The fingerprint
+      covers the files a run opened, which depend on its modalities, so only runs of the same
+      modality subset can be compared.
+    """
+    first_of_key: dict[tuple, RunResult] = {}
+    first_source: RunResult | None = None
+    first_of_fold: dict[tuple[int, str], RunResult] = {}
+    for run in runs:
+        other = first_of_key.setdefault(run.key, run)
+        if other is not run:
+            model, modality, fold, seed = run.key
+            raise DataError(
+                run.path,
+                f"the same run (model {model}, modality {modality}, fold {fold}, seed {seed}) "
+                f"as {other.path}; remove one of them",
+            )
+        if allow_mixed_data:
+            continue
+        if first_source is None:
+            first_source = run
+        elif run.source != first_source.source:
+            raise DataError(
+                run.path,
+                f"data {describe_source(run.source)} differs from "
+                f"{describe_source(first_source.source)} in {first_source.path}; "
+                "pass --allow-mixed-data to aggregate them anyway",
+            )
+        same_fold = first_of_fold.setdefault((run.fold, run.modality), run)
+        if same_fold.fingerprint != run.fingerprint:
+            raise DataError(
+                run.path,
+                f"fold {run.fold} data fingerprint {run.fingerprint} differs from "
+                f"{same_fold.fingerprint} in {same_fold.path} (same fold, modality "
+                f"{run.modality}); pass --allow-mixed-data to aggregate them anyway",
+            )
