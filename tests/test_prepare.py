@@ -237,6 +237,10 @@ def test_frames_are_sampled_at_3_per_second_from_the_speakers_half(tmp_path):
         np.testing.assert_allclose(means[0], [48, 64, 80], atol=4)
         np.testing.assert_allclose(means[1], [250 - 48, 250 - 64], atol=4)
         np.testing.assert_allclose(means[2], [8 * 27, 8 * 29], atol=4)
+    # a half smaller than the crop (32 x 48 here) is enlarged to fit it
+    (large,) = video_frames(video, requests[:1], FrameSettings(crop=40))
+    assert large.shape == (3, 40, 40, 3)
+    np.testing.assert_allclose(large.reshape(3, -1).mean(axis=1), [48, 64, 80], atol=4)
 
 
 def test_video_features_are_resnet_of_the_crops_and_zero_without_video(prepared, release):

@@ -36,7 +36,16 @@ def main(argv: list[str] | None = None) -> dict | None:
         from selfcross.prepare.build import prepare
         from selfcross.prepare.settings import from_config
 
-        return prepare(from_config(compose_prepare(args)))
+        settings = from_config(compose_prepare(args))
+        try:
+            return prepare(settings)
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: finished features are cached in {settings.cache}; run the same "
+                "command again to resume",
+                file=sys.stderr,
+            )
+            sys.exit(130)
 
 
 if __name__ == "__main__":

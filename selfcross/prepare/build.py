@@ -1,17 +1,17 @@
 """The preparation pipeline: release -> features (cached) -> folds -> check.
 
-Steps: read labels and transcripts; check every input needed (GloVe vector size, ResNet weights,
-wav and video files still to process) before the long work; build the vocabulary and its GloVe
-rows; extract audio and video features of the utterances not yet cached; partition; write the
-folds; load them back with the fold reader.
+Every input the long work needs is checked first (the GloVe vector size, the ResNet weights, the
+wav and video files still to process, the free disk space), so that a mistake stops the run in
+seconds, not hours.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,10 @@ from selfcross.prepare.cache import cache_folder, entry_path, load_entry
 from selfcross.prepare.extract import DialogJob, UtteranceJob, extract_features
 from selfcross.prepare.release import Corpus, scan_release
 from selfcross.prepare.report import counts, per_100, print_counts, warn
+from selfcross.prepare.resnet import FEATURE_DIM
 from selfcross.prepare.settings import PrepareSettings
 from selfcross.prepare.splits import make_folds
-from selfcross.prepare.text import Vocabulary, build_embedding, check_glove, tokenize
+from selfcross.prepare.text import Embedding, Vocabulary, build_embedding, check_glove, tokenize
 from selfcross.prepare.video import check_video
 from selfcross.prepare.writer import check_output, fold_layout, pad_rows, write_folds
 from selfcross.utils.io import git_commit, write_json_atomic
@@ -71,44 +72,129 @@ def check_wav(path: Path) -> None:
         raise DataError(path, f"cannot be read as audio ({message})") from None
 
 
+@dataclass
+class Plan:
+    jobs: list[DialogJob]
+    audio_reused: int
+    video_reused: int
+    no_video_dialogs: list[str]
+
+
 def plan_jobs(
     corpus: Corpus, settings: PrepareSettings, audio_folder: Path, video_folder: Path
-) -> tuple[list[DialogJob], dict]:
-    """The dialogs with work left, after checking their input files; and what is reused."""
-    jobs, info = [], {"audio_reused": 0, "video_reused": 0, "no_video_dialogs": []}
+) -> Plan:
+    """The dialogs with work left (their input files checked), and what the cache holds."""
+    plan = Plan([], 0, 0, [])
     for dialog, utterances in corpus.dialogs().items():
         video = corpus.video_path(utterances[0].session, dialog)
         has_video = video.is_file()
         if not has_video:
-            info["no_video_dialogs"].append(dialog)
+            plan.no_video_dialogs.append(dialog)
         todo = []
         for utt in utterances:
             need_audio = not entry_path(audio_folder, utt.id).is_file()
             need_video = has_video and not entry_path(video_folder, utt.id).is_file()
-            info["audio_reused"] += not need_audio
-            info["video_reused"] += has_video and not need_video
+            plan.audio_reused += not need_audio
+            plan.video_reused += has_video and not need_video
             if need_audio:
                 check_wav(corpus.wav_path(utt))
+            side = settings.frames.speaker_side[utt.speaker]
             todo.append(
                 UtteranceJob(
                     utt.id,
                     str(corpus.wav_path(utt)),
                     utt.start,
                     utt.end,
-                    settings.frames.speaker_side[utt.speaker],
+                    side,
                     need_audio,
                     need_video,
-                )
+                )  # fmt: skip
             )
         if any(u.video for u in todo):
             check_video(video)
         if any(u.audio or u.video for u in todo):
-            jobs.append(DialogJob(dialog, str(video) if has_video else None, tuple(todo)))
-    return jobs, info
+            plan.jobs.append(DialogJob(dialog, str(video) if has_video else None, tuple(todo)))
+    return plan
+
+
+class FoldRows:
+    """Utterance i's row of every fold file, from the caches, padded or cut to the shapes."""
+
+    def __init__(self, corpus, settings, tokens, vocab, audio_folder, video_folder, no_video):
+        self.corpus, self.settings, self.tokens, self.vocab = corpus, settings, tokens, vocab
+        self.audio_folder, self.video_folder, self.no_video = audio_folder, video_folder, no_video
+        self.labels = np.array([corpus.class_id(u) for u in corpus.utterances], dtype=np.int64)
+        self.lengths: dict[int, dict[str, int]] = {}
+        """Unpadded lengths of the rows read so far: audio frames, video frames, tokens."""
+
+    def __call__(self, i: int) -> dict[str, np.ndarray]:
+        utt, settings = self.corpus.utterances[i], self.settings
+        mfcc = _cached(entry_path(self.audio_folder, utt.id), "mfcc")
+        video = np.zeros((0, FEATURE_DIM), np.float32)
+        if utt.dialog not in self.no_video:
+            video = _cached(entry_path(self.video_folder, utt.id), "video")
+        self.lengths[i] = {"audio": len(mfcc), "video": len(video), "tokens": len(self.tokens[i])}
+        audio_rows, audio_len = pad_rows(mfcc, settings.audio_frames)
+        video_rows, video_len = pad_rows(video, settings.video_frames)
+        return {
+            "audio_mfcc": audio_rows,
+            "audio_seqN": np.int64(audio_len),
+            "audio_prosody": np.zeros(PROSODY_DIM, np.float32),
+            "video": video_rows,
+            "video_seqN": np.int64(video_len),
+            "nlp_trans": self.vocab.ids(self.tokens[i], settings.text_tokens),
+            "label": self.labels[i],
+        }
+
+
+def _cached(path: Path, name: str) -> np.ndarray:
+    array = load_entry(path, name)
+    if array is None:
+        raise DataError(path, "cached features are missing or unreadable: delete it and rerun")
+    return array
+
+
+def check_disk_space(out: Path, partitions: dict, layout: dict) -> int:
+    """Bytes the folds need; stop before writing when the disk cannot hold them."""
+    row = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(t).itemsize for shape, t in
+              layout.values())  # fmt: skip
+    needed = row * sum(len(ids) for parts in partitions.values() for ids in parts.values())
+    free = shutil.disk_usage(out).free
+    if needed > free:
+        raise DataError(
+            out, f"the folds need {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free"
+        )
+    return needed
+
+
+def prepare_text(corpus: Corpus, settings: PrepareSettings, glove: Path):
+    """Tokens per utterance, the vocabulary and its GloVe rows."""
+    tokens = [tokenize(u.text, settings.text.drop_markers) for u in corpus.utterances]
+    vocab = Vocabulary.build(tokens)
+    size = glove.stat().st_size
+    with progress_bar(settings, desc="GloVe", total=size, unit="B", unit_scale=True) as bar:
+        embedding, reused = build_embedding(
+            vocab, glove, settings.text, settings.cache, bar.update
+        )
+    print(
+        f"Text: vocabulary of {len(vocab) - 1:,} tokens (+ padding), {len(embedding.oov):,} not "
+        f"in GloVe ({settings.text.oov} vectors){' [GloVe rows reused from the cache]' * reused}"
+    )
+    return tokens, vocab, embedding
+
+
+def vocab_json(vocab: Vocabulary, embedding: Embedding) -> dict:
+    """The vocabulary file of each fold (in place of the original's pickled dic.pkl)."""
+    return {
+        "pad_id": 0,
+        "tokens": vocab.tokens,
+        "counts": vocab.counts,
+        "glove_token": embedding.source,
+    }
 
 
 def prepare(settings: PrepareSettings) -> dict:
-    """Build the folds; returns the summary written to ``<out>/prepare.json``."""
+    """Build the folds; returns the summary also written to ``<out>/prepare.json``."""
     started = time.perf_counter()
     warnings: list[str] = []
     if settings.out.exists() and not settings.out.is_dir():
@@ -123,146 +209,72 @@ def prepare(settings: PrepareSettings) -> dict:
             warnings,
         )
 
+    # Check every input before the long work.
     glove = check_glove(settings.glove, settings.text.dim)
     encoder, video_key = load_frame_encoder(settings, warnings)
     settings.out.mkdir(parents=True, exist_ok=True)
     audio_folder = cache_folder(settings.cache, "audio", settings.audio.key())
     video_folder = cache_folder(settings.cache, "video", video_key)
-    jobs, plan = plan_jobs(corpus, settings, audio_folder, video_folder)
-    n = len(corpus.utterances)
-    missing_video = set(plan["no_video_dialogs"])
-    n_no_video = sum(u.dialog in missing_video for u in corpus.utterances)
-    if missing_video:
-        warn(
-            f"{len(missing_video)} dialogs have no video file: their {n_no_video} utterances get "
-            f"zero video features and video_seqN 0 ({', '.join(sorted(missing_video)[:5])}"
-            f"{', ...' if len(missing_video) > 5 else ''})",
-            warnings,
-        )
-    print(
-        f"Features: audio {plan['audio_reused']:,} of {n:,} cached (reused), video "
-        f"{plan['video_reused']:,} of {n - n_no_video:,} cached (reused); "
-        f"{len(jobs)} dialogs to process with {settings.jobs} worker(s) on {encoder.device}",
-        flush=True,
-    )
-
-    text_started = time.perf_counter()
-    tokens = [tokenize(u.text, settings.text.drop_markers) for u in corpus.utterances]
-    vocab = Vocabulary.build(tokens)
-    with progress_bar(
-        settings, desc="GloVe", total=glove.stat().st_size, unit="B", unit_scale=True
-    ) as bar:
-        embedding, embedding_cached = build_embedding(
-            vocab, glove, settings.text, settings.cache, bar.update
-        )
-    text_seconds = time.perf_counter() - text_started
-    oov = embedding.oov
-    print(
-        f"Text: vocabulary of {len(vocab) - 1:,} tokens (+ padding), {len(oov):,} not in GloVe "
-        f"({settings.text.oov} vectors){' [GloVe rows reused from the cache]' * embedding_cached}"
-    )
-
-    with progress_bar(settings, desc="features", total=sum(len(j.utterances) for j in jobs),
-                      unit="utt") as bar:  # fmt: skip
-        stats = extract_features(
-            jobs,
-            settings.audio,
-            settings.frames,
-            audio_folder,
-            video_folder,
-            encoder,
-            settings.jobs,
-            bar.update,
-        )
-
+    plan = plan_jobs(corpus, settings, audio_folder, video_folder)
     labels = np.array([corpus.class_id(u) for u in corpus.utterances], dtype=np.int64)
     sessions = np.array([u.session for u in corpus.utterances], dtype=np.int64)
     partitions = make_folds(
         settings.split, labels, sessions, list(settings.folds), settings.ratios, settings.seed
     )
+    layout = fold_layout(settings.shapes, PROSODY_DIM)
+    needed = check_disk_space(settings.out, partitions, layout)
+
+    n = len(corpus.utterances)
+    no_video = set(plan.no_video_dialogs)
+    n_no_video = sum(u.dialog in no_video for u in corpus.utterances)
+    if no_video:
+        names = ", ".join(sorted(no_video)[:5]) + (", ..." if len(no_video) > 5 else "")
+        warn(
+            f"{len(no_video)} dialogs have no video file: their {n_no_video} utterances get "
+            f"zero video features and video_seqN 0 ({names})",
+            warnings,
+        )
+    print(
+        f"Features: audio {plan.audio_reused:,} of {n:,} cached (reused), video "
+        f"{plan.video_reused:,} of {n - n_no_video:,} cached (reused); {len(plan.jobs)} dialogs "
+        f"to process with {settings.jobs} worker(s), ResNet-101 on {encoder.device}",
+        flush=True,
+    )
+
+    text_started = time.perf_counter()
+    tokens, vocab, embedding = prepare_text(corpus, settings, glove)
+    text_seconds = time.perf_counter() - text_started
+
+    total = sum(len(j.utterances) for j in plan.jobs)
+    with progress_bar(settings, desc="features", total=total, unit="utt") as bar:
+        stats = extract_features(plan.jobs, settings.audio, settings.frames, audio_folder,
+                                 video_folder, encoder, settings.jobs, bar.update)  # fmt: skip
+
     warn(
         f"prosody features are not computed: {{split}}_audio_prosody.npy holds zeros [N, "
         f"{PROSODY_DIM}] (the paper's models do not use them)",
         warnings,
     )
-    lengths: dict[int, dict] = {}
-
-    def row_of(i: int) -> dict[str, np.ndarray]:
-        utt = corpus.utterances[i]
-        mfcc = _cached(entry_path(audio_folder, utt.id), "mfcc")
-        audio, audio_len = pad_rows(mfcc, settings.audio_frames)
-        video_feats = np.zeros((0, 2048), np.float32)
-        if utt.dialog not in missing_video:
-            video_feats = _cached(entry_path(video_folder, utt.id), "video")
-        video, video_len = pad_rows(video_feats, settings.video_frames)
-        lengths[i] = {"audio": len(mfcc), "video": len(video_feats), "tokens": len(tokens[i])}
-        return {
-            "audio_mfcc": audio,
-            "audio_seqN": np.int64(audio_len),
-            "audio_prosody": np.zeros(PROSODY_DIM, np.float32),
-            "video": video,
-            "video_seqN": np.int64(video_len),
-            "nlp_trans": vocab.ids(tokens[i], settings.text_tokens),
-            "label": labels[i],
-        }
-
-    vocab_json = {
-        "pad_id": 0,
-        "tokens": vocab.tokens,
-        "counts": vocab.counts,
-        "glove_token": embedding.source,
-    }
+    print(f"Writing {len(partitions)} folds ({needed / 1e9:.2f} GB)", flush=True)
+    rows = FoldRows(corpus, settings, tokens, vocab, audio_folder, video_folder, no_video)
+    shared = vocab_json(vocab, embedding)
 
     def extras(fold: int, parts: dict[str, np.ndarray]) -> dict:
-        manifest = {
-            "fold": fold,
-            "split": settings.split,
-            "seed": settings.seed,
-            "classes": list(settings.classes),
-            **{s: [corpus.utterances[i].id for i in parts[s]] for s in parts},
-        }
-        return {"manifest.json": manifest, "vocab.json": vocab_json}
+        ids = {s: [corpus.utterances[i].id for i in parts[s]] for s in parts}
+        manifest = {"fold": fold, "split": settings.split, "seed": settings.seed,
+                    "classes": list(settings.classes), **ids}  # fmt: skip
+        return {"manifest.json": manifest, "vocab.json": shared}
 
     write_started = time.perf_counter()
     with progress_bar(settings, desc="folds", total=n, unit="utt") as bar:
-        fold_dirs = write_folds(
-            settings.out,
-            partitions,
-            n,
-            row_of,
-            fold_layout(settings.shapes, PROSODY_DIM),
-            embedding.matrix,
-            extras,
-            bar.update,
-        )
+        fold_dirs = write_folds(settings.out, partitions, n, rows, layout, embedding.matrix,
+                                extras, bar.update)  # fmt: skip
     write_seconds = time.perf_counter() - write_started
-
-    utterances = [
-        {
-            "id": u.id,
-            "session": u.session,
-            "dialog": u.dialog,
-            "speaker": u.speaker,
-            "start": u.start,
-            "end": u.end,
-            "label": u.label,
-            "class_id": int(labels[i]),
-            "text": u.text,
-            **{f"n_{k}": v for k, v in lengths[i].items()},
-        }
-        for i, u in enumerate(corpus.utterances)
-    ]
+    utterances = utterance_table(corpus, rows)
     write_json_atomic(settings.out / UTTERANCES_FILE, utterances)
-    _report_cuts(utterances, settings)
+    report_cuts(utterances, settings)
 
-    checked = []
-    if settings.check:
-        checked = check_output(fold_dirs, settings.shapes, len(settings.classes))
-    for row in checked:
-        print(
-            f"Checked {row['fold']}: train {row['train']:,}, dev {row['dev']:,}, test "
-            f"{row['test']:,} utterances after dropping {row['dropped_no_video']:,} without video"
-        )
+    checked = final_check(fold_dirs, settings)
     timing = {
         "audio_seconds": round(stats.audio_seconds, 2),
         "video_decode_seconds": round(stats.decode_seconds, 2),
@@ -279,10 +291,10 @@ def prepare(settings: PrepareSettings) -> dict:
         "shapes": settings.shapes,
         "counts": counts(corpus),
         "computed": {"audio": stats.n_audio, "video": stats.n_video, "frames": stats.n_frames},
-        "reused": {"audio": plan["audio_reused"], "video": plan["video_reused"]},
-        "no_video_dialogs": sorted(missing_video),
+        "reused": {"audio": plan.audio_reused, "video": plan.video_reused},
+        "no_video_dialogs": sorted(no_video),
         "no_video_utterances": n_no_video,
-        "vocabulary": {"size": len(vocab), "oov": len(oov)},
+        "vocabulary": {"size": len(vocab), "oov": len(embedding.oov)},
         "folds": [f.name for f in fold_dirs],
         "checked": checked,
         "timing": timing,
@@ -291,25 +303,49 @@ def prepare(settings: PrepareSettings) -> dict:
     write_json_atomic(settings.out / SUMMARY_FILE, summary)
     print(
         f"Computed audio for {stats.n_audio:,} utterances "
-        f"({per_100(stats.audio_seconds, stats.n_audio)}), "
-        f"video for {stats.n_video:,} ({stats.n_frames:,} frames; decoding "
-        f"{per_100(stats.decode_seconds, stats.n_video)}, ResNet-101 "
-        f"{per_100(stats.resnet_seconds, stats.n_video)}); reused {plan['audio_reused']:,} audio "
-        f"and {plan['video_reused']:,} video features from the cache"
+        f"({per_100(stats.audio_seconds, stats.n_audio)}), video for {stats.n_video:,} "
+        f"({stats.n_frames:,} frames; decoding {per_100(stats.decode_seconds, stats.n_video)}, "
+        f"ResNet-101 {per_100(stats.resnet_seconds, stats.n_video)}); reused "
+        f"{plan.audio_reused:,} audio and {plan.video_reused:,} video features from the cache"
     )
     names = ", ".join(f.name for f in fold_dirs)
     print(f"Wrote {names} to {settings.out} in {timing['total_seconds']:.0f} s")
     return summary
 
 
-def _cached(path: Path, name: str) -> np.ndarray:
-    array = load_entry(path, name)
-    if array is None:
-        raise DataError(path, "cached features are missing or unreadable: delete it and rerun")
-    return array
+def final_check(fold_dirs: list[Path], settings: PrepareSettings) -> list[dict]:
+    """Load the written folds as training will (skipped with check=false)."""
+    if not settings.check:
+        return []
+    checked = check_output(fold_dirs, settings.shapes, len(settings.classes))
+    for row in checked:
+        print(
+            f"Checked {row['fold']}: train {row['train']:,}, dev {row['dev']:,}, test "
+            f"{row['test']:,} utterances after dropping {row['dropped_no_video']:,} without video"
+        )
+    return checked
 
 
-def _report_cuts(utterances: list[dict], settings: PrepareSettings) -> None:
+def utterance_table(corpus: Corpus, rows: FoldRows) -> list[dict]:
+    """One entry per kept utterance (``utterances.json``): where it comes from and its sizes."""
+    return [
+        {
+            "id": u.id,
+            "session": u.session,
+            "dialog": u.dialog,
+            "speaker": u.speaker,
+            "start": u.start,
+            "end": u.end,
+            "label": u.label,
+            "class_id": int(rows.labels[i]),
+            "text": u.text,
+            **{f"n_{k}": v for k, v in rows.lengths[i].items()},
+        }
+        for i, u in enumerate(corpus.utterances)
+    ]
+
+
+def report_cuts(utterances: list[dict], settings: PrepareSettings) -> None:
     for key, limit, option in (
         ("n_audio", settings.audio_frames, "audio.max_frames"),
         ("n_video", settings.video_frames, "vision.max_frames"),

@@ -20,6 +20,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,10 @@ class Vocabulary:
         out[: len(kept)] = kept
         return out
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
-        if not hasattr(self, "_index"):
-            self._index = {t: i for i, t in enumerate(self.tokens)}
-        return self._index
+        """Token -> id."""
+        return {t: i for i, t in enumerate(self.tokens)}
 
     def digest(self) -> str:
         return hashlib.sha256("\n".join(self.tokens).encode()).hexdigest()[:16]
