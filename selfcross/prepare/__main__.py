@@ -1,0 +1,52 @@
+"""Build processed IEMOCAP folds (DESIGN.md section 1) from the official release.
+
+    python -m selfcross.prepare raw=PATH/IEMOCAP_full_release glove=PATH/glove.840B.300d.txt \\
+        out=PATH vision.weights=PATH/resnet101-63fe2227.pth [split=session] [jobs=4]
+
+Options are Hydra overrides of conf/prepare.yaml (key=value). The folds are written to
+out/fold01 .. out/fold05; features are cached per utterance under out/cache, so a rerun (after a
+crash, or with another split) reuses every finished utterance.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from selfcross.config import compose, user_errors
+from selfcross.errors import ConfigError
+
+
+def compose_prepare(overrides: list[str]):
+    """conf/prepare.yaml with ``overrides``; a malformed or unknown override is a ConfigError."""
+    from hydra.errors import HydraException
+
+    try:
+        return compose(overrides, config_name="prepare")
+    except HydraException as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"configuration: {first}") from None
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        return None
+    with user_errors():
+        from selfcross.prepare.build import prepare
+        from selfcross.prepare.settings import from_config
+
+        settings = from_config(compose_prepare(args))
+        try:
+            return prepare(settings)
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: finished features are cached in {settings.cache}; run the same "
+                "command again to resume",
+                file=sys.stderr,
+            )
+            sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The preparation settings, read from the composed ``conf/prepare.yaml`` and checked."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from selfcross.errors import ConfigError
+from selfcross.prepare.audio import AudioSettings
+from selfcross.prepare.resnet import FEATURE_DIM
+from selfcross.prepare.splits import SPLIT_MODES
+from selfcross.prepare.text import TextSettings
+from selfcross.prepare.video import FrameSettings
+
+MAX_AUTO_JOBS = 8
+PATH_HINTS = {
+    "raw": "point it at IEMOCAP_full_release (raw=/path/to/IEMOCAP_full_release)",
+    "glove": "point it at glove.840B.300d.txt (glove=/path/to/glove.840B.300d.txt)",
+    "out": "name the folder to write the folds to (out=/path/to/folds)",
+}
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    raw: Path
+    glove: Path
+    out: Path
+    cache: Path
+    sessions: tuple[int, ...]
+    split: str
+    folds: tuple[int, ...]
+    ratios: tuple[float, float, float]
+    seed: int
+    jobs: int
+    progress: bool
+    check: bool
+    classes: tuple[str, ...]
+    drop_labels: tuple[str, ...]
+    audio: AudioSettings
+    audio_frames: int
+    text: TextSettings
+    text_tokens: int
+    frames: FrameSettings
+    video_frames: int
+    weights: Path | None
+    """None: random weights, explicitly asked for."""
+    batch_size: int
+    device: str
+    cpu_threads: int | None
+    """torch threads for ResNet-101 on the CPU; None: torch's default."""
+
+    @property
+    def shapes(self) -> dict:
+        """The fold files' shapes, as ``data.shapes`` and the fold reader name them."""
+        return {
+            "T": {"seq_len": self.text_tokens, "feat_dim": self.text.dim},
+            "V": {"seq_len": self.video_frames, "feat_dim": FEATURE_DIM},
+            "A": {"seq_len": self.audio_frames, "feat_dim": self.audio.feat_dim},
+        }
+
+
+def _pick(cls, section: dict):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in section.items() if k in names})
+
+
+def _positive(name: str, value) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value}: expected a positive integer")
+    return value
+
+
+def from_config(cfg: DictConfig) -> PrepareSettings:
+    """Check and convert the composed configuration; every mistake is one ConfigError."""
+    try:
+        for key, hint in PATH_HINTS.items():
+            if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
+                raise ConfigError(f"{key} is not set: {hint}")
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"{err.full_key or 'a value'} is not set") from None
+    out = Path(data["out"])
+    if data["split"] not in SPLIT_MODES:
+        raise ConfigError(f"split={data['split']}: expected one of {', '.join(SPLIT_MODES)}")
+    sessions = tuple(int(s) for s in data["sessions"])
+    if (
+        not sessions
+        or any(s not in range(1, 6) for s in sessions)
+        or len(set(sessions)) < len(sessions)
+    ):
+        raise ConfigError(f"sessions={list(sessions)}: expected distinct numbers in 1..5")
+    if data["split"] == "session" and len(sessions) < 2:
+        raise ConfigError("split=session needs at least two sessions")
+    default_folds = sessions if data["split"] == "session" else (1, 2, 3, 4, 5)
+    folds = tuple(int(f) for f in (data["folds"] or default_folds))
+    if not folds or any(f not in default_folds for f in folds):
+        raise ConfigError(
+            f"folds={list(folds)}: expected a subset of {list(default_folds)} for "
+            f"split={data['split']}"
+        )
+    ratios = tuple(float(r) for r in data["ratios"])
+    if len(ratios) != 3 or min(ratios) <= 0:
+        raise ConfigError(f"ratios={list(ratios)}: expected three positive numbers (8, 0.5, 1.5)")
+    jobs = data["jobs"]
+    if jobs is None:
+        jobs = max(1, min(os.cpu_count() or 1, MAX_AUTO_JOBS))
+    classes = tuple(data["classes"])
+    overlap = set(classes) & set(data["drop_labels"])
+    if len(set(classes)) < len(classes) or overlap:
+        raise ConfigError(f"classes={list(classes)}: repeated, or also in drop_labels")
+    vision = data["vision"]
+    weights = vision["weights"]
+    if weights is None and not vision["random_weights"]:
+        raise ConfigError(
+            "vision.weights is not set: point it at torchvision's ResNet-101 ImageNet weights "
+            "(resnet101-*.pth), or set vision.random_weights=true for features without visual "
+            "content"
+        )
+    if weights is not None and vision["random_weights"]:
+        raise ConfigError("vision.weights and vision.random_weights=true exclude each other")
+    text = _pick(TextSettings, {**data["text"], "seed": data["seed"]})
+    return PrepareSettings(
+        raw=Path(data["raw"]),
+        glove=Path(data["glove"]),
+        out=out,
+        cache=Path(data["cache"]) if data["cache"] else out / "cache",
+        sessions=sessions,
+        split=data["split"],
+        folds=folds,
+        ratios=ratios,
+        seed=int(data["seed"]),
+        jobs=_positive("jobs", jobs),
+        progress=bool(data["progress"]),
+        check=bool(data["check"]),
+        classes=classes,
+        drop_labels=tuple(data["drop_labels"]),
+        audio=_pick(AudioSettings, data["audio"]),
+        audio_frames=_positive("audio.max_frames", data["audio"]["max_frames"]),
+        text=text,
+        text_tokens=_positive("text.max_tokens", data["text"]["max_tokens"]),
+        frames=_pick(FrameSettings, vision),
+        video_frames=_positive("vision.max_frames", vision["max_frames"]),
+        weights=Path(weights) if weights is not None else None,
+        batch_size=_positive("vision.batch_size", vision["batch_size"]),
+        device=str(vision["device"]),
+        cpu_threads=(
+            None
+            if vision["cpu_threads"] is None
+            else _positive("vision.cpu_threads", vision["cpu_threads"])
+        ),
+    )

@@ -1,0 +1,127 @@
+"""Write the fold directories in the processed format (DESIGN.md section 1), and check them.
+
+Each fold directory is written under a temporary name and renamed into place when complete, so
+``foldNN`` is either the previous complete fold or the new one. Besides the format's files each
+fold holds ``vocab.json`` (the vocabulary: token of each id, instead of the original ``dic.pkl``)
+and ``manifest.json`` (the utterance id of every row of every split).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from selfcross.data.folds import (
+    EMBEDDING_FILE,
+    SPLITS,
+    FoldReader,
+    ReaderOptions,
+    fold_dir,
+    split_file,
+)
+from selfcross.utils.io import write_json_atomic
+
+
+def fold_layout(shapes: dict, prosody_dim: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """File stem -> (per-utterance shape, dtype)."""
+    return {
+        "audio_mfcc": ((shapes["A"]["seq_len"], shapes["A"]["feat_dim"]), np.float32),
+        "audio_seqN": ((), np.int64),
+        "audio_prosody": ((prosody_dim,), np.float32),
+        "video": ((shapes["V"]["seq_len"], shapes["V"]["feat_dim"]), np.float32),
+        "video_seqN": ((), np.int64),
+        "nlp_trans": ((shapes["T"]["seq_len"],), np.int64),
+        "label": ((), np.int64),
+    }
+
+
+def pad_rows(features: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """[length, D] features cut or zero-padded in time, and the valid length."""
+    n = min(len(features), length)
+    out = np.zeros((length, features.shape[1]), np.float32)
+    out[:n] = features[:n]
+    return out, n
+
+
+def write_folds(
+    out: Path,
+    partitions: dict[int, dict[str, np.ndarray]],
+    n_utterances: int,
+    row_of: Callable[[int], dict[str, np.ndarray]],
+    layout: dict,
+    embedding: np.ndarray,
+    extras: Callable[[int, dict[str, np.ndarray]], dict[str, object]],
+    progress=None,
+) -> list[Path]:
+    """Write every fold of ``partitions``, reading each utterance's row once.
+
+    ``row_of(i)`` returns utterance i's arrays by file stem; ``extras(fold, parts)`` the JSON
+    files (name -> data) to add to a fold directory.
+    """
+    staging = {fold: out / f".fold{fold:02d}.partial" for fold in partitions}
+    targets: dict[tuple[int, str], tuple[str, int]] = {}  # (utterance, fold) -> (split, row)
+    arrays = {}
+    for fold, parts in partitions.items():
+        shutil.rmtree(staging[fold], ignore_errors=True)
+        staging[fold].mkdir(parents=True)
+        for split in SPLITS:
+            for row, i in enumerate(parts[split]):
+                targets[(int(i), fold)] = (split, row)
+            for stem, (shape, dtype) in layout.items():
+                arrays[(fold, split, stem)] = np.lib.format.open_memmap(
+                    split_file(staging[fold], split, stem),
+                    mode="w+",
+                    dtype=dtype,
+                    shape=(len(parts[split]), *shape),
+                )
+    for i in range(n_utterances):
+        where = [(fold, *targets[(i, fold)]) for fold in partitions if (i, fold) in targets]
+        if where:
+            row = row_of(i)
+            for fold, split, r in where:
+                for stem in layout:
+                    arrays[(fold, split, stem)][r] = row[stem]
+        if progress is not None:
+            progress(1)
+    for array in arrays.values():
+        array.flush()
+    del arrays
+    written = []
+    for fold, parts in partitions.items():
+        np.save(staging[fold] / EMBEDDING_FILE, embedding, allow_pickle=False)
+        for name, data in extras(fold, parts).items():
+            write_json_atomic(staging[fold] / name, data)
+        written.append(_replace_dir(staging[fold], fold_dir(out, fold)))
+    return written
+
+
+def _replace_dir(new: Path, target: Path) -> Path:
+    """Move a complete directory into place, removing the previous one."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def check_output(fold_dirs: list[Path], shapes: dict, num_classes: int) -> list[dict]:
+    """Load every written fold with the project's fold reader, as training will.
+
+    Kept as one small function so that it can become ``selfcross.check.check_root`` later.
+    """
+    summaries = []
+    for directory in fold_dirs:
+        data = FoldReader(directory, ReaderOptions(shapes=shapes, num_classes=num_classes)).load()
+        summaries.append(
+            {
+                "fold": directory.name,
+                **{s: len(data.splits[s]) for s in SPLITS},
+                "dropped_no_video": sum(data.splits[s].n_dropped for s in SPLITS),
+            }
+        )
+    return summaries
