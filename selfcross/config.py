@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
-from selfcross.models.networks import check_fusion
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -63,6 +62,8 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
 
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
+    from selfcross.models.networks import check_fusion  # here: torch is slow to import
+
     try:
         fold = cfg.fold
         if not isinstance(fold, int) or not 1 <= fold <= 5:

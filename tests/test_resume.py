@@ -89,8 +89,14 @@ def test_sweep_killed_mid_job_resumes_without_redoing_finished_work(tmp_path, da
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     sweep = tmp_path / "sweep"
     second = sweep / "self" / "TVA" / "fold1" / "seed2"
-    proc = subprocess.Popen(_sweep(tmp_path, data_dir), cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _sweep(tmp_path, data_dir),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     while not (second / "checkpoints" / "last.ckpt").exists():  # job 2 has finished an epoch
         assert proc.poll() is None, proc.stdout.read()[-3000:]

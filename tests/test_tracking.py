@@ -64,10 +64,19 @@ def test_run_goes_on_when_wandb_cannot_start(tmp_path, monkeypatch, data_dir, ca
         raise RuntimeError("cannot reach the W&B service")
 
     monkeypatch.setattr(loggers, "WandbLogger", broken)
-    cfg = compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
-                   "logger=wandb", "logger.wandb.mode=offline", "trainer.max_epochs=1"])  # fmt: skip
+    cfg = compose(
+        [
+            *base_overrides(tmp_path),
+            f"paths.data_dir={data_dir}",
+            "debug=fast",
+            "logger=wandb",
+            "logger.wandb.mode=offline",
+            "trainer.max_epochs=1",
+        ]
+    )
     result = train_and_test(cfg)
     assert "W&B could not start (cannot reach the W&B service)" in caplog.text
-    assert json.loads((tmp_path / "out" / "result.json").read_text())["test_uwa"] == result[
-        "test_uwa"
-    ]
+    assert (
+        json.loads((tmp_path / "out" / "result.json").read_text())["test_uwa"]
+        == result["test_uwa"]
+    )

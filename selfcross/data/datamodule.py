@@ -166,8 +166,6 @@ class IemocapDataModule(L.LightningDataModule):
                 counts[split],
                 s.n_dropped,
             )
-            if s.nonfinite_zeroed:
-                log.warning("  %s: %d non-finite values set to 0", split, s.nonfinite_zeroed)
 
     def summary(self) -> dict:
         """Counts a result file records: per split, utterances, dropped, per-class counts."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import selfcross
+from selfcross.data import DEFAULT_CLASS_NAMES
 from selfcross.errors import DataError
 from selfcross.prepare.audio import PROSODY_DIM
 from selfcross.prepare.cache import cache_folder, entry_path, load_entry
@@ -274,7 +275,7 @@ def prepare(settings: PrepareSettings) -> dict:
     write_json_atomic(settings.out / UTTERANCES_FILE, utterances)
     report_cuts(utterances, settings)
 
-    checked = final_check(fold_dirs, settings)
+    checked = final_check(settings)
     timing = {
         "audio_seconds": round(stats.audio_seconds, 2),
         "video_decode_seconds": round(stats.decode_seconds, 2),
@@ -313,17 +314,13 @@ def prepare(settings: PrepareSettings) -> dict:
     return summary
 
 
-def final_check(fold_dirs: list[Path], settings: PrepareSettings) -> list[dict]:
-    """Load the written folds as training will (skipped with check=false)."""
+def final_check(settings: PrepareSettings) -> list[dict]:
+    """``selfcross.check`` over the written folds, as training reads them (check=false skips)."""
     if not settings.check:
         return []
-    checked = check_output(fold_dirs, settings.shapes, len(settings.classes))
-    for row in checked:
-        print(
-            f"Checked {row['fold']}: train {row['train']:,}, dev {row['dev']:,}, test "
-            f"{row['test']:,} utterances after dropping {row['dropped_no_video']:,} without video"
-        )
-    return checked
+    full = dict(zip((n[:3] for n in DEFAULT_CLASS_NAMES), DEFAULT_CLASS_NAMES, strict=True))
+    names = [full.get(label, label) for label in settings.classes]
+    return check_output(settings.out, settings.shapes, names)
 
 
 def utterance_table(corpus: Corpus, rows: FoldRows) -> list[dict]:

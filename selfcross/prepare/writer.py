@@ -17,7 +17,6 @@ import numpy as np
 from selfcross.data.folds import (
     EMBEDDING_FILE,
     SPLITS,
-    FoldReader,
     ReaderOptions,
     fold_dir,
     split_file,
@@ -109,19 +108,21 @@ def _replace_dir(new: Path, target: Path) -> Path:
     return target
 
 
-def check_output(fold_dirs: list[Path], shapes: dict, num_classes: int) -> list[dict]:
-    """Load every written fold with the project's fold reader, as training will.
+def check_output(out: Path, shapes: dict, class_names: list[str]) -> list[dict]:
+    """Run ``selfcross.check`` on the written folds, print its report, fail on any problem."""
+    from selfcross.check import check_root
+    from selfcross.errors import DataError
 
-    Kept as one small function so that it can become ``selfcross.check.check_root`` later.
-    """
-    summaries = []
-    for directory in fold_dirs:
-        data = FoldReader(directory, ReaderOptions(shapes=shapes, num_classes=num_classes)).load()
-        summaries.append(
-            {
-                "fold": directory.name,
-                **{s: len(data.splits[s]) for s in SPLITS},
-                "dropped_no_video": sum(data.splits[s].n_dropped for s in SPLITS),
-            }
-        )
-    return summaries
+    options = ReaderOptions(shapes=shapes, num_classes=len(class_names))
+    report = check_root(out, options, class_names)
+    print(report.format())
+    if not report.ok:
+        raise DataError(out, f"the written folds fail the check: {report.all_problems()[0]}")
+    return [
+        {
+            "fold": fold.path.name,
+            **{s: fold.splits[s].n - fold.splits[s].dropped for s in SPLITS},
+            "dropped_no_video": sum(fold.splits[s].dropped for s in SPLITS),
+        }
+        for fold in report.folds
+    ]
