@@ -6,6 +6,27 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
+# Sweeps and tables: `make table1 DATA=iemocap DATA_ROOT=/path/to/folds LAUNCHER=local_gpus`
+DATA ?= synthetic
+DATA_ROOT ?=
+PRESET ?= small
+FOLDS ?= 1,2,3,4,5
+SEEDS ?= 1,2,3,4,5,6,7,8,9,10
+LAUNCHER ?= basic
+OUT ?= tables
+FIG_FOLD ?= 1
+ifeq ($(DATA),iemocap)
+  DATA_ARGS := data=iemocap data.root=$(DATA_ROOT)
+  LABEL := iemocap
+else
+  DATA_ARGS := data=$(DATA) data.preset=$(PRESET)
+  LABEL := $(DATA)-$(PRESET)
+endif
+SWEEP ?= paper-$(LABEL)
+SWEEP_BASE = $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=$(SWEEP)
+SWEEP_ARGS = $(SWEEP_BASE) fold=$(FOLDS) seed=$(SEEDS)
+TABLE_ARGS = --results multirun/$(SWEEP) --out $(OUT) --folds $(FOLDS) --seeds $(SEEDS)
+
 .DEFAULT_GOAL := help
 
 help: ## List the targets
@@ -28,6 +49,29 @@ test: $(STAMP) ## Run the test suite (fast tests; slow ones are deselected)
 test-full: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest $(ARGS)
 
+check: $(STAMP) ## Check every fold of the data (DATA=iemocap DATA_ROOT=...) without training
+	$(PY) -m selfcross.check $(DATA_ARGS) $(ARGS)
+
+table1: $(STAMP) ## Run the Table 1 sweep (finished runs are skipped) and build tables/table1.*
+	$(PY) -m selfcross.run -m experiment=table1 $(SWEEP_ARGS) $(ARGS)
+	$(PY) -m selfcross.tables table1 $(TABLE_ARGS)
+
+table2: $(STAMP) ## Run the Table 2 sweep (finished runs are skipped) and build tables/table2.*
+	$(PY) -m selfcross.run -m experiment=table2 $(SWEEP_ARGS) $(ARGS)
+	$(PY) -m selfcross.tables table2 $(TABLE_ARGS)
+
+figure3: $(STAMP) ## Run tri-modal Self and Cross on fold FIG_FOLD and draw tables/figure3.png
+	$(PY) -m selfcross.run -m experiment=table2 model=self,cross $(SWEEP_BASE) fold=$(FIG_FOLD) seed=$(SEEDS) $(ARGS)
+	$(PY) -m selfcross.tables figure3 --results multirun/$(SWEEP) --out $(OUT) --fold $(FIG_FOLD)
+
+demo: $(STAMP) ## A reduced Table 1 on synthetic data (fold 1, seeds 1-2, <= 6 epochs) and Figure 3
+	$(PY) -m selfcross.run -m experiment=demo $(ARGS)
+	$(PY) -m selfcross.tables table1 --results multirun/demo --out $(OUT) --folds 1 --seeds 1,2
+	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1
+
+dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B credentials, --entity)
+	$(PY) -m selfcross.dashboard $(ARGS)
+
 lint: $(STAMP) ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -40,4 +84,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-full lint format clean
+.PHONY: help venv run test test-full check table1 table2 figure3 demo dashboard lint format clean

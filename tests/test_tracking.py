@@ -80,3 +80,28 @@ def test_run_goes_on_when_wandb_cannot_start(tmp_path, monkeypatch, data_dir, ca
         json.loads((tmp_path / "out" / "result.json").read_text())["test_uwa"]
         == result["test_uwa"]
     )
+
+
+def test_dashboard_is_built_offline_with_table1_panels():
+    from selfcross.dashboard import build_workspace
+
+    workspace = build_workspace("my-team", data_label="iemocap")
+    spec = workspace._to_model().model_dump_json()  # the payload W&B would receive
+    assert workspace.project == "selfcross" and workspace.name == "selfcross Table 1 (iemocap)"
+    titles = [p.title for s in workspace.sections for p in s.panels]
+    assert any("Test UWA" in t for t in titles) and any("Test WA" in t for t in titles)
+    assert "summary_metrics.test/uwa" in spec and "data.label" in spec
+    assert "model.value.name" in spec and "modality.value.name" in spec  # runs grouped by cell
+
+
+def test_dashboard_without_credentials_explains_and_exits_2(monkeypatch, tmp_path, capsys):
+    from selfcross import dashboard
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    with pytest.raises(SystemExit) as exit_info:
+        dashboard.main(["--entity", "my-team"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the dashboard is saved to W&B and needs W&B credentials")
+    assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,93 @@
+"""A W&B workspace for Table 1: test WA/UWA per (model, modality) cell, learning curves.
+
+    python -m selfcross.dashboard --entity TEAM [--project selfcross] [--data iemocap]
+
+Runs are grouped by their W&B group, ``<model>-<modality>`` (one group per table cell), so each
+bar is a cell's mean with its standard deviation over folds and seeds; the run table is grouped by
+model and modality. Saving needs W&B credentials (``WANDB_API_KEY`` or ``wandb login``); without
+them the command says what it needs and exits 2. Building the workspace needs no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+METRICS = (("test/uwa", "UWA (accuracy)"), ("test/wa", "WA (mean per-class recall)"))
+CURVES = (("val/uwa", "validation UWA"), ("val/loss", "validation loss"), ("lr", "learning rate"))
+
+
+def build_workspace(entity: str, project: str = "selfcross", data_label: str | None = None):
+    """The workspace object (nothing is sent until ``.save()``)."""
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    def cell_bars(metric: str, title: str):
+        return wr.BarPlot(
+            title=f"Test {title}: mean ± std per model and modality",
+            metrics=[wr.SummaryMetric(metric)],
+            groupby="Group",
+            groupby_aggfunc="mean",
+            groupby_rangefunc="stddev",
+            max_bars_to_show=20,
+        )
+
+    def curve(metric: str, title: str):
+        return wr.LinePlot(
+            title=f"{title} per epoch (mean ± std per cell)",
+            x="epoch",
+            y=[metric],
+            groupby="Group",
+            groupby_aggfunc="mean",
+            groupby_rangefunc="stddev",
+        )
+
+    sections = [
+        ws.Section(name="Table 1", is_open=True, panels=[cell_bars(m, t) for m, t in METRICS]),
+        ws.Section(name="Learning curves", is_open=True, panels=[curve(m, t) for m, t in CURVES]),
+    ]
+    runset = ws.RunsetSettings(
+        groupby=[ws.Config("model.name"), ws.Config("modality.name")],
+        pinned_columns=["summary:test/wa", "summary:test/uwa", "summary:n_params"],
+        filters=f"Config('data.label') = '{data_label}'" if data_label else "",
+    )
+    name = f"selfcross Table 1 ({data_label})" if data_label else "selfcross Table 1"
+    return ws.Workspace(
+        entity=entity, project=project, name=name, sections=sections, runset_settings=runset
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m selfcross.dashboard", description=__doc__)
+    parser.add_argument("--entity", default=os.environ.get("WANDB_ENTITY"),
+                        help="W&B user or team (default: $WANDB_ENTITY)")  # fmt: skip
+    parser.add_argument("--project", default="selfcross")
+    parser.add_argument("--data", default=None, help="only runs of this data label, e.g. iemocap")
+    args = parser.parse_args(argv)
+
+    from selfcross.tracking import has_credentials
+
+    missing = []
+    if not has_credentials():
+        missing.append("W&B credentials (set WANDB_API_KEY or run `wandb login`)")
+    if not args.entity:
+        missing.append("the W&B entity (--entity TEAM or WANDB_ENTITY)")
+    if missing:
+        print(
+            f"error: the dashboard is saved to W&B and needs {' and '.join(missing)}; offline "
+            "runs are uploaded with `wandb sync <run dir>/wandb/offline-run-*`",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    workspace = build_workspace(args.entity, args.project, args.data)
+    try:
+        workspace.save()
+    except Exception as err:  # network, permissions: say so in one line
+        print(f"error: W&B refused the workspace: {str(err).splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
+    print(f"W&B workspace saved: {workspace.url}")
+
+
+if __name__ == "__main__":
+    main()
