@@ -451,7 +451,7 @@ def run_error(args, capsys) -> str:
         ({"vision.random_weights": "false"}, "error: vision.weights is not set"),
         ({"glove": "/no/glove.txt"}, "error: /no/glove.txt: GloVe file is missing"),
         ({"split": "fancy"}, "error: split=fancy: expected one of random, session"),
-        ({"nosuchkey": "1"}, "error: configuration: Could not override 'nosuchkey'"),
+        ({"nosuchkey": "1"}, "error: Could not override 'nosuchkey'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(release, tmp_path, capsys, change, message):

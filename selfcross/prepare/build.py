@@ -275,7 +275,7 @@ def prepare(settings: PrepareSettings) -> dict:
     write_json_atomic(settings.out / UTTERANCES_FILE, utterances)
     report_cuts(utterances, settings)
 
-    checked = final_check(settings)
+    checked = final_check(fold_dirs, settings)
     timing = {
         "audio_seconds": round(stats.audio_seconds, 2),
         "video_decode_seconds": round(stats.decode_seconds, 2),
@@ -314,13 +314,14 @@ def prepare(settings: PrepareSettings) -> dict:
     return summary
 
 
-def final_check(settings: PrepareSettings) -> list[dict]:
+def final_check(fold_dirs: list[Path], settings: PrepareSettings) -> list[dict]:
     """``selfcross.check`` over the written folds, as training reads them (check=false skips)."""
     if not settings.check:
         return []
     full = dict(zip((n[:3] for n in DEFAULT_CLASS_NAMES), DEFAULT_CLASS_NAMES, strict=True))
     names = [full.get(label, label) for label in settings.classes]
-    return check_output(settings.out, settings.shapes, names)
+    folds = [int(d.name.removeprefix("fold")) for d in fold_dirs]
+    return check_output(settings.out, folds, settings.shapes, names)
 
 
 def utterance_table(corpus: Corpus, rows: FoldRows) -> list[dict]:

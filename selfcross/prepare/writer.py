@@ -108,13 +108,13 @@ def _replace_dir(new: Path, target: Path) -> Path:
     return target
 
 
-def check_output(out: Path, shapes: dict, class_names: list[str]) -> list[dict]:
+def check_output(out: Path, folds: list[int], shapes: dict, class_names: list[str]) -> list[dict]:
     """Run ``selfcross.check`` on the written folds, print its report, fail on any problem."""
     from selfcross.check import check_root
     from selfcross.errors import DataError
 
     options = ReaderOptions(shapes=shapes, num_classes=len(class_names))
-    report = check_root(out, options, class_names)
+    report = check_root(out, options, class_names, folds=folds)
     print(report.format())
     if not report.ok:
         raise DataError(out, f"the written folds fail the check: {report.all_problems()[0]}")
