@@ -20,6 +20,26 @@ from pathlib import Path
 ENV_GPUS = "SELFCROSS_GPUS"
 ENV_JOBS_PER_GPU = "SELFCROSS_JOBS_PER_GPU"
 ENV_SLOT_DIR = "SELFCROSS_SLOT_DIR"
+ENV_THREADS = "SELFCROSS_THREADS"
+"""CPU threads per job when the launcher runs several jobs on one machine."""
+
+
+def threads_per_job(n_jobs: int, cores: int | None = None) -> int:
+    """An even share of the cores: PyTorch's default of one thread per core in every job
+    oversubscribes the CPU, and its OpenMP threads then spin-wait for each other (a GRU step
+    was measured 45x slower on 2 cores with a second busy process)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, n_jobs))
+
+
+def apply_thread_limit(threads: int | None) -> int | None:
+    """Limit this process's intra-op threads to ``threads``, or to the launcher's share."""
+    threads = threads or int(os.environ.get(ENV_THREADS, "0") or 0) or None
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return threads
 
 
 def visible_gpu_count() -> int:

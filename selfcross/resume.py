@@ -24,7 +24,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 HASH_FILE = "checkpoints.hash"
 """Beside ``checkpoints/``: the configuration hash its checkpoints were written under."""
-NOT_HASHED = ("hydra", "logger", "sweep_name", "resume")
+NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 

@@ -129,7 +129,7 @@ def test_slurm_launcher_config_composes_and_instantiates():
 
 
 def test_local_gpus_launcher_sizes_the_pool_from_the_gpu_count():
-    from hydra_plugins.selfcross_plugins.launcher import LocalGpusLauncher, plan_slots
+    from hydra_plugins.selfcross_plugins.launcher import plan_slots
 
     assert plan_slots("auto", 2, visible=4) == (4, 8)
     assert plan_slots(3, 1, visible=0) == (3, 3)  # a faked count
@@ -139,8 +139,17 @@ def test_local_gpus_launcher_sizes_the_pool_from_the_gpu_count():
     cfg = hydra_cfg("hydra/launcher=local_gpus", "hydra.launcher.gpus=3",
                     "hydra.launcher.jobs_per_gpu=2")  # fmt: skip
     launcher = instantiate(cfg.hydra.launcher)
-    assert isinstance(launcher, LocalGpusLauncher)
+    # (Hydra loads plugin modules a second time, so compare the class by name)
+    assert type(launcher).__name__ == "LocalGpusLauncher"
     assert launcher.gpus == 3 and launcher.joblib["n_jobs"] == 6
+
+
+def test_parallel_jobs_share_the_cores():
+    from selfcross.gpus import threads_per_job
+
+    assert threads_per_job(1, cores=16) == 16
+    assert threads_per_job(8, cores=16) == 2
+    assert threads_per_job(4, cores=2) == 1
 
 
 def test_gpu_slots_spread_jobs_over_gpus_and_wait_when_full(tmp_path):

@@ -59,7 +59,13 @@ class LocalGpusLauncher(JoblibLauncher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from selfcross.gpus import ENV_GPUS, ENV_JOBS_PER_GPU, ENV_SLOT_DIR
+        from selfcross.gpus import (
+            ENV_GPUS,
+            ENV_JOBS_PER_GPU,
+            ENV_SLOT_DIR,
+            ENV_THREADS,
+            threads_per_job,
+        )
 
         slot_dir = Path(self.config.hydra.sweep.dir) / ".gpu_slots"
         if self.gpus:
@@ -77,6 +83,7 @@ class LocalGpusLauncher(JoblibLauncher):
             ENV_GPUS: str(self.gpus),
             ENV_JOBS_PER_GPU: str(self.jobs_per_gpu),
             ENV_SLOT_DIR: str(slot_dir.resolve()),
+            ENV_THREADS: str(threads_per_job(self.joblib["n_jobs"])),
         }
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
