@@ -181,13 +181,12 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
 
     - the same (model, modality, fold, seed) twice: always an error;
     - different data sources (name, preset, root): an error unless ``allow_mixed_data``;
-    - the same fold and modality with different ``data.fingerprint``: likewise. The fingerprint
-      covers the files a run opened, which depend on its modalities, so only runs of the same
-      modality subset can be compared.
+    - the same fold with different ``data.fingerprint`` (a hash of every file of the fold
+      directory, whichever modalities a run read): likewise.
     """
     first_of_key: dict[tuple, RunResult] = {}
     first_source: RunResult | None = None
-    first_of_fold: dict[tuple[int, str], RunResult] = {}
+    first_of_fold: dict[int, RunResult] = {}
     for run in runs:
         other = first_of_key.setdefault(run.key, run)
         if other is not run:
@@ -208,11 +207,11 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 f"{describe_source(first_source.source)} in {first_source.path}; "
                 "pass --allow-mixed-data to aggregate them anyway",
             )
-        same_fold = first_of_fold.setdefault((run.fold, run.modality), run)
+        same_fold = first_of_fold.setdefault(run.fold, run)
         if same_fold.fingerprint != run.fingerprint:
             raise DataError(
                 run.path,
                 f"fold {run.fold} data fingerprint {run.fingerprint} differs from "
-                f"{same_fold.fingerprint} in {same_fold.path} (same fold, modality "
-                f"{run.modality}); pass --allow-mixed-data to aggregate them anyway",
+                f"{same_fold.fingerprint} in {same_fold.path} (the fold's files changed between "
+                "the runs); pass --allow-mixed-data to aggregate them anyway",
             )

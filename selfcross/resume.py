@@ -27,6 +27,8 @@ HASH_FILE = "checkpoints.hash"
 NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
+NOT_HASHED_DATA = ("cache_dir", "on_device", "num_workers")
+"""Where and how data are held: the same numbers either way."""
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -37,11 +39,13 @@ def config_hash(cfg: DictConfig) -> str:
         # hash depends on the experiment, not on where it runs.
         if "paths" in cfg:
             cfg.paths.output_dir = "<output_dir>"
+            cfg.paths.cache_dir = "<cache_dir>"
         for key in NOT_HASHED:
             cfg.pop(key, None)
-        for key in NOT_HASHED_TRAINER:
-            if "trainer" in cfg:
-                cfg.trainer.pop(key, None)
+        for group, keys in (("trainer", NOT_HASHED_TRAINER), ("data", NOT_HASHED_DATA)):
+            for key in keys:
+                if group in cfg:
+                    cfg[group].pop(key, None)
     payload = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -37,7 +37,7 @@ def write_result(
         "name": "synthetic",
         "preset": "small",
         "root": "data/synthetic/small",
-        "fingerprint": f"fold{fold}-{modality}",
+        "fingerprint": f"fold{fold}",
     }
     data.update(extra.pop("data", {}))
     result = {
@@ -438,15 +438,15 @@ def test_mixed_data_sources_are_refused_unless_allowed(tmp_path, capsys):
 def test_different_fold_fingerprints_are_refused(tmp_path, capsys):
     root = tmp_path / "multirun"
     write_cell(root, "self", "TA", TA_SELF)
-    # the fingerprint covers the files a run opened, so other modalities legitimately differ
-    write_result(root, "self", "T", 1, 1, 0.5, data={"fingerprint": "something-else"})
+    # the fingerprint covers the whole fold directory, so every modality subset agrees
+    write_result(root, "self", "T", 1, 1, 0.5)
     run_main("table1", "--results", str(root), "--out", str(tmp_path / "a"), *GRID)
     capsys.readouterr()
-    changed = write_result(root, "cross", "TA", 2, 1, 0.5, data={"fingerprint": "changed"})
+    changed = write_result(root, "cross", "TV", 2, 1, 0.5, data={"fingerprint": "changed"})
     line = expect_error(capsys, "table1", "--results", str(root), "--out", str(tmp_path / "b"))
     assert line == (  # files are read in sorted order: cross/... first
-        f"error: {root / 'self/TA/fold2/seed1/result.json'}: fold 2 data fingerprint fold2-TA "
-        f"differs from changed in {changed} (same fold, modality TA); "
+        f"error: {root / 'self/TA/fold2/seed1/result.json'}: fold 2 data fingerprint fold2 "
+        f"differs from changed in {changed} (the fold's files changed between the runs); "
         "pass --allow-mixed-data to aggregate them anyway"
     )
 

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from selfcross import MODALITIES
-from selfcross.data.folds import SPLITS, FoldData, FoldReader, ReaderOptions, fold_dir
+from selfcross.data.cache import load_fold
+from selfcross.data.folds import SPLITS, FoldData, ReaderOptions, fold_dir
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 from selfcross.errors import ConfigError
 
@@ -41,8 +42,23 @@ class SplitTensors(Dataset):
         batch = {m: x.index_select(0, index) for m, x in self.features.items()}
         if self.embedding is not None and "T" in batch and batch["T"].dtype == torch.long:
             batch["T"] = torch.nn.functional.embedding(batch["T"], self.embedding)
+        for m, x in batch.items():
+            if x.is_floating_point() and x.dtype != torch.float32:
+                batch[m] = x.float()  # a fold stored in half precision on the GPU
         batch["label"] = self.labels.index_select(0, index)
         return batch
+
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> SplitTensors:
+        """This split with every tensor on ``device``; features in ``dtype``."""
+
+        def move(x: torch.Tensor) -> torch.Tensor:
+            return x.to(device, dtype=dtype if x.is_floating_point() else x.dtype)
+
+        return SplitTensors(
+            {m: move(x) for m, x in self.features.items()},
+            self.labels.to(device),
+            None if self.embedding is None else move(self.embedding),
+        )
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
@@ -62,6 +78,12 @@ class IemocapDataModule(L.LightningDataModule):
         modalities: any non-empty subset of ``T``, ``V``, ``A``.
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
         synthetic: generator parameters; when given, missing folds are generated under ``root``.
+        cache_dir: where processed folds are kept and memory-mapped (shared by concurrent runs);
+            None reads the fold into this process's memory.
+        on_device: ``auto`` (or true) keeps the whole fold in GPU memory when training on a GPU,
+            and batches are gathered there; false copies each batch from the host.
+        device_dtype: the dtype of a GPU-resident fold's features (``float16`` or ``bfloat16``
+            halve its memory; batches are cast back to float32).
         name, preset, label: the data source, its synthetic size, and how sweeps name it
             (recorded, not used for loading).
     """
@@ -81,6 +103,9 @@ class IemocapDataModule(L.LightningDataModule):
         text_source: str = "auto",
         on_nonfinite: str = "error",
         num_workers: int = 0,
+        cache_dir: str | None = None,
+        on_device: bool | str = "auto",
+        device_dtype: str = "float32",
         synthetic: dict | None = None,
         name: str = "iemocap",
         preset: str | None = None,
@@ -113,6 +138,14 @@ class IemocapDataModule(L.LightningDataModule):
             shapes=self.shapes,
         )
         self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        if on_device not in (True, False, "auto"):
+            raise ConfigError(f"data.on_device={on_device!r}: expected true, false or auto")
+        self.on_device = on_device
+        if device_dtype not in ("float32", "float16", "bfloat16"):
+            raise ConfigError(f"data.device_dtype={device_dtype!r}: float32, float16 or bfloat16")
+        self.device_dtype = getattr(torch, device_dtype)
+        self._placed_on: torch.device | None = None
         self.synthetic = None
         if synthetic:
             spec_shapes = {
@@ -140,7 +173,7 @@ class IemocapDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.fold_data is not None:
             return
-        fold = FoldReader(self.fold_path, self.options).load()
+        fold = load_fold(self.fold_path, self.options, self.cache_dir)
         self.fold_data = fold
         self.log_summary()
         embedding = torch.from_numpy(fold.embedding) if fold.embedding is not None else None
@@ -180,14 +213,28 @@ class IemocapDataModule(L.LightningDataModule):
             for split in SPLITS
         }
 
+    def _place(self) -> None:
+        """Move the fold to the trainer's GPU once, if asked to (``on_device``)."""
+        trainer = self.trainer
+        if not self.on_device or trainer is None or self._placed_on is not None:
+            return
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            return
+        self.datasets = {s: d.to(device, self.device_dtype) for s, d in self.datasets.items()}
+        self._placed_on = device
+        log.info("Fold %d held in %s memory (%s)", self.fold, device, self.device_dtype)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self._place()
+        on_gpu = self._placed_on is not None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
             collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=0 if on_gpu else self.num_workers,
+            persistent_workers=self.num_workers > 0 and not on_gpu,
         )
 
     def train_dataloader(self) -> DataLoader:

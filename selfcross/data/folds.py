@@ -165,7 +165,7 @@ class FoldData:
     audio_mean: np.ndarray | None = None
     audio_std: np.ndarray | None = None
     fingerprint: str = ""
-    """Hash of the used files' names, shapes, dtypes and sizes (not their contents)."""
+    """Hash of the fold's files' names, shapes, dtypes and sizes (not their contents)."""
     embedding_zeroed: int = 0
 
     def class_counts(self, num_classes: int) -> dict[str, list[int]]:
@@ -562,7 +562,7 @@ class FoldReader:
             )
         if "A" in self.opt.modalities and self.opt.audio_standardize != "none":
             standardize_audio(fold, self.opt.audio_standardize)
-        fold.fingerprint = fingerprint(self._used)
+        fold.fingerprint = fingerprint(self.dir)
         missing = missing_classes(splits["train"].labels, self.opt.num_classes)
         if missing:
             log.warning(
@@ -632,9 +632,17 @@ def standardize_audio(fold: FoldData, mode: str) -> None:
     fold.audio_mean, fold.audio_std = mean32, std32
 
 
-def fingerprint(arrays: dict[Path, np.ndarray]) -> str:
-    """A short hash of the files' names, shapes, dtypes and byte sizes."""
-    meta = sorted(
-        (p.name, list(a.shape), str(a.dtype), p.stat().st_size) for p, a in arrays.items()
-    )
+def fingerprint(directory: Path) -> str:
+    """A short hash of every ``.npy`` file's name, shape, dtype and size in a fold directory.
+
+    It identifies the fold's data, whichever modalities a run reads, without reading the data.
+    """
+    meta = []
+    for path in sorted(Path(directory).glob("*.npy")):
+        try:
+            header = _npy_header(path)
+        except DataError:
+            header = None
+        shape, dtype = (list(header[0]), str(header[1])) if header else (None, None)
+        meta.append((path.name, shape, dtype, path.stat().st_size))
     return hashlib.sha256(json.dumps(meta).encode()).hexdigest()[:16]
