@@ -46,6 +46,32 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
         raise ConfigError(_first_paragraph(str(err))) from None
 
 
+GROUPS = ("data", "model", "modality", "trainer", "callbacks", "logger", "experiment", "debug")
+"""selfcross's own config groups (the folders of conf/)."""
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Reject ``group=option`` arguments naming no option, before Hydra composes anything.
+
+    Hydra's own message for them spans several lines; this one is one line and also covers
+    every value of a sweep list (``model=self,crosss``).
+    """
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+")
+        if key not in GROUPS or value.startswith(("choice(", "range(", "glob(")):
+            continue
+        options = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        for choice in value.split(","):
+            choice = choice.strip()
+            if choice not in options and choice != "null":
+                raise ConfigError(
+                    f"{key}={choice}: no such option; choose one of {', '.join(options)}"
+                )
+
+
 def _first_paragraph(text: str) -> str:
     """Hydra's message up to its search-path listing, as one line."""
     lines = []

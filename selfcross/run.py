@@ -11,6 +11,7 @@ for the same configuration is skipped; one that was interrupted resumes from its
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from omegaconf import DictConfig
 
 import selfcross
 from selfcross import resume, tracking
-from selfcross.config import CONFIG_DIR, resolved, user_errors, validate
+from selfcross.config import CONFIG_DIR, check_group_choices, resolved, user_errors, validate
 from selfcross.errors import Interrupted
 from selfcross.gpus import apply_thread_limit, job_gpu
 from selfcross.models import EmotionRecognizer, count_parameters
@@ -214,4 +215,6 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
+    with user_errors():
+        check_group_choices(sys.argv[1:])
     main()

@@ -90,3 +90,13 @@ def test_summary_needs_no_data(tmp_path):
     # text GRU 130,320 + audio conv 500,500 + GRU 65,520 + 2 MHAs + Linear(240, 60) + Linear(60, 7)
     assert info["n_params"] == 130_320 + 500_500 + 65_520 + 2 * 58_080 + 14_460 + 427
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_option_is_a_one_line_error_also_in_a_sweep(tmp_path):
+    proc = run_cli("selfcross.run", "-m", "model=self,crosss", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: model=crosss: no such option; choose one of cross, cross_nosp, cross_self, "
+        "self, self_nosp"
+    )
+    assert not any(tmp_path.iterdir())
