@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 import selfcross
 from selfcross.config import CONFIG_DIR, resolved, user_errors, validate
+from selfcross.fastpath import apply_fast_paths
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.utils.io import git_commit, write_json_atomic
 
@@ -75,6 +76,7 @@ def train_and_test(cfg: DictConfig) -> dict:
 
     datamodule = instantiate(cfg.data)
     module = build_module(cfg)
+    apply_fast_paths(cfg, module)
     trainer = build_trainer(cfg)
     n_params = count_parameters(module.network)
     log.info(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from selfcross.models.kernels import blocked_dropout_attention
 
 
 class CrossModalAttention(nn.Module):
@@ -10,16 +14,57 @@ class CrossModalAttention(nn.Module):
 
     The output is the source adapted to the target and has the target's length:
     target [B, T_t, E], source [B, T_s, E] -> [B, T_t, E]. Attention weights are computed only
-    when asked for (``need_weights=True``), so training uses PyTorch's fused attention.
+    when asked for (``need_weights=True``, the reference's behaviour); otherwise PyTorch's fused
+    scaled-dot-product attention runs, except in CPU training with dropout, which PyTorch's
+    fused CPU kernel does not support: there ``blocked`` selects
+    :func:`~selfcross.models.kernels.blocked_dropout_attention` on this module's own weights.
     """
 
-    def __init__(self, embed_dim: int = 120, num_heads: int = 6, dropout: float = 0.1):
+    def __init__(
+        self, embed_dim: int = 120, num_heads: int = 6, dropout: float = 0.1, blocked: bool = True
+    ):
         super().__init__()
         self.mha = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, batch_first=True)
+        self.blocked = blocked
 
     def forward(self, target: Tensor, source: Tensor, need_weights: bool = False):
-        out, weights = self.mha(target, source, source, need_weights=need_weights)
-        return (out, weights) if need_weights else out
+        if need_weights:
+            return self.mha(target, source, source, need_weights=True)
+        if self._use_blocked(target):
+            return self._blocked_attention(target, source)
+        return self.mha(target, source, source, need_weights=False)[0]
+
+    def _use_blocked(self, target: Tensor) -> bool:
+        return (
+            self.blocked
+            and self.training
+            and self.mha.dropout > 0
+            and target.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    def _blocked_attention(self, target: Tensor, source: Tensor) -> Tensor:
+        """nn.MultiheadAttention's training forward with the blocked dropout-attention core."""
+        mha = self.mha
+        heads, embed = mha.num_heads, mha.embed_dim
+        if target is source:
+            q, k, v = F.linear(target, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+        else:
+            w_q, w_kv = mha.in_proj_weight.split([embed, 2 * embed])
+            b_q, b_kv = mha.in_proj_bias.split([embed, 2 * embed])
+            q = F.linear(target, w_q, b_q)
+            k, v = F.linear(source, w_kv, b_kv).chunk(2, dim=-1)
+
+        def split_heads(x: Tensor) -> Tensor:  # [B, T, E] -> [B * heads, T, E / heads]
+            b, t, _ = x.shape
+            return x.reshape(b, t, heads, -1).transpose(1, 2).reshape(b * heads, t, -1)
+
+        out = blocked_dropout_attention(
+            split_heads(q), split_heads(k), split_heads(v), mha.dropout
+        )
+        b, t = target.shape[:2]
+        out = out.view(b, heads, t, -1).transpose(1, 2).reshape(b, t, embed)
+        return mha.out_proj(out)
 
 
 class SelfAttention(CrossModalAttention):
