@@ -58,12 +58,13 @@ def grads(net, batch) -> dict[str, torch.Tensor]:
 
 
 # -- the bi-GRU kernel ------------------------------------------------------------------------
-def test_fused_bigru_equals_nn_gru_values_and_gradients():
+@pytest.mark.parametrize("batch,steps", [(3, 7), (1, 1)])
+def test_fused_bigru_equals_nn_gru_values_and_gradients(batch, steps):
     torch.manual_seed(0)
     gru = nn.GRU(5, 4, batch_first=True, bidirectional=True).double()
-    x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(batch, steps, 5, dtype=torch.float64, requires_grad=True)
     ref, ours = gru(x)[0], fused_bigru(x, gru)
-    assert ours.shape == (3, 7, 8)
+    assert ours.shape == (batch, steps, 8)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
     upstream = torch.randn_like(ref)
     inputs = [x, *gru.parameters()]

@@ -174,13 +174,15 @@ class _FusedBiGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh):
         # w_ih [2, 3H, D], w_hh [2, 3H, H], b_ih and b_hh [2, 3H]; index 0 forward, 1 reverse.
-        batch, steps, _ = x.shape
+        batch, steps, dim = x.shape
         hidden = w_hh.shape[-1]
-        gi = torch.addmm(
-            b_ih.reshape(-1), x.reshape(batch * steps, -1), w_ih.reshape(-1, x.shape[-1]).t()
-        )
-        gi = gi.view(batch, steps, 2, 3 * hidden).permute(1, 2, 0, 3).contiguous()
-        gi[:, 1] = gi[:, 1].flip(0)  # [T, 2, B, 3H], the reverse direction in its own order
+        # Time-major input of each direction in its own order, [2, T, B, D], and all input
+        # projections in one matmul: gi [2, T, B, 3H].
+        x_tb = x.transpose(0, 1)
+        x_dirs = torch.stack([x_tb, x_tb.flip(0)])
+        gi = torch.baddbmm(
+            b_ih.unsqueeze(1), x_dirs.view(2, steps * batch, dim), w_ih.transpose(1, 2)
+        ).view(2, steps, batch, 3 * hidden)
         w_hh_t = w_hh.transpose(1, 2)
         bias_hh = b_hh.unsqueeze(1)
         hs = x.new_zeros(steps + 1, 2, batch, hidden)
@@ -190,7 +192,7 @@ class _FusedBiGRU(torch.autograd.Function):
         diff = x.new_empty(2, batch, hidden)
         # Per-step views, taken once: indexing inside the loop would cost more than the maths.
         h_t, gh_t, rz_t, new_t = hs.unbind(0), gh.unbind(0), rz.unbind(0), new.unbind(0)
-        gi_rz, gi_n = gi[..., : 2 * hidden].unbind(0), gi[..., 2 * hidden :].unbind(0)
+        gi_rz, gi_n = gi[..., : 2 * hidden].unbind(1), gi[..., 2 * hidden :].unbind(1)
         gh_rz, gh_n = gh[..., : 2 * hidden].unbind(0), gh[..., 2 * hidden :].unbind(0)
         r_t, z_t = rz[..., :hidden].unbind(0), rz[..., hidden:].unbind(0)
         for t in range(steps):
@@ -199,24 +201,29 @@ class _FusedBiGRU(torch.autograd.Function):
             torch.addcmul(gi_n[t], r_t[t], gh_n[t], out=new_t[t]).tanh_()
             torch.sub(h_t[t], new_t[t], out=diff)
             torch.addcmul(new_t[t], z_t[t], diff, out=h_t[t + 1])
-        ctx.save_for_backward(x, w_ih, w_hh, hs, gh, rz, new)
-        out = hs[1:]
-        return torch.cat([out[:, 0], out[:, 1].flip(0)], dim=-1).transpose(0, 1).contiguous()
+        ctx.save_for_backward(x_dirs, w_ih, w_hh, hs, gh, rz, new)
+        out = x.new_empty(batch, steps, 2, hidden)
+        out[:, :, 0] = hs[1:, 0].transpose(0, 1)
+        out[:, :, 1] = hs[1:, 1].flip(0).transpose(0, 1)
+        return out.view(batch, steps, 2 * hidden)
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, w_ih, w_hh, hs, gh, rz, new = ctx.saved_tensors
-        batch, steps, dim = x.shape
+        x_dirs, w_ih, w_hh, hs, gh, rz, new = ctx.saved_tensors
+        _, steps, batch, dim = x_dirs.shape
         hidden = w_hh.shape[-1]
         # Gradient w.r.t. each step's output state, [T, 2, B, H] in each direction's order.
-        dh = grad_y.transpose(0, 1).reshape(steps, batch, 2, hidden).permute(0, 2, 1, 3)
-        dh = dh.contiguous()
-        dh[:, 1] = dh[:, 1].flip(0)
-        r, z = rz[..., :hidden], rz[..., hidden:]
-        a = (1 - z) * (1 - new * new)  # d pre-tanh of n / d h'
-        gate_z = (hs[:-1] - new) * z * (1 - z)  # d pre-sigmoid of z / d h'
-        gate_r = a * gh[..., 2 * hidden :] * r * (1 - r)  # d pre-sigmoid of r / d h'
-        to_gh = torch.cat([gate_r, gate_z, a * r], dim=-1).view(steps, 2, batch, 3, hidden)
+        gy = grad_y.view(batch, steps, 2, hidden).permute(1, 2, 0, 3)
+        dh = hs.new_empty(steps, 2, batch, hidden)
+        dh[:, 0] = gy[:, 0]
+        dh[:, 1] = gy[:, 1].flip(0)
+        r, z, h_prev = rz[..., :hidden], rz[..., hidden:], hs[:-1]
+        # d pre-activation / d h' of each gate, for all steps at once: r, z and n of gh.
+        a = (1 - z) * (1 - new * new)
+        to_gh = hs.new_empty(steps, 2, batch, 3, hidden)
+        torch.mul(a * gh[..., 2 * hidden :], r * (1 - r), out=to_gh[..., 0, :])
+        torch.mul(h_prev - new, z * (1 - z), out=to_gh[..., 1, :])
+        torch.mul(a, r, out=to_gh[..., 2, :])
         d_gh = torch.empty_like(gh)
         dh_t, z_t, d_gh_t = dh.unbind(0), z.unbind(0), d_gh.unbind(0)
         to_gh_t, dh3_t = to_gh.unbind(0), dh.unsqueeze(3).unbind(0)
@@ -225,16 +232,18 @@ class _FusedBiGRU(torch.autograd.Function):
             torch.mul(to_gh_t[t], dh3_t[t], out=d_gh4_t[t])
             if t:
                 dh_t[t - 1].addcmul_(dh_t[t], z_t[t]).baddbmm_(d_gh_t[t], w_hh)
-        d_gi = torch.cat([gate_r, gate_z, a], dim=-1).mul_(dh.repeat(1, 1, 1, 3))
-        d_gi[:, 1] = d_gi[:, 1].flip(0)
-        d_gi = d_gi.permute(2, 0, 1, 3).reshape(batch * steps, 2 * 3 * hidden)
-        grad_x = torch.mm(d_gi, w_ih.reshape(-1, dim)).view(batch, steps, dim)
-        grad_w_ih = torch.mm(d_gi.t(), x.reshape(-1, dim)).view_as(w_ih)
-        grad_b_ih = d_gi.sum(0).view(2, 3 * hidden)
-        d_gh_dir = d_gh.transpose(0, 1).reshape(2, steps * batch, 3 * hidden)
-        h_prev = hs[:-1].transpose(0, 1).reshape(2, steps * batch, hidden)
-        grad_w_hh = torch.bmm(d_gh_dir.transpose(1, 2), h_prev)
-        grad_b_hh = d_gh_dir.sum(1)
+        # Weight gradients as one matmul per direction over all steps: [2, T * B, 3H].
+        d_g = d_gh.transpose(0, 1).reshape(2, steps * batch, 3 * hidden)
+        h_dirs = h_prev.transpose(0, 1).reshape(2, steps * batch, hidden)
+        grad_w_hh = torch.bmm(d_g.transpose(1, 2), h_dirs)
+        grad_b_hh = d_g.sum(1)
+        # The input projection's gradient differs from gh's in the n gate only (no r factor).
+        d_gi = d_g.view(2, steps, batch, 3 * hidden)
+        torch.mul(dh.transpose(0, 1), a.transpose(0, 1), out=d_gi[..., 2 * hidden :])
+        grad_w_ih = torch.bmm(d_g.transpose(1, 2), x_dirs.view(2, steps * batch, dim))
+        grad_b_ih = d_g.sum(1)
+        grad_dirs = torch.bmm(d_g, w_ih).view(2, steps, batch, dim)
+        grad_x = grad_dirs[0].add_(grad_dirs[1].flip(0)).transpose(0, 1)
         return grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
 
 
