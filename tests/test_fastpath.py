@@ -166,8 +166,36 @@ def test_fused_and_weight_returning_attention_agree():
     torch.testing.assert_close(fused, weighted, rtol=1e-5, atol=1e-6)
 
 
+def op_names(fn) -> set[str]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.name for e in prof.events()}
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_attention_takes_the_fused_kernel_unless_weights_are_asked_for(train):
+    """CPU: the flash kernel in evaluation and in training without dropout.
+
+    (nn.MultiheadAttention's own inference fast path for self-attention computes the weights
+    explicitly, and is about twice as slow at 500x500: it is not used.)
+    """
+    attn = SelfAttention(E, 6, 0.0 if train else 0.1).train(train)
+    x = torch.randn(2, 9, E)
+    with torch.set_grad_enabled(train):
+        fused = op_names(lambda: attn(x))
+        weighted = op_names(lambda: attn(x, need_weights=True))
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in fused, sorted(fused)
+    assert not {"aten::softmax", "aten::_softmax", "aten::bmm"} & fused
+    assert {"aten::_softmax", "aten::bmm"} <= weighted
+    assert not any("scaled_dot_product" in n for n in weighted)
+
+
 @pytest.mark.parametrize("self_attention", [True, False])
-def test_blocked_module_path_equals_multihead_attention(monkeypatch, self_attention):
+@pytest.mark.parametrize("blocked", [True, False])
+def test_module_paths_equal_multihead_attention(monkeypatch, self_attention, blocked):
+    """Our projections + SDPA or the blocked kernel vs nn.MultiheadAttention's own forward."""
     calls = []
 
     def counting(*args, **kwargs):
@@ -176,21 +204,25 @@ def test_blocked_module_path_equals_multihead_attention(monkeypatch, self_attent
 
     monkeypatch.setattr(attention_module, "blocked_dropout_attention", counting)
     torch.manual_seed(0)
-    # Dropout so small that nothing is dropped: the kernel runs, the maths is dropout-free.
-    blocked = (SelfAttention if self_attention else CrossModalAttention)(E, 6, 1e-12).double()
-    plain = (SelfAttention if self_attention else CrossModalAttention)(E, 6, 1e-12, False)
-    plain.load_state_dict(blocked.state_dict())
-    plain.double()
+    # Dropout so small that nothing is dropped: the training paths run, the maths is the
+    # dropout-free function that nn.MultiheadAttention computes in eval mode.
+    attn = (SelfAttention if self_attention else CrossModalAttention)(E, 6, 1e-12, blocked)
+    attn.double()
     streams = [torch.randn(3, 9, E, dtype=torch.float64)]
     if not self_attention:
         streams.append(torch.randn(3, 5, E, dtype=torch.float64))
-    out_blocked, out_plain = blocked.train()(*streams), plain.eval()(*streams)
-    assert calls == [(18, 9, 20)]  # B * heads rows of head size 120 / 6
-    torch.testing.assert_close(out_blocked, out_plain, rtol=0, atol=1e-10)
-    upstream = torch.randn_like(out_plain)
-    g_blocked = torch.autograd.grad(out_blocked, list(blocked.parameters()), upstream)
-    g_plain = torch.autograd.grad(out_plain, list(plain.parameters()), upstream)
-    for a, b in zip(g_plain, g_blocked, strict=True):
+    target, source = streams[0], streams[-1]
+    ours = attn.train()(*streams)
+    reference = attn.mha.eval()(target, source, source, need_weights=False)[0]
+    assert calls == ([(18, 9, 20)] if blocked else [])  # B * heads rows of head size 120 / 6
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-10)
+    upstream = torch.randn_like(reference)
+    params = list(attn.parameters())
+    for a, b in zip(
+        torch.autograd.grad(reference, params, upstream),
+        torch.autograd.grad(ours, params, upstream),
+        strict=True,
+    ):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-10)
 
 
@@ -313,6 +345,25 @@ def test_cuda_cudnn_gru_and_fused_attention_match_the_cpu_kernels():
         cpu = ref(batch)
         cuda = fast.cuda()({k: v.cuda() for k, v in batch.items()}).cpu()
     torch.testing.assert_close(cuda, cpu, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_training_attention_is_fused_with_dropout(dtype):
+    """On CUDA, training attention with dropout runs a fused SDPA kernel, no explicit softmax."""
+    from torch.profiler import ProfilerActivity, profile
+
+    attn = CrossModalAttention(E, 6, 0.1).cuda().train()
+    target, source = torch.randn(32, 500, E, device="cuda"), torch.randn(32, 128, E, device="cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            attn(target, source).float().sum().backward()
+        torch.cuda.synchronize()
+    names = {e.name for e in prof.events()}
+    fused = ("_efficient_attention", "_flash_attention", "_cudnn_attention")
+    assert any(any(f in n for f in fused) for n in names), sorted(names)
+    assert "aten::softmax" not in names and "aten::_softmax" not in names
 
 
 @pytest.mark.gpu

@@ -13,11 +13,14 @@ class CrossModalAttention(nn.Module):
     """Cross-modal MHA: the target modality is the query, the source the key and value.
 
     The output is the source adapted to the target and has the target's length:
-    target [B, T_t, E], source [B, T_s, E] -> [B, T_t, E]. Attention weights are computed only
-    when asked for (``need_weights=True``, the reference's behaviour); otherwise PyTorch's fused
-    scaled-dot-product attention runs, except in CPU training with dropout, which PyTorch's
-    fused CPU kernel does not support: there ``blocked`` selects
-    :func:`~selfcross.models.kernels.blocked_dropout_attention` on this module's own weights.
+    target [B, T_t, E], source [B, T_s, E] -> [B, T_t, E]. The parameters are those of an
+    ``nn.MultiheadAttention``. Attention weights are computed only when asked for
+    (``need_weights=True``, the reference's behaviour, through ``nn.MultiheadAttention``);
+    otherwise the same projections feed PyTorch's fused scaled-dot-product attention (flash or
+    memory-efficient kernels, dropout included, on CUDA; the flash kernel on CPU). In CPU
+    training with dropout, which PyTorch's CPU kernel does not support, ``blocked`` selects
+    :func:`~selfcross.models.kernels.blocked_dropout_attention` instead of PyTorch's
+    unfused fallback.
     """
 
     def __init__(
@@ -30,21 +33,18 @@ class CrossModalAttention(nn.Module):
     def forward(self, target: Tensor, source: Tensor, need_weights: bool = False):
         if need_weights:
             return self.mha(target, source, source, need_weights=True)
-        if self._use_blocked(target):
-            return self._blocked_attention(target, source)
-        return self.mha(target, source, source, need_weights=False)[0]
+        return self._fused_attention(target, source)
 
-    def _use_blocked(self, target: Tensor) -> bool:
+    def _use_blocked(self, x: Tensor, dropout: float) -> bool:
         return (
             self.blocked
-            and self.training
-            and self.mha.dropout > 0
-            and target.device.type == "cpu"
+            and dropout > 0
+            and x.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu")
         )
 
-    def _blocked_attention(self, target: Tensor, source: Tensor) -> Tensor:
-        """nn.MultiheadAttention's training forward with the blocked dropout-attention core."""
+    def _fused_attention(self, target: Tensor, source: Tensor) -> Tensor:
+        """nn.MultiheadAttention's computation without weights: project, attend, project."""
         mha = self.mha
         heads, embed = mha.num_heads, mha.embed_dim
         if target is source:
@@ -55,16 +55,19 @@ class CrossModalAttention(nn.Module):
             q = F.linear(target, w_q, b_q)
             k, v = F.linear(source, w_kv, b_kv).chunk(2, dim=-1)
 
-        def split_heads(x: Tensor) -> Tensor:  # [B, T, E] -> [B * heads, T, E / heads]
-            b, t, _ = x.shape
-            return x.reshape(b, t, heads, -1).transpose(1, 2).reshape(b * heads, t, -1)
+        def split_heads(x: Tensor) -> Tensor:  # [B, T, E] -> [B, heads, T, E / heads]
+            return x.unflatten(-1, (heads, -1)).transpose(1, 2)
 
-        out = blocked_dropout_attention(
-            split_heads(q), split_heads(k), split_heads(v), mha.dropout
-        )
-        b, t = target.shape[:2]
-        out = out.view(b, heads, t, -1).transpose(1, 2).reshape(b, t, embed)
-        return mha.out_proj(out)
+        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        dropout = mha.dropout if self.training else 0.0
+        if self._use_blocked(q, dropout):
+            out = blocked_dropout_attention(
+                q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), dropout
+            )
+            out = out.unflatten(0, q.shape[:2])
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        return mha.out_proj(out.transpose(1, 2).flatten(2))
 
 
 class SelfAttention(CrossModalAttention):
