@@ -28,7 +28,8 @@ import selfcross
 from selfcross import resume, tracking
 from selfcross.config import CONFIG_DIR, check_group_choices, resolved, user_errors, validate
 from selfcross.errors import Interrupted
-from selfcross.gpus import apply_thread_limit, job_gpu
+from selfcross.fastpath import apply_fast_paths
+from selfcross.gpus import job_gpu
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.resume import RESULT_FILE
 from selfcross.utils.io import git_commit, write_json_atomic
@@ -96,7 +97,6 @@ def train_and_test(cfg: DictConfig) -> dict:
     ckpt_path = resume.resume_checkpoint(out_dir, digest) if cfg.resume.from_checkpoint else None
     resume.mark_checkpoints(out_dir, digest)
 
-    apply_thread_limit(cfg.get("threads"))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
@@ -104,6 +104,7 @@ def train_and_test(cfg: DictConfig) -> dict:
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg)
+    apply_fast_paths(cfg, module)
     n_params = count_parameters(module.network)
     loggers = build_loggers(cfg)
     exit_code = 1

@@ -2,24 +2,72 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from selfcross.models.kernels import blocked_dropout_attention
 
 
 class CrossModalAttention(nn.Module):
     """Cross-modal MHA: the target modality is the query, the source the key and value.
 
     The output is the source adapted to the target and has the target's length:
-    target [B, T_t, E], source [B, T_s, E] -> [B, T_t, E]. Attention weights are computed only
-    when asked for (``need_weights=True``), so training uses PyTorch's fused attention.
+    target [B, T_t, E], source [B, T_s, E] -> [B, T_t, E]. The parameters are those of an
+    ``nn.MultiheadAttention``. Attention weights are computed only when asked for
+    (``need_weights=True``, the reference's behaviour, through ``nn.MultiheadAttention``);
+    otherwise the same projections feed PyTorch's fused scaled-dot-product attention (flash or
+    memory-efficient kernels, dropout included, on CUDA; the flash kernel on CPU). In CPU
+    training with dropout, which PyTorch's CPU kernel does not support, ``blocked`` selects
+    :func:`~selfcross.models.kernels.blocked_dropout_attention` instead of PyTorch's
+    unfused fallback.
     """
 
-    def __init__(self, embed_dim: int = 120, num_heads: int = 6, dropout: float = 0.1):
+    def __init__(
+        self, embed_dim: int = 120, num_heads: int = 6, dropout: float = 0.1, blocked: bool = True
+    ):
         super().__init__()
         self.mha = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, batch_first=True)
+        self.blocked = blocked
 
     def forward(self, target: Tensor, source: Tensor, need_weights: bool = False):
-        out, weights = self.mha(target, source, source, need_weights=need_weights)
-        return (out, weights) if need_weights else out
+        if need_weights:
+            return self.mha(target, source, source, need_weights=True)
+        return self._fused_attention(target, source)
+
+    def _use_blocked(self, x: Tensor, dropout: float) -> bool:
+        return (
+            self.blocked
+            and dropout > 0
+            and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")
+        )
+
+    def _fused_attention(self, target: Tensor, source: Tensor) -> Tensor:
+        """nn.MultiheadAttention's computation without weights: project, attend, project."""
+        mha = self.mha
+        heads, embed = mha.num_heads, mha.embed_dim
+        if target is source:
+            q, k, v = F.linear(target, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+        else:
+            w_q, w_kv = mha.in_proj_weight.split([embed, 2 * embed])
+            b_q, b_kv = mha.in_proj_bias.split([embed, 2 * embed])
+            q = F.linear(target, w_q, b_q)
+            k, v = F.linear(source, w_kv, b_kv).chunk(2, dim=-1)
+
+        def split_heads(x: Tensor) -> Tensor:  # [B, T, E] -> [B, heads, T, E / heads]
+            return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+        q, k, v = split_heads(q), split_heads(k), split_heads(v)
+        dropout = mha.dropout if self.training else 0.0
+        if self._use_blocked(q, dropout):
+            out = blocked_dropout_attention(
+                q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), dropout
+            )
+            out = out.unflatten(0, q.shape[:2])
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        return mha.out_proj(out.transpose(1, 2).flatten(2))
 
 
 class SelfAttention(CrossModalAttention):

@@ -54,6 +54,10 @@ class EmotionNet(nn.Module):
         fusion: ``self``, ``cross`` or ``cross_self``.
         pooling: ``stat`` (statistical pooling) or ``concat`` (the noSP ablation).
         input_dropout: per modality dropout on the input features (text: 0.25).
+        attention_weights: ask every attention module for its weights, as the reference code
+            does (and then discard them). Off, attention runs fused; on only for the baseline.
+        fused_gru, blocked_attention: the exact CPU kernels of :mod:`selfcross.models.kernels`
+            for the bi-GRUs and for attention with dropout in training (no effect on CUDA).
 
     ``forward`` takes a batch ``{modality: [B, T_m, D_m]}`` and returns logits [B, classes].
     """
@@ -70,6 +74,9 @@ class EmotionNet(nn.Module):
         input_dropout: Mapping[str, float] | None = None,
         classifier_hidden: int = 60,
         num_classes: int = 7,
+        attention_weights: bool = False,
+        fused_gru: bool = True,
+        blocked_attention: bool = True,
     ):
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
@@ -80,6 +87,7 @@ class EmotionNet(nn.Module):
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
         self.fusion, self.pooling_name = fusion, pooling
+        self.attention_weights = attention_weights
         input_dropout = input_dropout or {}
         embed = 2 * hidden
 
@@ -91,6 +99,7 @@ class EmotionNet(nn.Module):
                     hidden=hidden,
                     conv_out=shapes[m].get("conv_out"),
                     input_dropout=input_dropout.get(m, 0.0),
+                    fused_gru=fused_gru,
                 )
                 for m in self.modalities
             }
@@ -100,13 +109,18 @@ class EmotionNet(nn.Module):
         streams = []  # number of temporal averages in each pooled set
         if fusion in ("self", "cross_self"):
             self.self_attention = nn.ModuleDict(
-                {m: SelfAttention(embed, num_heads, attn_dropout) for m in self.modalities}
+                {
+                    m: SelfAttention(embed, num_heads, attn_dropout, blocked_attention)
+                    for m in self.modalities
+                }
             )
             streams.append(len(self.self_attention))
         if fusion in ("cross", "cross_self"):
             self.cross_attention = nn.ModuleDict(
                 {
-                    f"{s}2{t}": CrossModalAttention(embed, num_heads, attn_dropout)
+                    f"{s}2{t}": CrossModalAttention(
+                        embed, num_heads, attn_dropout, blocked_attention
+                    )
                     for s, t in cross_pairs(self.modalities)
                 }
             )
@@ -126,7 +140,9 @@ class EmotionNet(nn.Module):
             sets.append(
                 torch.stack(
                     [
-                        temporal_average(self.self_attention[m](encoded[m]))
+                        temporal_average(
+                            self._attention_output(self.self_attention[m], encoded[m])
+                        )
                         for m in self.modalities
                     ],
                     dim=1,
@@ -136,13 +152,23 @@ class EmotionNet(nn.Module):
             sets.append(
                 torch.stack(
                     [
-                        temporal_average(self.cross_attention[f"{s}2{t}"](encoded[t], encoded[s]))
+                        temporal_average(
+                            self._attention_output(
+                                self.cross_attention[f"{s}2{t}"], encoded[t], encoded[s]
+                            )
+                        )
                         for s, t in cross_pairs(self.modalities)
                     ],
                     dim=1,
                 )
             )
         return sets
+
+    def _attention_output(self, attention: nn.Module, *streams: Tensor) -> Tensor:
+        if not self.attention_weights:
+            return attention(*streams)
+        out, _weights = attention(*streams, need_weights=True)
+        return out
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         pooled = torch.cat([self.pool(s) for s in self.attend(self.encode(batch))], dim=-1)

@@ -1,0 +1,260 @@
+"""Exact CPU training kernels for the two layers where the step's time goes.
+
+PyTorch's fused attention on CPU refuses dropout, so a training step with the paper's attention
+dropout (0.1) falls back to the math path: it materialises the [B*H, L, S] scores several times
+over (a 500x500 audio self-attention at batch 32 is 48M values, 192 MB each time), runs a
+"safe" softmax with three extra passes, and draws the dropout mask with ``bernoulli_``, which on
+non-Intel CPUs is a serial Mersenne-Twister loop. :func:`blocked_dropout_attention` computes the
+same function block by block, so every [rows, L, S] intermediate stays in cache, saves only a
+one-byte dropout mask and a per-row log-sum-exp for the backward pass (the probabilities are
+recomputed there, as flash attention does), and draws the mask from 32 random bits per element,
+two elements per 64-bit draw.
+
+:func:`fused_bigru` does the same for the bi-GRU: PyTorch's CPU GRU records a dozen small ops per
+direction and time step; the fused one steps both directions together in seven unrecorded ops
+and has a hand-written backward pass.
+
+Both are exact (tests compare values and gradients with PyTorch's layers in float64), run only
+on CPU (CUDA has cuDNN's GRU and fused attention with dropout), and are opaque to
+``torch.compile``: it runs them eagerly rather than unrolling their Python loops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+BLOCK_BYTES = 1 << 20
+"""Target size of one block of float32 scores: small enough to stay in a core's cache."""
+
+
+def drop_threshold(p: float) -> int:
+    """int32 threshold t such that P(uniform int32 < t) = p, to within 2**-32."""
+    return -(2**31) + round(p * 2**32)
+
+
+def dropout_keep_mask(
+    shape: tuple[int, ...],
+    p: float,
+    generator: torch.Generator | None = None,
+    out: Tensor | None = None,
+    words: Tensor | None = None,
+) -> Tensor:
+    """Dropout keep mask: False (0.0 in a float ``out``) where an element is dropped.
+
+    Elements are dropped i.i.d. with probability ``p``. Each gets 32 uniform bits, half of one
+    full-range int64 draw of the (seedable) CPU generator, so ``p`` is resolved to 2**-32
+    (float32 uniforms resolve 2**-24); ``bernoulli_`` is a serial loop on non-Intel CPUs and
+    about 2.5x slower. ``words`` (int64, half as many as the mask) is an optional buffer.
+    """
+    n = math.prod(shape)
+    if words is None:
+        words = torch.empty((n + 1) // 2, dtype=torch.int64)
+    words = words[: (n + 1) // 2]
+    words.random_(-(2**63), None, generator=generator)
+    bits = words.view(torch.int32)[:n].view(shape)
+    return torch.ge(bits, drop_threshold(p), out=out)
+
+
+def _as_float(mask: Tensor, out: Tensor) -> Tensor:
+    """A boolean mask as 0/1 floats (a comparison writes floats faster than a bool cast does)."""
+    return torch.ne(mask.view(torch.uint8), 0, out=out)
+
+
+def block_rows(rows: int, length: int, source_length: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """How many of the ``rows`` [L, S] score matrices one block holds."""
+    return max(1, min(rows, block_bytes // (4 * length * source_length)))
+
+
+def _softmax(scores: Tensor, out: Tensor) -> Tensor:
+    """Row softmax into a preallocated buffer (a fresh large CPU tensor costs page faults)."""
+    return torch.ops.aten._softmax.out(scores, -1, False, out=out)
+
+
+class _BlockedDropoutAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(D)) with dropout, times v; q [N, L, D], k and v [N, S, D].
+
+    Saves q, k, v, the output and the one-byte dropout mask; the backward pass recomputes the
+    attention probabilities block by block. The 1 / (1 - p) rescaling is applied to the small
+    [N, L, D] tensors rather than to the scores.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, p, block, generator):
+        n, length, _ = q.shape
+        source_length = k.shape[1]
+        scale = q.shape[-1] ** -0.5
+        qs = q * scale
+        out = torch.empty_like(q)
+        keep = torch.empty(n, length, source_length, dtype=torch.bool)
+        scores = q.new_empty(block, length, source_length)
+        probs = torch.empty_like(scores)
+        words = torch.empty((scores.numel() + 1) // 2, dtype=torch.int64)
+        for i in range(0, n, block):
+            j = min(i + block, n)
+            s, pr = scores[: j - i], probs[: j - i]
+            torch.bmm(qs[i:j], k[i:j].transpose(1, 2), out=s)
+            _softmax(s, pr)
+            # The 0/1 mask as floats (reusing the scores buffer), kept as bytes for backward.
+            dropout_keep_mask(tuple(pr.shape), p, generator, out=s, words=words)
+            keep[i:j].copy_(s)
+            pr.mul_(s)
+            torch.bmm(pr, v[i:j], out=out[i:j])
+        out.mul_(1.0 / (1.0 - p))
+        ctx.save_for_backward(qs, k, v, out, keep)
+        ctx.p, ctx.block, ctx.scale = p, block, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qs, k, v, out, keep = ctx.saved_tensors
+        keep_scale = 1.0 / (1.0 - ctx.p)
+        grad_out = grad_out.contiguous()
+        grad_q, grad_k, grad_v = torch.empty_like(qs), torch.empty_like(k), torch.empty_like(v)
+        # Softmax backward: dS = P * (dP - rowsum(P * dP)), with dP = c * dropout(dO v^T) for
+        # c = 1 / (1 - p). rowsum(P * dP) = rowsum(dO * O) comes from the small tensors, and c
+        # moves out of the [L, S] work onto grad_q and grad_k.
+        delta = (grad_out * out).sum(-1, keepdim=True).mul_(1.0 / keep_scale)
+        n, length, _ = qs.shape
+        scores = qs.new_empty(min(ctx.block, n), length, k.shape[1])
+        probs, work, kept = (torch.empty_like(scores) for _ in range(3))
+        for i in range(0, n, ctx.block):
+            j = min(i + ctx.block, n)
+            s, pr, w, kf = scores[: j - i], probs[: j - i], work[: j - i], kept[: j - i]
+            torch.bmm(qs[i:j], k[i:j].transpose(1, 2), out=s)
+            _softmax(s, pr)
+            _as_float(keep[i:j], kf)
+            torch.mul(pr, kf, out=w)
+            torch.bmm(w.transpose(1, 2), grad_out[i:j], out=grad_v[i:j])
+            torch.bmm(grad_out[i:j], v[i:j].transpose(1, 2), out=w)
+            w.mul_(kf).sub_(delta[i:j]).mul_(pr)
+            torch.bmm(w, k[i:j], out=grad_q[i:j])
+            torch.bmm(w.transpose(1, 2), qs[i:j], out=grad_k[i:j])
+        grad_q.mul_(ctx.scale * keep_scale)
+        grad_k.mul_(keep_scale)
+        grad_v.mul_(keep_scale)
+        return grad_q, grad_k, grad_v, None, None, None
+
+
+@torch.compiler.disable
+def blocked_dropout_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    p: float,
+    block: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Scaled dot-product attention with dropout ``p`` on the weights, computed block-wise.
+
+    The same function as ``F.scaled_dot_product_attention(q, k, v, dropout_p=p)``:
+    q [N, L, D], k and v [N, S, D] -> [N, L, D], with N = batch x heads. ``block`` rows of N
+    per block (default: :data:`BLOCK_BYTES` of scores); ``generator`` draws the dropout mask.
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"dropout p={p}: the blocked kernel is for 0 < p < 1")
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    block = block or block_rows(q.shape[0], q.shape[1], k.shape[1])
+    return _BlockedDropoutAttention.apply(q, k, v, p, block, generator)
+
+
+class _FusedBiGRU(torch.autograd.Function):
+    """One-layer bidirectional GRU over [B, T, D] with both directions stepped together.
+
+    PyTorch's CPU GRU runs each direction's cell as a dozen small autograd-recorded ops per
+    time step. Here one step is seven ops on [2, B, H] tensors (both directions at once: the
+    reverse direction reads time-flipped input projections), nothing is recorded per step, and
+    the backward pass is three ops per step: every factor that does not depend on the incoming
+    gradient is precomputed for all steps at once, and the weight gradients are single matmuls
+    over the whole sequence. Gates as nn.GRU: r, z, n; h' = (1 - z) * n + z * h.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_ih, w_hh, b_ih, b_hh):
+        # w_ih [2, 3H, D], w_hh [2, 3H, H], b_ih and b_hh [2, 3H]; index 0 forward, 1 reverse.
+        batch, steps, dim = x.shape
+        hidden = w_hh.shape[-1]
+        # Time-major input of each direction in its own order, [2, T, B, D], and all input
+        # projections in one matmul: gi [2, T, B, 3H].
+        x_tb = x.transpose(0, 1)
+        x_dirs = torch.stack([x_tb, x_tb.flip(0)])
+        gi = torch.baddbmm(
+            b_ih.unsqueeze(1), x_dirs.view(2, steps * batch, dim), w_ih.transpose(1, 2)
+        ).view(2, steps, batch, 3 * hidden)
+        w_hh_t = w_hh.transpose(1, 2)
+        bias_hh = b_hh.unsqueeze(1)
+        hs = x.new_zeros(steps + 1, 2, batch, hidden)
+        gh = x.new_empty(steps, 2, batch, 3 * hidden)
+        rz = x.new_empty(steps, 2, batch, 2 * hidden)
+        new = x.new_empty(steps, 2, batch, hidden)
+        diff = x.new_empty(2, batch, hidden)
+        # Per-step views, taken once: indexing inside the loop would cost more than the maths.
+        h_t, gh_t, rz_t, new_t = hs.unbind(0), gh.unbind(0), rz.unbind(0), new.unbind(0)
+        gi_rz, gi_n = gi[..., : 2 * hidden].unbind(1), gi[..., 2 * hidden :].unbind(1)
+        gh_rz, gh_n = gh[..., : 2 * hidden].unbind(0), gh[..., 2 * hidden :].unbind(0)
+        r_t, z_t = rz[..., :hidden].unbind(0), rz[..., hidden:].unbind(0)
+        for t in range(steps):
+            torch.baddbmm(bias_hh, h_t[t], w_hh_t, out=gh_t[t])
+            torch.add(gi_rz[t], gh_rz[t], out=rz_t[t]).sigmoid_()
+            torch.addcmul(gi_n[t], r_t[t], gh_n[t], out=new_t[t]).tanh_()
+            torch.sub(h_t[t], new_t[t], out=diff)
+            torch.addcmul(new_t[t], z_t[t], diff, out=h_t[t + 1])
+        ctx.save_for_backward(x_dirs, w_ih, w_hh, hs, gh, rz, new)
+        out = x.new_empty(batch, steps, 2, hidden)
+        out[:, :, 0] = hs[1:, 0].transpose(0, 1)
+        out[:, :, 1] = hs[1:, 1].flip(0).transpose(0, 1)
+        return out.view(batch, steps, 2 * hidden)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x_dirs, w_ih, w_hh, hs, gh, rz, new = ctx.saved_tensors
+        _, steps, batch, dim = x_dirs.shape
+        hidden = w_hh.shape[-1]
+        # Gradient w.r.t. each step's output state, [T, 2, B, H] in each direction's order.
+        gy = grad_y.view(batch, steps, 2, hidden).permute(1, 2, 0, 3)
+        dh = hs.new_empty(steps, 2, batch, hidden)
+        dh[:, 0] = gy[:, 0]
+        dh[:, 1] = gy[:, 1].flip(0)
+        r, z, h_prev = rz[..., :hidden], rz[..., hidden:], hs[:-1]
+        # d pre-activation / d h' of each gate, for all steps at once: r, z and n of gh.
+        a = (1 - z) * (1 - new * new)
+        to_gh = hs.new_empty(steps, 2, batch, 3, hidden)
+        torch.mul(a * gh[..., 2 * hidden :], r * (1 - r), out=to_gh[..., 0, :])
+        torch.mul(h_prev - new, z * (1 - z), out=to_gh[..., 1, :])
+        torch.mul(a, r, out=to_gh[..., 2, :])
+        d_gh = torch.empty_like(gh)
+        dh_t, z_t, d_gh_t = dh.unbind(0), z.unbind(0), d_gh.unbind(0)
+        to_gh_t, dh3_t = to_gh.unbind(0), dh.unsqueeze(3).unbind(0)
+        d_gh4_t = d_gh.view(steps, 2, batch, 3, hidden).unbind(0)
+        for t in range(steps - 1, -1, -1):
+            torch.mul(to_gh_t[t], dh3_t[t], out=d_gh4_t[t])
+            if t:
+                dh_t[t - 1].addcmul_(dh_t[t], z_t[t]).baddbmm_(d_gh_t[t], w_hh)
+        # Weight gradients as one matmul per direction over all steps: [2, T * B, 3H].
+        d_g = d_gh.transpose(0, 1).reshape(2, steps * batch, 3 * hidden)
+        h_dirs = h_prev.transpose(0, 1).reshape(2, steps * batch, hidden)
+        grad_w_hh = torch.bmm(d_g.transpose(1, 2), h_dirs)
+        grad_b_hh = d_g.sum(1)
+        # The input projection's gradient differs from gh's in the n gate only (no r factor).
+        d_gi = d_g.view(2, steps, batch, 3 * hidden)
+        torch.mul(dh.transpose(0, 1), a.transpose(0, 1), out=d_gi[..., 2 * hidden :])
+        grad_w_ih = torch.bmm(d_g.transpose(1, 2), x_dirs.view(2, steps * batch, dim))
+        grad_b_ih = d_g.sum(1)
+        grad_dirs = torch.bmm(d_g, w_ih).view(2, steps, batch, dim)
+        grad_x = grad_dirs[0].add_(grad_dirs[1].flip(0)).transpose(0, 1)
+        return grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
+@torch.compiler.disable
+def fused_bigru(x: Tensor, gru: torch.nn.GRU) -> Tensor:
+    """``gru(x)[0]`` for a one-layer, bidirectional, batch-first nn.GRU, on its own weights.
+
+    x [B, T, D] -> [B, T, 2H]; the initial state is zero, as nn.GRU's default.
+    """
+    w_ih = torch.stack([gru.weight_ih_l0, gru.weight_ih_l0_reverse])
+    w_hh = torch.stack([gru.weight_hh_l0, gru.weight_hh_l0_reverse])
+    b_ih = torch.stack([gru.bias_ih_l0, gru.bias_ih_l0_reverse])
+    b_hh = torch.stack([gru.bias_hh_l0, gru.bias_hh_l0_reverse])
+    return _FusedBiGRU.apply(x.contiguous(), w_ih, w_hh, b_ih, b_hh)
