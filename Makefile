@@ -69,6 +69,9 @@ demo: $(STAMP) ## A reduced Table 1 on synthetic data (fold 1, seeds 1-2, <= 6 e
 	$(PY) -m selfcross.tables table1 --results multirun/demo --out $(OUT) --folds 1 --seeds 1,2
 	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1
 
+bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
+	$(PY) -m selfcross.bench $(ARGS)
+
 dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B credentials, --entity)
 	$(PY) -m selfcross.dashboard $(ARGS)
 
@@ -84,4 +87,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-full check table1 table2 figure3 demo dashboard lint format clean
+.PHONY: help venv run test test-full check table1 table2 figure3 demo bench dashboard lint format clean

@@ -72,6 +72,11 @@ def check_group_choices(argv: list[str]) -> None:
                 )
 
 
+def one_line(text: str) -> str:
+    """A Hydra error message as one line (up to its search-path listing)."""
+    return _first_paragraph(text)
+
+
 def _first_paragraph(text: str) -> str:
     """Hydra's message up to its search-path listing, as one line."""
     lines = []

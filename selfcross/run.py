@@ -26,7 +26,15 @@ from omegaconf import DictConfig
 
 import selfcross
 from selfcross import resume, tracking
-from selfcross.config import CONFIG_DIR, check_group_choices, resolved, user_errors, validate
+from selfcross.config import (
+    CONFIG_DIR,
+    check_group_choices,
+    compose,
+    one_line,
+    resolved,
+    user_errors,
+    validate,
+)
 from selfcross.errors import Interrupted
 from selfcross.fastpath import apply_fast_paths
 from selfcross.gpus import job_gpu
@@ -215,7 +223,32 @@ def main(cfg: DictConfig) -> dict:
     return {k: result[k] for k in ("status", "test_wa", "test_uwa")}
 
 
+def precheck(argv: list[str]) -> None:
+    """One-line errors for bad overrides, before Hydra's multi-line ones: unknown options of
+    our groups (every value of a sweep list), and anything that fails to compose (a sweep's
+    first combination stands for all of them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from selfcross.errors import ConfigError
+
+    check_group_choices(argv)
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if a[:1] != "-"])
+    except OverrideParseException as err:
+        raise ConfigError(one_line(str(err))) from None
+    first = []
+    for override in overrides:
+        if not override.is_sweep_override():
+            first.append(override.input_line)
+        elif override.is_discrete_sweep():
+            value = next(iter(override.sweep_string_iterator()), None)
+            if value is not None:
+                first.append(f"{override.get_key_element()}={value}")
+    compose(first)  # raises ConfigError with a one-line message
+
+
 if __name__ == "__main__":
     with user_errors():
-        check_group_choices(sys.argv[1:])
+        precheck(sys.argv[1:])
     main()

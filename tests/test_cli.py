@@ -100,3 +100,15 @@ def test_unknown_option_is_a_one_line_error_also_in_a_sweep(tmp_path):
         "self, self_nosp"
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_key_typos_are_caught_before_hydra_in_runs_and_sweeps():
+    import pytest
+
+    from selfcross.errors import ConfigError
+    from selfcross.run import precheck
+
+    for argv in (["trainer.max_epoch=3"], ["-m", "trainer.max_epoch=3", "seed=1,2"]):
+        with pytest.raises(ConfigError, match=r"Could not override 'trainer.max_epoch'"):
+            precheck(argv)
+    precheck(["-m", "model=self,cross", "modality=TV", "seed=range(1,11)"])  # valid: no error

@@ -79,7 +79,12 @@ class SelfcrossSweeper(BasicSweeper):
         todo, invalid, complete = [], [], 0
         loader = self.hydra_context.config_loader
         for job in jobs:
-            cfg = loader.load_sweep_config(self.config, list(job))
+            try:
+                cfg = loader.load_sweep_config(self.config, list(job))
+            except HydraException as err:
+                from selfcross.config import one_line
+
+                raise ConfigError(f"[{_describe(job)}]: {one_line(str(err))}") from None
             try:
                 validate(cfg)
             except ConfigError as err:
