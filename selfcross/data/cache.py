@@ -81,31 +81,48 @@ def _save_dir(target: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
 
 
 def _build(entry: Path, fold_dir: Path, options: ReaderOptions, modalities: tuple[str, ...]):
-    """Read (and check) the fold for ``modalities`` and write their processed arrays."""
-    fold = FoldReader(fold_dir, replace(options, modalities=modalities)).load()
-    if not (entry / BASE / "meta.json").is_file():
-        _save_dir(
-            entry / BASE,
-            {f"{s}_label": fold.splits[s].labels for s in SPLITS},
-            {
-                "n_dropped": {s: fold.splits[s].n_dropped for s in SPLITS},
-                "fingerprint": fold.fingerprint,
-                "source": str(fold_dir.resolve()),
-                "files": _files(fold_dir),
-            },
-        )
-    for m in modalities:
-        arrays = {s: fold.splits[s].features[m] for s in SPLITS}
-        arrays.update(
-            {f"{s}_len": fold.splits[s].lengths[m] for s in SPLITS if m in fold.splits[s].lengths}
-        )
-        meta = {"nonfinite_zeroed": {s: fold.splits[s].nonfinite_zeroed for s in SPLITS}}
-        if m == "T" and fold.embedding is not None:
-            arrays["embedding"] = fold.embedding
-        if m == "A" and fold.audio_mean is not None:
-            arrays["audio_mean"], arrays["audio_std"] = fold.audio_mean, fold.audio_std
-        _save_dir(entry / m, arrays, meta)
-    del fold
+    """Read (and check) the fold for ``modalities`` and write their processed arrays.
+
+    Features are streamed from the fold's files into the cache's, block by block, so building
+    holds about one block in memory whatever the fold's size.
+    """
+    work = entry.parent / f".{entry.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        fold = FoldReader(fold_dir, replace(options, modalities=modalities)).load(out_dir=work)
+        if not (entry / BASE / "meta.json").is_file():
+            _save_dir(
+                entry / BASE,
+                {f"{s}_label": fold.splits[s].labels for s in SPLITS},
+                {
+                    "n_dropped": {s: fold.splits[s].n_dropped for s in SPLITS},
+                    "fingerprint": fold.fingerprint,
+                    "source": str(fold_dir.resolve()),
+                    "files": _files(fold_dir),
+                },
+            )
+        for m in modalities:
+            arrays = {
+                f"{s}_len": fold.splits[s].lengths[m]
+                for s in SPLITS
+                if m in fold.splits[s].lengths
+            }
+            if not (work / m / "train.npy").is_file():  # not streamed: token ids (small)
+                arrays.update({s: fold.splits[s].features[m] for s in SPLITS})
+            if m == "T" and fold.embedding is not None:
+                arrays["embedding"] = fold.embedding
+            if m == "A" and fold.audio_mean is not None:
+                arrays["audio_mean"], arrays["audio_std"] = fold.audio_mean, fold.audio_std
+            meta = {"nonfinite_zeroed": {s: fold.splits[s].nonfinite_zeroed for s in SPLITS}}
+            (work / m).mkdir(parents=True, exist_ok=True)
+            for name, array in arrays.items():
+                np.save(work / m / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+            (work / m / "meta.json").write_text(json.dumps(meta))
+            shutil.rmtree(entry / m, ignore_errors=True)
+            os.replace(work / m, entry / m)
+        del fold
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _open(path: Path) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,28 @@ def block_rows(array: np.ndarray, itemsize: int = 4) -> int:
     """Rows of ``array`` per block so that a block of ``itemsize``-byte values fits BLOCK_BYTES."""
     row = int(np.prod(array.shape[1:], dtype=np.int64)) * itemsize
     return max(1, BLOCK_BYTES // max(1, row))
+
+
+def release_rows(array: np.ndarray, start: int, stop: int, written: bool = False) -> None:
+    """Drop rows [start, stop) of a memory-mapped array from this process's resident memory.
+
+    Blocks already checked, copied or standardised are not needed again; their pages stay in
+    the operating system's page cache (written pages are flushed first), so streaming a
+    paper-size fold never holds more than a block of it in the process.
+    """
+    mm = getattr(array, "_mmap", None)
+    if mm is None or stop <= start or not isinstance(array, np.memmap):
+        return
+    row = int(np.prod(array.shape[1:], dtype=np.int64)) * array.itemsize
+    data_start = int(array.offset) % mmap.ALLOCATIONGRANULARITY
+    begin = data_start + start * row
+    begin -= begin % mmap.PAGESIZE
+    end = min(len(mm), data_start + stop * row)
+    if end <= begin:
+        return
+    if written:
+        mm.flush(begin, end - begin)
+    mm.madvise(mmap.MADV_DONTNEED, begin, end - begin)
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int] | None:
@@ -517,13 +540,22 @@ class FoldReader:
                 )
                 block[~finite] = 0.0
             yield idx, block
+            release_rows(array, int(idx[0]), int(idx[-1]) + 1)
 
-    def _copy_rows(self, path: Path, array: np.ndarray, rows: np.ndarray, split: str):
-        """The kept rows as one contiguous float32 array; returns it and the values zeroed."""
-        out = np.empty((len(rows), *array.shape[1:]), dtype=np.float32)
+    def _copy_rows(
+        self, path: Path, array: np.ndarray, rows: np.ndarray, split: str, out_path=None
+    ):
+        """The kept rows as one contiguous float32 array (in memory, or a new ``.npy`` file at
+        ``out_path``, memory-mapped); returns it and the values zeroed."""
+        shape = (len(rows), *array.shape[1:])
+        if out_path is None:
+            out = np.empty(shape, dtype=np.float32)
+        else:
+            out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=shape)
         start = 0
         for idx, block in self.scan(path, array, rows, split):
             out[start : start + len(idx)] = block
+            release_rows(out, start, start + len(idx), written=True)
             start += len(idx)
         zeroed = self.nonfinite_zeroed.get(path, 0)
         if zeroed:
@@ -534,7 +566,10 @@ class FoldReader:
             )
         return out, zeroed
 
-    def load(self) -> FoldData:
+    def load(self, out_dir: Path | None = None) -> FoldData:
+        """The kept rows of every split, checked, in memory; with ``out_dir`` the float
+        features are streamed into ``out_dir/<modality>/<split>.npy`` instead (memory-mapped),
+        so a fold larger than memory can be processed."""
         opened = self.open()
         splits: dict[str, SplitData] = {}
         for name, s in opened.splits.items():
@@ -544,8 +579,12 @@ class FoldReader:
                 if modality == "T" and opened.text_source == "ids":  # int64, already checked
                     data.features[modality] = src[s.keep]
                 else:
+                    out_path = None
+                    if out_dir is not None:
+                        (Path(out_dir) / modality).mkdir(parents=True, exist_ok=True)
+                        out_path = Path(out_dir) / modality / f"{name}.npy"
                     data.features[modality], zeroed = self._copy_rows(
-                        s.paths[modality], src, s.keep, name
+                        s.paths[modality], src, s.keep, name, out_path
                     )
                     data.nonfinite_zeroed += zeroed
                 if modality in s.lengths:
@@ -610,13 +649,22 @@ def standardize_audio(fold: FoldData, mode: str) -> None:
             total += (block * mask[..., None]).sum(axis=(0, 1))
             total_sq += ((block**2) * mask[..., None]).sum(axis=(0, 1))
             count += int(mask.sum())
+            release_rows(x, start, start + step)
         if count == 0:
             raise DataError(fold.path, "the train split has no valid audio frame to standardise")
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     else:
-        mean = x.mean(axis=0, dtype=np.float64)
-        std = x.std(axis=0, dtype=np.float64)
+        total = np.zeros(x.shape[1:], np.float64)
+        total_sq = np.zeros(x.shape[1:], np.float64)
+        step = block_rows(x, itemsize=8)
+        for start in range(0, len(x), step):
+            block = x[start : start + step].astype(np.float64)
+            total += block.sum(axis=0)
+            total_sq += (block**2).sum(axis=0)
+            release_rows(x, start, start + step)
+        mean = total / len(x)
+        std = np.sqrt(np.maximum(total_sq / len(x) - mean**2, 0.0))
     std = np.where(std < 1e-8, 1.0, std)
     mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
     for split in fold.splits.values():
@@ -629,6 +677,7 @@ def standardize_audio(fold: FoldData, mode: str) -> None:
             if mode == "feature":
                 mask = _valid_mask(split.lengths["A"][start : start + step], feats.shape[1])
                 block *= mask[..., None]
+            release_rows(feats, start, start + step, written=True)
     fold.audio_mean, fold.audio_std = mean32, std32
 
 
