@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -131,6 +132,10 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+"""Storage errors a user fixes (a full disk, a quota, a read-only or forbidden folder)."""
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a user-fixable error into one line on stderr and its exit status (2 by default).
@@ -153,6 +158,15 @@ def user_errors() -> Iterator[None]:
             raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
+    except OSError as err:
+        if err.errno not in DISK_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"{err.filename or 'writing'}: {err.strerror} (nothing incomplete was kept)"
+        if in_multirun():
+            log.error(message)
+            raise JobFailed(message) from None
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
     except Exception:
         if in_multirun():
             log.exception("The job failed")

@@ -112,3 +112,22 @@ def test_key_typos_are_caught_before_hydra_in_runs_and_sweeps():
         with pytest.raises(ConfigError, match=r"Could not override 'trainer.max_epoch'"):
             precheck(argv)
     precheck(["-m", "model=self,cross", "modality=TV", "seed=range(1,11)"])  # valid: no error
+
+
+def test_a_full_disk_is_one_line_and_other_errors_keep_their_traceback(capsys):
+    import errno
+
+    import pytest
+
+    from selfcross.config import user_errors
+
+    with pytest.raises(SystemExit) as exit_info:
+        with user_errors():
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/result.json")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: /runs/x/result.json: No space left on device (nothing incomplete was kept)\n"
+    )
+    with pytest.raises(OSError, match="Connection reset"):  # not a storage problem: unchanged
+        with user_errors():
+            raise OSError(errno.ECONNRESET, "Connection reset")
