@@ -161,7 +161,8 @@ def user_errors() -> Iterator[None]:
     except OSError as err:
         if err.errno not in DISK_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        message = f"{err.filename or 'writing'}: {err.strerror} (nothing incomplete was kept)"
+        where = err.filename2 or err.filename or "writing"  # a move names its destination second
+        message = f"{where}: {err.strerror} (nothing incomplete was kept)"
         if in_multirun():
             log.error(message)
             raise JobFailed(message) from None
