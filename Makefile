@@ -62,12 +62,12 @@ table2: $(STAMP) ## Run the Table 2 sweep (finished runs are skipped) and build 
 
 figure3: $(STAMP) ## Run tri-modal Self and Cross on fold FIG_FOLD and draw tables/figure3.png
 	$(PY) -m selfcross.run -m experiment=table2 model=self,cross $(SWEEP_BASE) fold=$(FIG_FOLD) seed=$(SEEDS) $(ARGS)
-	$(PY) -m selfcross.tables figure3 --results multirun/$(SWEEP) --out $(OUT) --fold $(FIG_FOLD)
+	$(PY) -m selfcross.tables figure3 --results multirun/$(SWEEP) --out $(OUT) --fold $(FIG_FOLD) --seeds $(SEEDS)
 
 demo: $(STAMP) ## A reduced Table 1 on synthetic data (fold 1, seeds 1-2, <= 6 epochs) and Figure 3
 	$(PY) -m selfcross.run -m experiment=demo $(ARGS)
 	$(PY) -m selfcross.tables table1 --results multirun/demo --out $(OUT) --folds 1 --seeds 1,2
-	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1
+	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1 --seeds 1,2
 
 bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
 	$(PY) -m selfcross.bench $(ARGS)
