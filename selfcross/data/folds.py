@@ -480,21 +480,31 @@ class FoldReader:
         with np.errstate(over="ignore"):
             out = np.array(emb, dtype=np.float32)  # a private, writable copy
         self._vocab = emb.shape[0]
-        finite = np.isfinite(out)
-        if not finite.all():
-            if self.opt.on_nonfinite == "error":
-                row = _first_row(~finite)
-                what = "NaN or infinite values"
-                if np.isfinite(emb[row]).all():
-                    what = "values beyond the float32 range"
-                raise DataError(
-                    path,
-                    f"{what}, first in row {row} (token id {row}) "
-                    "(set data.on_nonfinite=zero to replace them with 0)",
-                )
-            self.nonfinite_zeroed[path] = int((~finite).sum())
-            out[~finite] = 0.0
+        self._nonfinite(
+            path, emb, out, lambda row, what: f"{what}values, first in row {row} (token id {row})"
+        )
         return out
+
+    def _nonfinite(self, path: Path, raw: np.ndarray, block: np.ndarray, describe) -> None:
+        """NaN or infinite values in ``block`` (``raw`` as float32): raise, or with
+        ``on_nonfinite=zero`` replace them with 0 and count them in ``nonfinite_zeroed``.
+
+        ``describe(row, prefix)`` words the problem at the first bad row, e.g. ``f"{prefix}values
+        in ..."``: with the prefix ``"NaN or infinite "``, or, when the file's own values are
+        finite but too large for float32, with "values beyond the float32 range" instead.
+        """
+        finite = np.isfinite(block)
+        if finite.all():
+            return
+        if self.opt.on_nonfinite == "error":
+            row = _first_row(~finite)
+            if np.isfinite(raw[row]).all():
+                problem = describe(row, "").replace("values", "values beyond the float32 range", 1)
+            else:
+                problem = describe(row, "NaN or infinite ")
+            raise DataError(path, f"{problem} (set data.on_nonfinite=zero to replace them with 0)")
+        self.nonfinite_zeroed[path] = self.nonfinite_zeroed.get(path, 0) + int((~finite).sum())
+        block[~finite] = 0.0
 
     def open(self) -> OpenedFold:
         """Open and check every file the options need, without reading the feature values."""
@@ -523,22 +533,15 @@ class FoldReader:
             raw = array[idx]
             with np.errstate(over="ignore"):
                 block = raw.astype(np.float32, copy=False)
-            finite = np.isfinite(block)
-            if not finite.all():
-                if self.opt.on_nonfinite == "error":
-                    first = _first_row(~finite)
-                    what = "NaN or infinite feature values"
-                    if np.isfinite(raw[first]).all():
-                        what = "feature values beyond the float32 range"
-                    raise DataError(
-                        path,
-                        f"{what} in the {split} split, first at utterance {int(idx[first])} "
-                        "(set data.on_nonfinite=zero to replace them with 0)",
-                    )
-                self.nonfinite_zeroed[path] = self.nonfinite_zeroed.get(path, 0) + int(
-                    (~finite).sum()
-                )
-                block[~finite] = 0.0
+            self._nonfinite(
+                path,
+                raw,
+                block,
+                lambda row, what, idx=idx: (
+                    f"{what}feature values in the {split} split, first "
+                    f"at utterance {int(idx[row])}"
+                ),
+            )
             yield idx, block
             release_rows(array, int(idx[0]), int(idx[-1]) + 1)
 
