@@ -86,6 +86,8 @@ def make_wandb_logger(
             job_type=job_type,
             settings=_settings(),
         )
+        # Lightning always passes anonymous=None, which W&B now answers with a warning.
+        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
         logger.experiment  # noqa: B018 -- start now, so a failure shows here, not mid-training
     except Exception as err:  # W&B must never cost a run
         log.warning("W&B could not start (%s); continuing without it", str(err).splitlines()[0])
