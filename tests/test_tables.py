@@ -12,8 +12,9 @@ import pytest
 from scipy import stats
 
 from selfcross import paper
+from selfcross.figure3 import figure3_panels
 from selfcross.results import load_results
-from selfcross.tables import METRIC_TITLES, figure3_panels, main
+from selfcross.tables import METRIC_TITLES, main
 from tests.conftest import run_cli
 
 CLASSES = ["angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral"]
