@@ -3,7 +3,8 @@
 Every run logs to project ``selfcross`` with group ``<model>-<modality>`` (one group per table
 cell, so W&B shows mean and spread per cell), a name with fold and seed, and a run id derived
 from the run's output folder, so a resumed job continues the same W&B run. W&B files live in the
-run's output folder. If W&B cannot start, the run goes on without it (with a warning) and still
+run's output folder. If W&B cannot start online, the run logs offline instead (and the process's
+later runs too); if it cannot start at all, the run goes on without it (with a warning) and still
 writes ``result.json``.
 """
 
@@ -50,6 +51,10 @@ def run_id(save_dir: str | Path, name: str) -> str:
     return f"{name[:50]}-{digest}"
 
 
+_online_failed = False
+"""Set when an online start failed in this process: its later runs go straight to offline."""
+
+
 def make_wandb_logger(
     project: str,
     save_dir: str,
@@ -59,8 +64,13 @@ def make_wandb_logger(
     entity: str | None = None,
     mode: str | None = None,
     job_type: str = "train",
+    init_timeout: float = 30.0,
 ):
-    """A started ``WandbLogger``, or None (with a warning) if W&B cannot start."""
+    """A started ``WandbLogger``, or None (with a warning) if W&B cannot start.
+
+    An online start that fails (no network, server down, a timeout after ``init_timeout``
+    seconds) falls back to offline, so the run's W&B record is kept for ``wandb sync``."""
+    global _online_failed
     try:
         chosen = resolve_mode(mode)
     except ValueError as err:
@@ -69,38 +79,64 @@ def make_wandb_logger(
         raise ConfigError(str(err)) from None
     if chosen == "disabled":
         return None
+    if chosen == "online" and _online_failed:
+        log.warning("W&B: online failed earlier in this process; this run logs offline")
+        chosen = "offline"
+    args = dict(project=project, entity=entity, name=name, group=group, tags=list(tags),
+                id=run_id(save_dir, name), save_dir=save_dir, job_type=job_type)  # fmt: skip
     try:
-        from lightning.pytorch.loggers import WandbLogger
-
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
-        logger = WandbLogger(
-            project=project,
-            entity=entity,
-            name=name,
-            group=group,
-            tags=list(tags),
-            id=run_id(save_dir, name),
-            resume="allow",
-            save_dir=save_dir,
-            mode=chosen,
-            job_type=job_type,
-            settings=_settings(),
-        )
-        # Lightning always passes anonymous=None, which W&B now answers with a warning.
-        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
-        logger.experiment  # noqa: B018 -- start now, so a failure shows here, not mid-training
+        logger = _start(chosen, init_timeout, **args)
     except Exception as err:  # W&B must never cost a run
-        log.warning("W&B could not start (%s); continuing without it", str(err).splitlines()[0])
-        return None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if chosen != "online":
+            log.warning("W&B could not start (%s); continuing without it", reason)
+            return None
+        _online_failed = True
+        log.warning(
+            "W&B online could not start (%s); logging offline instead (upload later with "
+            "`wandb sync %s/wandb/offline-run-*`)",
+            reason,
+            save_dir,
+        )
+        _teardown()
+        chosen = "offline"
+        try:
+            logger = _start(chosen, init_timeout, **args)
+        except Exception as err:
+            log.warning("W&B could not start offline either (%s); continuing without it", err)
+            return None
     log.info("W&B run %s (%s) in %s", logger.experiment.id, chosen, save_dir)
     return logger
 
 
-def _settings():
+def _start(mode: str, init_timeout: float, save_dir: str, **args):
+    from lightning.pytorch.loggers import WandbLogger
+
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    logger = WandbLogger(
+        save_dir=save_dir, mode=mode, resume="allow", settings=_settings(init_timeout), **args
+    )
+    # Lightning always passes anonymous=None, which W&B now answers with a warning.
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    logger.experiment  # noqa: B018 -- start now, so a failure shows here, not mid-training
+    return logger
+
+
+def _teardown() -> None:
+    """Shut W&B's service down after a failed start: it still holds the run id otherwise."""
+    try:
+        import wandb
+
+        wandb.teardown()
+    except Exception as err:
+        log.debug("W&B teardown failed: %s", err)
+
+
+def _settings(init_timeout: float):
     import wandb
 
     # No console capture (Lightning's progress bar would fill the log) and no prompts.
-    return wandb.Settings(console="off", silent=True)
+    return wandb.Settings(console="off", silent=True, init_timeout=init_timeout)
 
 
 def is_wandb(logger) -> bool:

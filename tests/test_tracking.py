@@ -82,6 +82,32 @@ def test_run_goes_on_when_wandb_cannot_start(tmp_path, monkeypatch, data_dir, ca
     )
 
 
+def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, data_dir, caplog):
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(tracking, "_online_failed", False)
+    overrides = [*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
+                 "logger=wandb", "logger.wandb.mode=online", "logger.wandb.init_timeout=3",
+                 "trainer.max_epochs=1"]  # fmt: skip
+    result = train_and_test(compose(overrides))
+    assert "W&B online could not start" in caplog.text
+    assert "logging offline instead (upload later with `wandb sync" in caplog.text
+    (run_dir,) = (tmp_path / "out" / "wandb").glob("offline-run-*")
+    (run_file,) = run_dir.glob("run-*.wandb")
+    assert logged_values(run_file)["test/uwa"] == pytest.approx(result["test_uwa"])
+    # the next run of this process does not wait for the server again
+    caplog.clear()
+    logger = tracking.make_wandb_logger(
+        "selfcross", str(tmp_path / "next"), "next", mode="online", init_timeout=3
+    )
+    assert "online failed earlier in this process" in caplog.text
+    assert logger.experiment.settings.mode == "offline"
+    tracking.finish([logger])
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
 def test_dashboard_is_built_offline_with_table1_panels():
     from selfcross.dashboard import build_workspace
 
