@@ -210,7 +210,7 @@ def run_figure3(args: argparse.Namespace) -> dict[str, ConfusionPanel]:
     fold = selection.protocol.folds[0]
     print_confusion(panels, fold)
     out = console()
-    missing = missing_report((p.cell for p in panels.values()), selection.protocol)
+    missing = missing_report(selection)
     out.print("[bold]Missing runs[/bold]" + (":" if missing else ": none"))
     for line in missing:
         out.print(f"  {line}")

@@ -371,12 +371,14 @@ def describe_missing(missing: list[tuple[int, int]], protocol: Protocol) -> str:
     return "; ".join(parts)
 
 
-def missing_report(cells: Iterable[Cell], protocol: Protocol) -> list[str]:
-    """One line per incomplete cell: which cell, how many runs, which (fold, seed) are missing."""
+def missing_report(selection: Selection) -> list[str]:
+    """One line per incomplete cell of the selection: which cell, how many runs, which (fold,
+    seed) are missing."""
+    protocol = selection.protocol
     return [
         f"{cell.label}: {cell.n} of {protocol.expected} runs; missing "
         f"{describe_missing(cell.missing, protocol)}"
-        for cell in cells
+        for cell in selection.cells.values()
         if cell.applicable and not cell.complete
     ]
 
@@ -526,14 +528,13 @@ def build_table1(selection: Selection, allow_mixed_data: bool = False) -> Report
         "Bold: the best mean of the row among MDRE, AMH, Cross (ours) and Self (ours).",
         *_legend_marks(protocol, "on the higher of Cross (ours) and Self (ours)"),
     ]
-    cells = [selection.cell(m, mod) for m, mod in table1_cells()]
     return Report(
         name="table1",
         title="Table 1: 7-class emotion recognition, mean ± std over runs",
         sections=sections,
         legend=legend,
         notes=provenance(selection, allow_mixed_data),
-        missing=missing_report(cells, protocol),
+        missing=missing_report(selection),
         csv_rows=csv_rows,
     )
 
@@ -609,14 +610,13 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
         "per-class recall); UWA: unweighted accuracy (share classified correctly).",
         *_legend_marks(protocol, "on the higher model of a tested pair"),
     ]
-    cells = [selection.cell(m, mod) for m, mod in table2_cells()]
     return Report(
         name="table2",
         title="Table 2: tri-modal model variants, mean ± std over runs",
         sections=sections,
         legend=legend,
         notes=provenance(selection, allow_mixed_data),
-        missing=missing_report(cells, protocol),
+        missing=missing_report(selection),
         csv_rows=csv_rows,
     )
 
