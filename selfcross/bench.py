@@ -85,10 +85,14 @@ def random_batch(shapes: dict, modalities: Sequence[str], batch: int, device, dt
 class Variant:
     """One network with its optimiser, batches and numeric settings."""
 
-    def __init__(self, name, network, batch, eval_batch, device, autocast_dtype=None):
+    def __init__(self, name, network, shapes, sizes, device, dtype, autocast_dtype=None):
+        """``sizes``: (training batch, evaluation batch) of random inputs in ``dtype``, the same
+        for every variant (random_batch is seeded)."""
         self.name = name
         self.network = network.to(device)
-        self.batch, self.eval_batch = batch, eval_batch
+        self.batch, self.eval_batch = (
+            random_batch(shapes, network.modalities, n, device, dtype) for n in sizes
+        )
         self.device = torch.device(device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-3)
         self.autocast_dtype = autocast_dtype
@@ -221,24 +225,13 @@ def bench_models(args, autocast_dtype) -> list[dict]:
             compiled = compile_network(
                 ours_net, {"mode": args.compile_mode} if args.compile else False
             )
-            mods = ours_net.modalities
+            sizes = (args.batch, args.eval_batch)
             ours = Variant(
-                "ours",
-                ours_net,
-                random_batch(shapes, mods, args.batch, args.device, torch.float32),
-                random_batch(shapes, mods, args.eval_batch, args.device, torch.float32),
-                args.device,
-                autocast_dtype,
+                "ours", ours_net, shapes, sizes, args.device, torch.float32, autocast_dtype
             )
             variants = [ours]
             if args.baseline:
-                base = Variant(
-                    "baseline",
-                    base_net,
-                    random_batch(shapes, mods, args.batch, args.device, torch.float64),
-                    random_batch(shapes, mods, args.eval_batch, args.device, torch.float64),
-                    args.device,
-                )
+                base = Variant("baseline", base_net, shapes, sizes, args.device, torch.float64)
                 # Same weights and inputs: the logits must agree before anything is timed.
                 diff = (ours.eval_logits().double() - base.eval_logits()).abs().max().item()
                 variants.append(base)
