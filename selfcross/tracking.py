@@ -84,28 +84,25 @@ def make_wandb_logger(
         chosen = "offline"
     args = dict(project=project, entity=entity, name=name, group=group, tags=list(tags),
                 id=run_id(save_dir, name), save_dir=save_dir, job_type=job_type)  # fmt: skip
-    try:
-        logger = _start(chosen, init_timeout, **args)
-    except Exception as err:  # W&B must never cost a run
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if chosen != "online":
-            log.warning("W&B could not start (%s); continuing without it", reason)
-            return None
-        _online_failed = True
-        log.warning(
-            "W&B online could not start (%s); logging offline instead (upload later with "
-            "`wandb sync %s/wandb/offline-run-*`)",
-            reason,
-            save_dir,
-        )
-        _teardown()
-        chosen = "offline"
+    for attempt in (chosen, "offline") if chosen == "online" else (chosen,):
         try:
-            logger = _start(chosen, init_timeout, **args)
-        except Exception as err:
-            log.warning("W&B could not start offline either (%s); continuing without it", err)
-            return None
-    log.info("W&B run %s (%s) in %s", logger.experiment.id, chosen, save_dir)
+            logger = _start(attempt, init_timeout, **args)
+            break
+        except Exception as err:  # W&B must never cost a run
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if attempt == "online":
+                _online_failed = True
+                log.warning(
+                    "W&B online could not start (%s); logging offline instead (upload later "
+                    "with `wandb sync %s/wandb/offline-run-*`)",
+                    reason,
+                    save_dir,
+                )
+                _teardown()
+    else:
+        log.warning("W&B could not start (%s); continuing without it", reason)
+        return None
+    log.info("W&B run %s (%s) in %s", logger.experiment.id, attempt, save_dir)
     return logger
 
 
