@@ -4,3 +4,23 @@ __version__ = "0.1.0"
 
 MODALITIES = ("T", "V", "A")
 """Text, vision, audio: the paper's order, used for every ordered iteration over modalities."""
+
+FUSIONS = ("self", "cross", "cross_self")
+"""How a network relates its modality streams: self-attention per modality, cross-attention per
+ordered pair of modalities, or both sets over shared encoders."""
+
+
+def fusion_problem(fusion: str, modalities) -> str | None:
+    """Why a ``fusion`` network cannot be built over ``modalities``, or None if it can.
+
+    The one statement of the rule that cross-attention needs two modalities: networks, config
+    validation, sweeps, tables and the benchmark all ask here.
+    """
+    if fusion not in FUSIONS:
+        return f"fusion={fusion!r}: expected one of {', '.join(FUSIONS)}"
+    if fusion != "self" and len(modalities) < 2:
+        return (
+            f"a {fusion} model needs at least two modalities, got {''.join(modalities)}: "
+            "cross-attention relates one modality to another"
+        )
+    return None

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from selfcross import fusion_problem
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -40,11 +41,11 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
             raise ConfigError(
                 f"{group}={name}: no such option; choose one of {', '.join(err.options)}"
             ) from None
-        raise ConfigError(_first_paragraph(str(err))) from None
+        raise ConfigError(first_paragraph(str(err))) from None
     except OverrideParseException as err:
-        raise ConfigError(f"cannot parse {err.override!r}: {_first_paragraph(str(err))}") from None
+        raise ConfigError(f"cannot parse {err.override!r}: {first_paragraph(str(err))}") from None
     except HydraException as err:
-        raise ConfigError(_first_paragraph(str(err))) from None
+        raise ConfigError(first_paragraph(str(err))) from None
 
 
 GROUPS = ("data", "model", "modality", "trainer", "callbacks", "logger", "experiment", "debug")
@@ -73,12 +74,39 @@ def check_group_choices(argv: list[str]) -> None:
                 )
 
 
-def one_line(text: str) -> str:
-    """A Hydra error message as one line (up to its search-path listing)."""
-    return _first_paragraph(text)
+def model_fusion(model: str) -> str:
+    """The fusion (``self``, ``cross``, ``cross_self``) of the model config ``model``, read from
+    ``conf/model/<model>.yaml`` without composing (and without importing torch)."""
+    path = CONFIG_DIR / "model" / f"{model}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"model={model}: no such model config ({path})")
+    return str(OmegaConf.load(path).network.fusion)
 
 
-def _first_paragraph(text: str) -> str:
+def check_overrides(argv: list[str]) -> None:
+    """One-line errors for bad overrides, before Hydra's multi-line ones: unknown options of
+    our groups (every value of a sweep list), and anything that fails to compose (a sweep's
+    first combination stands for all of them)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    check_group_choices(argv)
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if a[:1] != "-"])
+    except OverrideParseException as err:
+        raise ConfigError(first_paragraph(str(err))) from None
+    first = []
+    for override in overrides:
+        if not override.is_sweep_override():
+            first.append(override.input_line)
+        elif override.is_discrete_sweep():
+            value = next(iter(override.sweep_string_iterator()), None)
+            if value is not None:
+                first.append(f"{override.get_key_element()}={value}")
+    compose(first)  # raises ConfigError with a one-line message
+
+
+def first_paragraph(text: str) -> str:
     """Hydra's message up to its search-path listing, as one line."""
     lines = []
     for line in text.splitlines():
@@ -94,18 +122,18 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
 
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
-    from selfcross.models.networks import check_fusion  # here: torch is slow to import
-
     try:
-        fold = cfg.fold
-        if not isinstance(fold, int) or not 1 <= fold <= 5:
-            raise ConfigError(f"fold={fold}: folds are numbered 1..5")
+        fold, n_folds = cfg.fold, cfg.data.n_folds
+        if not isinstance(fold, int) or not 1 <= fold <= n_folds:
+            raise ConfigError(f"fold={fold}: folds are numbered 1..{n_folds}")
         preset = cfg.data.get("preset")
         if preset is not None and preset not in cfg.data_presets:
             raise ConfigError(
                 f"data.preset={preset}: expected one of {', '.join(cfg.data_presets)}"
             )
-        check_fusion(cfg.model.network.fusion, list(cfg.modality.modalities))
+        problem = fusion_problem(cfg.model.network.fusion, list(cfg.modality.modalities))
+        if problem is not None:
+            raise ConfigError(problem)
         if len(cfg.data.class_names) != cfg.data.num_classes:
             raise ConfigError(
                 f"data.class_names has {len(cfg.data.class_names)} names for "

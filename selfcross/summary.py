@@ -11,17 +11,16 @@ from __future__ import annotations
 import json
 import sys
 
+from hydra.utils import instantiate
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from selfcross.config import compose, user_errors, validate
 
 
 def summarize(overrides: list[str]) -> dict:
-    from selfcross.run import build_module
-
     cfg = compose([*overrides, "paths.output_dir=."])
     validate(cfg, need_data=False)
-    module = build_module(cfg)
+    module = instantiate(cfg.model)
     print(ModelSummary(module, max_depth=4))
     network = module.network
     per_part = {

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from selfcross import bench
+from selfcross.benchmark.projection import TABLE1, epoch_seconds, projection
 from tests.conftest import run_cli
 
 TINY = ["--preset", "tiny", "--steps", "2", "--warmup", "1", "--threads", "1"]
@@ -90,16 +91,19 @@ def test_projection_formula():
     rows = [
         {"model": m, "modality": s, "batch": 32, "eval_batch": 64, "train_step_ms": 100.0,
          "eval_batch_ms": 50.0, "baseline_train_step_ms": 400.0, "baseline_eval_batch_ms": 100.0}
-        for m, subsets in bench.TABLE1.items() for s in subsets
+        for m, subsets in TABLE1.items() for s in subsets
     ]  # fmt: skip
-    p = bench.projection(rows, epochs=30, parallel=2)
+    assert TABLE1 == {
+        "self": ["T", "V", "A", "TV", "TA", "VA", "TVA"], "cross": ["TV", "TA", "VA", "TVA"],
+    }  # fmt: skip
+    p = projection(rows, epochs=30, parallel=2)
     assert p["runs"] == 550 and p["missing_cells"] == []
     epoch = math.ceil(5990 / 32) * 0.1 + math.ceil(374 / 64) * 0.05  # 188 steps, 6 batches
     assert p["epoch_s"]["cross TVA"] == pytest.approx(epoch)
     assert p["hours"] == pytest.approx(550 * 30 * epoch / 2 / 3600, abs=0.01)
     base_epoch = math.ceil(5990 / 32) * 0.4 + math.ceil(374 / 64) * 0.1
     assert p["baseline_hours"] == pytest.approx(550 * 30 * base_epoch / 2 / 3600, abs=0.01)
-    partial = bench.projection(rows[:3], epochs=30, parallel=1)
+    partial = projection(rows[:3], epochs=30, parallel=1)
     assert "hours" not in partial and "cross TVA" in partial["missing_cells"]
 
 
@@ -107,15 +111,15 @@ def test_sweep_measures_the_eleven_cells_and_projects(capsys):
     bench.main([*TINY, "--steps", "1", "--warmup", "0", "--sweep", "--no-baseline",
                 "--epochs", "20", "--parallel", "4"])  # fmt: skip
     rows = json_lines(capsys.readouterr().out)
-    cells, projection = rows[:-1], rows[-1]
+    cells, projected = rows[:-1], rows[-1]
     assert [(r["model"], r["modality"]) for r in cells] == [
-        (m, s) for m, subsets in bench.TABLE1.items() for s in subsets
+        (m, s) for m, subsets in TABLE1.items() for s in subsets
     ]
-    assert projection["projection"] == "table1" and projection["runs"] == 550
-    assert projection["hours"] == pytest.approx(
-        sum(50 * 20 * bench.epoch_seconds(r) for r in cells) / 4 / 3600, abs=0.01
+    assert projected["projection"] == "table1" and projected["runs"] == 550
+    assert projected["hours"] == pytest.approx(
+        sum(50 * 20 * epoch_seconds(r) for r in cells) / 4 / 3600, abs=0.01
     )
-    assert "baseline_hours" not in projection
+    assert "baseline_hours" not in projected
 
 
 @pytest.mark.parametrize(

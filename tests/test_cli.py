@@ -105,13 +105,13 @@ def test_unknown_option_is_a_one_line_error_also_in_a_sweep(tmp_path):
 def test_key_typos_are_caught_before_hydra_in_runs_and_sweeps():
     import pytest
 
+    from selfcross.config import check_overrides
     from selfcross.errors import ConfigError
-    from selfcross.run import precheck
 
     for argv in (["trainer.max_epoch=3"], ["-m", "trainer.max_epoch=3", "seed=1,2"]):
         with pytest.raises(ConfigError, match=r"Could not override 'trainer.max_epoch'"):
-            precheck(argv)
-    precheck(["-m", "model=self,cross", "modality=TV", "seed=range(1,11)"])  # valid: no error
+            check_overrides(argv)
+    check_overrides(["-m", "model=self,cross", "modality=TV", "seed=range(1,11)"])  # valid
 
 
 def test_a_full_disk_is_one_line_and_other_errors_keep_their_traceback(capsys):

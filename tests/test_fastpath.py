@@ -11,12 +11,6 @@ from hydra.utils import instantiate
 from torch import nn
 
 from selfcross.errors import ConfigError
-from selfcross.fastpath import (
-    apply_backend_settings,
-    apply_fast_paths,
-    compile_network,
-    compile_options,
-)
 from selfcross.models import CrossModalAttention, EmotionNet, SelfAttention
 from selfcross.models import attention as attention_module
 from selfcross.models.kernels import (
@@ -24,6 +18,12 @@ from selfcross.models.kernels import (
     drop_threshold,
     dropout_keep_mask,
     fused_bigru,
+)
+from selfcross.training.runtime import (
+    apply_backend_settings,
+    apply_run_settings,
+    compile_network,
+    compile_options,
 )
 from tests.conftest import SMALL_SHAPES
 
@@ -322,16 +322,30 @@ def test_config_switches_reach_the_network(make_cfg, restore_backend):
         "model.network.attention_weights=true",
         "model.network.fused_gru=false",
         "model.network.blocked_attention=false",
+        "model.tf32=false",
         "threads=1",
     )
-    net = instantiate(cfg.model.network)
+    module = instantiate(cfg.model)
+    net = module.network
     assert net.attention_weights
     assert not any(e.fused_gru for e in net.encoders.values())
     assert not any(a.blocked for a in net.self_attention.values())
-    module = nn.Module()
-    module.network = net
-    settings = apply_fast_paths(cfg, module)
+    assert module.compile_setting is False and module.tf32 is False
+    settings = apply_run_settings(module, cfg.threads)
     assert settings["cpu_threads"] == 1 and settings["compile"] is False
+    assert settings["tf32"] is False and not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_run_settings_compile_the_network_and_take_the_launchers_thread_share(
+    make_cfg, restore_backend, monkeypatch
+):
+    from selfcross.training.runtime import ENV_THREADS
+
+    monkeypatch.setenv(ENV_THREADS, "1")
+    cfg = make_cfg("model=cross", "modality=TV", "model.compile={backend: eager}")
+    module = instantiate(cfg.model)
+    settings = apply_run_settings(module, threads=None)
+    assert settings["cpu_threads"] == 1 and settings["compile"] is True
 
 
 # -- GPU --------------------------------------------------------------------------------------

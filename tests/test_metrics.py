@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfcross.metrics import (
+from selfcross.models.metrics import (
     confusion_matrix,
     per_class_recall,
     report_metric,

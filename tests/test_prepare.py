@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfcross.data.folds import SPLITS
+from selfcross.data.npy import SPLITS
 from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import AudioSettings, mfcc_features, read_wav
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
@@ -403,7 +403,7 @@ def test_session_folds_draw_dev_from_the_other_sessions():
 # -- training on the prepared folds ---------------------------------------------------------
 def test_training_runs_on_the_prepared_folds(prepared, tmp_path):
     from selfcross.config import compose
-    from selfcross.run import train_and_test
+    from selfcross.training.experiment import train_and_test
     from tests.conftest import base_overrides
 
     out = prepared[0]
@@ -424,12 +424,12 @@ def test_training_runs_on_the_prepared_folds(prepared, tmp_path):
             "trainer.max_epochs=1",
         ]
     )
-    result = train_and_test(cfg)
-    assert result["epochs"] == 1 and 0 <= result["test_uwa"] <= 1
+    result = train_and_test(cfg).record
+    assert result.epochs == 1 and 0 <= result.test_uwa <= 1
     with_video = len(manifest(out / "fold02")["train"]) - sum(
         1 for i in manifest(out / "fold02")["train"] if i.startswith("Ses02M_script02_1")
     )
-    assert result["data"]["splits"]["train"]["n"] == with_video
+    assert result.data.splits["train"]["n"] == with_video
 
 
 # -- errors ---------------------------------------------------------------------------------

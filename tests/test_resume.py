@@ -11,12 +11,13 @@ import time
 
 import pytest
 
-from selfcross import resume
 from selfcross.config import compose
-from selfcross.run import train_and_test
+from selfcross.training import resume
+from selfcross.training.experiment import train_and_test
+from selfcross.training.record import read_record
 from tests.conftest import REPO, base_overrides
 
-VOLATILE = {"train_seconds", "test_seconds", "finished", "git_commit", "status", "config"}
+VOLATILE = {"train_seconds", "test_seconds", "finished", "git_commit", "config"}
 """Timings and provenance; ``config`` differs only in output paths, as config_hash shows."""
 
 
@@ -24,16 +25,17 @@ def tiny(tmp_path, data_dir, *extra):
     return compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast", *extra])
 
 
-def comparable(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in VOLATILE}
+def comparable(outcome) -> dict:
+    return {k: v for k, v in outcome.record.to_dict().items() if k not in VOLATILE}
 
 
 def test_two_identical_cpu_runs_give_identical_results(tmp_path, data_dir):
     a = train_and_test(tiny(tmp_path / "a", data_dir))
     b = train_and_test(tiny(tmp_path / "b", data_dir))
-    assert a["status"] == b["status"] == "done"
+    assert a.status == b.status == "done"
     assert comparable(a) == comparable(b)
-    assert a["config_hash"] == b["config_hash"]  # the output folder is not part of the hash
+    # the output folder is not part of the hash
+    assert a.record.config_hash == b.record.config_hash
 
 
 def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir):
@@ -41,11 +43,12 @@ def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir)
     path = tmp_path / "out" / "result.json"
     stamp = path.stat().st_mtime_ns
     again = train_and_test(tiny(tmp_path, data_dir))
-    assert again["status"] == "skipped" and path.stat().st_mtime_ns == stamp
-    assert again["test_uwa"] == first["test_uwa"]
+    assert again.status == "skipped" and path.stat().st_mtime_ns == stamp
+    assert again.record.test_uwa == first.record.test_uwa
     changed = train_and_test(tiny(tmp_path, data_dir, "model.optimizer.lr=0.01"))
-    assert changed["status"] == "done" and changed["config_hash"] != first["config_hash"]
-    assert json.loads(path.read_text())["config_hash"] == changed["config_hash"]
+    assert changed.status == "done"
+    assert changed.record.config_hash != first.record.config_hash
+    assert json.loads(path.read_text())["config_hash"] == changed.record.config_hash
 
 
 def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
@@ -54,10 +57,11 @@ def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
     out.mkdir(parents=True)
     whole = json.dumps({"test_uwa": 0.99, "config_hash": resume.config_hash(cfg)})
     (out / "result.json").write_text(whole[: len(whole) // 2])  # cut off mid-write
-    assert resume.read_result(out / "result.json") is None
-    result = train_and_test(cfg)
-    assert result["status"] == "done" and result["test_uwa"] != 0.99
-    assert resume.read_result(out / "result.json")["test_uwa"] == result["test_uwa"]
+    assert read_record(out / "result.json") is None
+    assert resume.completed_result(out, resume.config_hash(cfg)) is None
+    outcome = train_and_test(cfg)
+    assert outcome.status == "done" and outcome.record.test_uwa != 0.99
+    assert read_record(out / "result.json").test_uwa == outcome.record.test_uwa
 
 
 def test_only_the_best_checkpoint_is_kept_by_default(tmp_path, data_dir):

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from selfcross.config import CONFIG_DIR, validate
 from selfcross.errors import ConfigError
-from selfcross.gpus import acquire_slot
+from selfcross.training.gpus import acquire_slot
 from tests.conftest import run_cli
 from tests.foldkit import SHAPES, make_fold
 
@@ -128,6 +128,13 @@ def test_slurm_launcher_config_composes_and_instantiates():
         hydra_cfg("hydra/launcher=slurm", "hydra.launcher.timeout_min=soon")
 
 
+def test_the_sweeper_names_the_hydra_that_constraints_pin():
+    from hydra_plugins.selfcross_plugins.sweeper import TESTED_HYDRA
+
+    pins = (CONFIG_DIR.parent / "constraints.txt").read_text().splitlines()
+    assert f"hydra-core=={TESTED_HYDRA}" in pins
+
+
 def test_local_gpus_launcher_sizes_the_pool_from_the_gpu_count():
     from hydra_plugins.selfcross_plugins.launcher import plan_slots
 
@@ -145,7 +152,7 @@ def test_local_gpus_launcher_sizes_the_pool_from_the_gpu_count():
 
 
 def test_parallel_jobs_share_the_cores():
-    from selfcross.gpus import threads_per_job
+    from selfcross.training.runtime import threads_per_job
 
     assert threads_per_job(1, cores=16) == 16
     assert threads_per_job(8, cores=16) == 2

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 
 from selfcross.data import FoldReader, ReaderOptions, SyntheticSpec, ensure_synthetic
-from selfcross.data.synthetic import IEMOCAP_CLASS_COUNTS, class_counts
+from selfcross.data.datasets import dataset
+from selfcross.data.synthetic import class_counts
+
+IEMOCAP_CLASS_COUNTS = tuple(dataset("iemocap").class_counts)
 
 SHAPES = {
     "T": {"seq_len": 8, "feat_dim": 16},
     "V": {"seq_len": 5, "feat_dim": 24},
     "A": {"seq_len": 12, "feat_dim": 20},
 }
-SPEC = SyntheticSpec(n_utterances=400, shapes=SHAPES, vocab_size=60)
+SPEC = SyntheticSpec(IEMOCAP_CLASS_COUNTS, n_utterances=400, shapes=SHAPES, vocab_size=60)
 STEMS = {  # file stem -> (shape after N, integer?)
     "audio_mfcc": ((12, 20), False),
     "audio_seqN": ((), True),
@@ -56,10 +59,19 @@ def test_writes_exactly_the_processed_format(tmp_path):
     assert not (root / "fold01").exists()  # only the requested folds
 
 
+def test_iemocap_class_counts_are_the_published_ones_and_synthetic_inherits_them():
+    assert IEMOCAP_CLASS_COUNTS == (1103, 1041, 595, 1084, 1849, 107, 1708)
+    assert sum(IEMOCAP_CLASS_COUNTS) == 7487
+    synthetic = dataset("synthetic")
+    assert tuple(synthetic.class_counts) == IEMOCAP_CLASS_COUNTS
+    assert synthetic.class_names == dataset("iemocap").class_names
+    assert synthetic.n_folds == dataset("iemocap").n_folds == 5
+
+
 def test_class_proportions_follow_iemocap():
-    counts = class_counts(7487)
+    counts = class_counts(IEMOCAP_CLASS_COUNTS, 7487)
     assert counts.tolist() == list(IEMOCAP_CLASS_COUNTS)
-    small = class_counts(2000)
+    small = class_counts(IEMOCAP_CLASS_COUNTS, 2000)
     assert small.sum() == 2000
     np.testing.assert_allclose(small / 2000, np.array(IEMOCAP_CLASS_COUNTS) / 7487, atol=1e-3)
 
@@ -88,14 +100,16 @@ def test_cached_until_parameters_change(tmp_path):
     stamp = marker.stat().st_mtime_ns
     ensure_synthetic(tmp_path, [1], SPEC)
     assert marker.stat().st_mtime_ns == stamp  # reused
-    changed = SyntheticSpec(n_utterances=300, shapes=SHAPES, vocab_size=60)
+    changed = SyntheticSpec(IEMOCAP_CLASS_COUNTS, n_utterances=300, shapes=SHAPES, vocab_size=60)
     ensure_synthetic(tmp_path, [1], changed)
     n = sum(len(np.load(root / "fold01" / f"{s}_label.npy")) for s in ("train", "dev", "test"))
     assert n == 300
 
 
 def test_some_videos_are_empty_and_every_split_has_every_class(tmp_path):
-    root = ensure_synthetic(tmp_path, [1], SyntheticSpec(n_utterances=2000, shapes=SHAPES))
+    root = ensure_synthetic(
+        tmp_path, [1], SyntheticSpec(IEMOCAP_CLASS_COUNTS, n_utterances=2000, shapes=SHAPES)
+    )
     data = FoldReader(root / "fold01", ReaderOptions()).load()
     dropped = sum(s.n_dropped for s in data.splits.values())
     assert 0.01 * 2000 < dropped < 0.06 * 2000
@@ -156,7 +170,7 @@ def test_fusion_helps_on_the_small_preset(tmp_path):
         "V": {"seq_len": 12, "feat_dim": 256},
         "A": {"seq_len": 60, "feat_dim": 120},
     }  # the `small` preset of conf/config.yaml
-    spec = SyntheticSpec(n_utterances=2000, shapes=shapes, vocab_size=400)
+    spec = SyntheticSpec(IEMOCAP_CLASS_COUNTS, n_utterances=2000, shapes=shapes, vocab_size=400)
     root = ensure_synthetic(tmp_path, [1], spec)
     data = FoldReader(root / "fold01", ReaderOptions()).load()
     train = _pooled(data.splits["train"], data.embedding)

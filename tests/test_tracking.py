@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from selfcross import tracking
 from selfcross.config import compose
-from selfcross.run import train_and_test
+from selfcross.training import tracking
+from selfcross.training.experiment import train_and_test
 from tests.conftest import base_overrides
 from tests.wandb_records import config_values, logged_values
 
@@ -40,14 +40,14 @@ def test_offline_run_files_hold_the_test_metrics_and_no_key(tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_API_KEY", SECRET)  # present, but this run is told to stay offline
     cfg = compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
                    "logger=wandb", "logger.wandb.mode=offline"])  # fmt: skip
-    result = train_and_test(cfg)
+    result = train_and_test(cfg).record
     runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     (run_file,) = runs[0].glob("run-*.wandb")
     values = logged_values(run_file)
-    assert values["test/uwa"] == pytest.approx(result["test_uwa"])
-    assert values["test/wa"] == pytest.approx(result["test_wa"])
-    assert values["n_params"] == result["n_params"]
+    assert values["test/uwa"] == pytest.approx(result.test_uwa)
+    assert values["test/wa"] == pytest.approx(result.test_wa)
+    assert values["n_params"] == result.n_params
     assert "val/uwa" in values and "val/wa" in values and "lr" in values
     assert "test/confusion_matrix_table/_type" in values  # the confusion-matrix plot
     config = config_values(run_file)
@@ -74,11 +74,10 @@ def test_run_goes_on_when_wandb_cannot_start(tmp_path, monkeypatch, data_dir, ca
             "trainer.max_epochs=1",
         ]
     )
-    result = train_and_test(cfg)
+    result = train_and_test(cfg).record
     assert "W&B could not start (cannot reach the W&B service)" in caplog.text
     assert (
-        json.loads((tmp_path / "out" / "result.json").read_text())["test_uwa"]
-        == result["test_uwa"]
+        json.loads((tmp_path / "out" / "result.json").read_text())["test_uwa"] == result.test_uwa
     )
 
 
@@ -89,12 +88,12 @@ def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, data_di
     overrides = [*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
                  "logger=wandb", "logger.wandb.mode=online", "logger.wandb.init_timeout=3",
                  "trainer.max_epochs=1"]  # fmt: skip
-    result = train_and_test(compose(overrides))
+    result = train_and_test(compose(overrides)).record
     assert "W&B online could not start" in caplog.text
     assert "logging offline instead (upload later with `wandb sync" in caplog.text
     (run_dir,) = (tmp_path / "out" / "wandb").glob("offline-run-*")
     (run_file,) = run_dir.glob("run-*.wandb")
-    assert logged_values(run_file)["test/uwa"] == pytest.approx(result["test_uwa"])
+    assert logged_values(run_file)["test/uwa"] == pytest.approx(result.test_uwa)
     # the next run of this process does not wait for the server again
     caplog.clear()
     logger = tracking.make_wandb_logger(
@@ -109,7 +108,7 @@ def test_unreachable_server_falls_back_to_offline(tmp_path, monkeypatch, data_di
 
 
 def test_dashboard_is_built_offline_with_table1_panels():
-    from selfcross.dashboard import build_workspace
+    from selfcross.training.workspace import build_workspace
 
     workspace = build_workspace("my-team", data_label="iemocap")
     spec = workspace._to_model().model_dump_json()  # the payload W&B would receive

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from selfcross.run import RESULT_FILE, train_and_test
+from selfcross.training.experiment import train_and_test
+from selfcross.training.record import RESULT_FILE
 
 
 @pytest.fixture(scope="module")
@@ -25,31 +26,33 @@ def trained(tmp_path_factory, data_dir):
             "callbacks.early_stopping.patience=5",
         ]
     )
-    return cfg, train_and_test(cfg)
+    outcome = train_and_test(cfg)
+    assert outcome.status == "done"
+    return cfg, outcome.record
 
 
 def test_loss_falls_and_accuracy_beats_chance(trained):
     cfg, result = trained
-    history = result["history"]
+    history = result.history
     assert len(history) == 5
     assert history[-1]["train/loss"] < 0.8 * history[0]["train/loss"]
-    chance = result["majority_rate"]
+    chance = result.majority_rate
     assert 0.2 < chance < 0.3
     assert max(h["val/uwa"] for h in history) > chance + 0.15
-    assert result["test_uwa"] > chance + 0.15
-    assert result["test_wa"] > 1 / 7 + 0.15  # WA's chance level is 1/7
+    assert result.test_uwa > chance + 0.15
+    assert result.test_wa > 1 / 7 + 0.15  # WA's chance level is 1/7
 
 
 def test_best_checkpoint_is_the_one_tested(trained):
     cfg, result = trained
-    history = result["history"]
+    history = result.history
     best = max(range(len(history)), key=lambda i: (history[i]["val/uwa"], -i))
-    assert result["best_epoch"] == history[best]["epoch"]
-    assert result["val_uwa"] == history[best]["val/uwa"]
-    confusion = result["confusion"]
-    n_test = result["data"]["splits"]["test"]["n"]
+    assert result.best_epoch == history[best]["epoch"]
+    assert result.val_uwa == history[best]["val/uwa"]
+    confusion = result.confusion
+    n_test = result.data.splits["test"]["n"]
     assert sum(map(sum, confusion)) == n_test
-    assert result["test_uwa"] == pytest.approx(sum(confusion[i][i] for i in range(7)) / n_test)
+    assert result.test_uwa == pytest.approx(sum(confusion[i][i] for i in range(7)) / n_test)
 
 
 def test_result_file_is_complete(trained):

@@ -15,14 +15,16 @@ import pytest
 
 from selfcross import check
 from selfcross.config import compose, validate
-from selfcross.data import folds
-from selfcross.data.folds import FoldReader, ReaderOptions
-from selfcross.data.synthetic import IEMOCAP_CLASS_COUNTS
+from selfcross.data import npy
+from selfcross.data import validate as checks
+from selfcross.data.datasets import dataset
+from selfcross.data.reader import FoldReader, ReaderOptions
 from selfcross.errors import ConfigError, DataError
 from tests.conftest import run_cli
 from tests.foldkit import SHAPES, SIZES, VOCAB, make_fold, make_root, shape_overrides
 
 NAMES = ("angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral")
+IEMOCAP_CLASS_COUNTS = tuple(dataset("iemocap").class_counts)
 
 
 @pytest.fixture
@@ -294,7 +296,7 @@ def test_lengths_outside_the_padding(fold, stem, value, bound, modalities):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_feature_names_split_and_first_utterance(fold, monkeypatch, bad):
     directory, arrays = fold
-    monkeypatch.setattr(folds, "BLOCK_BYTES", 1)  # one utterance per block: the index is global
+    monkeypatch.setattr(npy, "BLOCK_BYTES", 1)  # one utterance per block: the index is global
     audio = arrays["train_audio_mfcc"].copy()
     audio[13, 7, 1] = bad  # in the padding of utterance 13: still a bad file
     audio[17, 0, 0] = bad
@@ -439,7 +441,7 @@ def test_check_summary_of_valid_folds_matches_numpy(tmp_path, capsys):
     assert "  1 excited                  3       1       2       6    1041" in out
     assert "  dropped (no video)         5       2       3      10" in out
 
-    report = check.check_root(
+    report = checks.check_root(
         root, ReaderOptions(shapes=SHAPES, text_source="ids"), class_names=NAMES
     )
     assert report.ok and [f.fold for f in report.folds] == [1, 2, 3, 4, 5]
@@ -488,7 +490,7 @@ def test_check_summary_of_dense_text(fold):
     save(directory, "dev_nlp_trans", ids)
     for split in SIZES:
         save(directory, f"{split}_text", emb[np.load(directory / f"{split}_nlp_trans.npy")])
-    report = check.check_fold(
+    report = checks.check_fold(
         directory, ReaderOptions(shapes=SHAPES, text_source="dense", drop_zero_video=False)
     )
     assert report.ok, report.problems
@@ -562,7 +564,7 @@ def test_check_recognises_iemocap_class_sizes_under_other_names(tmp_path):
     bounds = np.cumsum([0, *sizes.values()])
     for split, lo, hi in zip(sizes, bounds, bounds[1:], strict=False):
         save(directory, f"{split}_label", labels[lo:hi])
-    report = check.check_fold(directory, ReaderOptions(shapes=SHAPES), NAMES, fold=1)
+    report = checks.check_fold(directory, ReaderOptions(shapes=SHAPES), NAMES, fold=1)
     assert report.ok and report.totals() == counts
     assert report.warnings == [
         f"{directory}: the utterances per class id are IEMOCAP's class sizes for "
@@ -570,7 +572,7 @@ def test_check_recognises_iemocap_class_sizes_under_other_names(tmp_path):
         "not the configured [angry, excited, happy, sad, frustrated, surprise, neutral]"
     ]
     swapped = (*NAMES[:2], NAMES[3], NAMES[2], *NAMES[4:])
-    assert check.check_fold(directory, ReaderOptions(shapes=SHAPES), swapped).warnings == []
+    assert checks.check_fold(directory, ReaderOptions(shapes=SHAPES), swapped).warnings == []
 
 
 def test_check_generates_synthetic_folds_first(tmp_path, capsys):
@@ -582,7 +584,7 @@ def test_check_generates_synthetic_folds_first(tmp_path, capsys):
 
 
 def test_check_of_a_missing_root_is_one_problem(tmp_path):
-    report = check.check_root(tmp_path / "nowhere")
+    report = checks.check_root(tmp_path / "nowhere")
     assert not report.ok and report.folds == []
     assert report.all_problems() == [f"{tmp_path / 'nowhere'}: no such directory"]
 
@@ -590,7 +592,7 @@ def test_check_of_a_missing_root_is_one_problem(tmp_path):
 def test_check_reads_features_in_bounded_blocks(fold, monkeypatch):
     """The check never holds a whole feature array: every read is one block of rows."""
     directory, _ = fold
-    monkeypatch.setattr(folds, "BLOCK_BYTES", 3 * 8 * 2 * 4)  # three audio utterances
+    monkeypatch.setattr(npy, "BLOCK_BYTES", 3 * 8 * 2 * 4)  # three audio utterances
     sizes = []
     scan = FoldReader.scan
 
@@ -600,7 +602,7 @@ def test_check_reads_features_in_bounded_blocks(fold, monkeypatch):
             yield idx, block
 
     monkeypatch.setattr(FoldReader, "scan", spy)
-    assert check.check_fold(directory, ReaderOptions(shapes=SHAPES)).ok
+    assert checks.check_fold(directory, ReaderOptions(shapes=SHAPES)).ok
     audio = [n for name, n in sizes if name == "train_audio_mfcc.npy"]
     assert max(audio) == 3 and sum(audio) == 16  # the 16 utterances with video
     assert max(n for _, n in sizes) == 4  # video rows are 4 x 3 floats: 4 per block

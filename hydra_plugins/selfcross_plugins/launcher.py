@@ -1,8 +1,10 @@
 """``hydra/launcher=local_gpus``: Hydra's joblib launcher, sized and spread over local GPUs.
 
 Runs ``gpus x jobs_per_gpu`` jobs at once (``gpus: auto`` counts the visible CUDA devices) and
-exports the slot settings that :mod:`selfcross.gpus` uses inside each job to pick its GPU.
-Without a GPU it runs ``jobs_per_gpu`` jobs in parallel on the CPU.
+exports the slot settings that :mod:`selfcross.training.gpus` uses inside each job to pick its
+GPU, and each job's share of the CPU cores (:mod:`selfcross.training.runtime`). Without a GPU it
+runs ``jobs_per_gpu`` jobs in parallel on the CPU. Builds on the public classes of the
+hydra-joblib-launcher plugin (``JoblibLauncher`` and its config), not on Hydra internals.
 """
 
 import logging
@@ -48,7 +50,7 @@ def plan_slots(gpus: Any, jobs_per_gpu: int, visible: int) -> tuple[int, int]:
 
 class LocalGpusLauncher(JoblibLauncher):
     def __init__(self, gpus: Any = "auto", jobs_per_gpu: int = 2, **joblib: Any) -> None:
-        from selfcross.gpus import visible_gpu_count
+        from selfcross.training.gpus import visible_gpu_count
 
         self.gpus, n_jobs = plan_slots(gpus, jobs_per_gpu, visible_gpu_count())
         self.jobs_per_gpu = jobs_per_gpu
@@ -59,13 +61,8 @@ class LocalGpusLauncher(JoblibLauncher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from selfcross.gpus import (
-            ENV_GPUS,
-            ENV_JOBS_PER_GPU,
-            ENV_SLOT_DIR,
-            ENV_THREADS,
-            threads_per_job,
-        )
+        from selfcross.training.gpus import ENV_GPUS, ENV_JOBS_PER_GPU, ENV_SLOT_DIR
+        from selfcross.training.runtime import ENV_THREADS, threads_per_job
 
         slot_dir = Path(self.config.hydra.sweep.dir) / ".gpu_slots"
         if self.gpus:

@@ -1,12 +1,21 @@
 """The selfcross sweeper: Hydra's basic grid, checked before anything is launched.
 
-On top of Hydra's ``basic`` sweeper it
+What Hydra's ``basic`` sweeper lacks, and this one adds:
 
-* composes every job's configuration first and refuses the whole sweep if any job is invalid
+* it composes every job's configuration first and refuses the whole sweep if any job is invalid
   (e.g. a cross model on one modality), or, with ``skip_invalid: true`` (the paper presets),
   drops those jobs and says which;
-* does not launch jobs whose ``result.json`` already exists for the same configuration;
-* keeps going when a job fails, and ends with a summary and a non-zero exit if any failed.
+* it does not launch jobs whose ``result.json`` already exists for the same configuration;
+* it keeps going when a job fails, and ends with a summary and a non-zero exit if any failed
+  (the basic sweeper stops at the first failed batch).
+
+Hydra internals, and why: the grid (sweep parameters, ``range()``/lists, the cartesian product,
+batching by ``max_batch_size``) is the basic sweeper's, reused by subclassing
+``hydra._internal.core_plugins.basic_sweeper.BasicSweeper`` (its ``_parse_config``,
+``split_arguments`` and ``split_overrides_to_chunks``) rather than copied; Hydra has no public
+base class for it. A failed job's exception is read from ``JobReturn._return_value``, because
+the public ``return_value`` raises it (and stops the sweep). Tested with hydra-core 1.3.8
+(``TESTED_HYDRA``, the version constraints.txt pins); under another version it logs a warning.
 """
 
 import logging
@@ -16,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hydra
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -24,6 +34,9 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
+
+TESTED_HYDRA = "1.3.8"
+"""The hydra-core version this sweeper's use of Hydra internals was tested with."""
 
 
 @dataclass
@@ -66,12 +79,19 @@ class SelfcrossSweeper(BasicSweeper):
     ):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.skip_invalid = skip_invalid
+        if hydra.__version__ != TESTED_HYDRA:
+            log.warning(
+                "The selfcross sweeper builds on Hydra internals tested with hydra-core %s; "
+                "this is %s (install with -c constraints.txt)",
+                TESTED_HYDRA,
+                hydra.__version__,
+            )
 
     def plan(self, arguments: list[str]) -> tuple[list[list[str]], int, int]:
         """All valid jobs not yet complete; also how many were invalid and how many complete."""
-        from selfcross.config import validate
+        from selfcross.config import first_paragraph, validate
         from selfcross.errors import ConfigError
-        from selfcross.resume import completed_result, config_hash
+        from selfcross.training.resume import completed_result, config_hash
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
@@ -82,9 +102,7 @@ class SelfcrossSweeper(BasicSweeper):
             try:
                 cfg = loader.load_sweep_config(self.config, list(job))
             except HydraException as err:
-                from selfcross.config import one_line
-
-                raise ConfigError(f"[{_describe(job)}]: {one_line(str(err))}") from None
+                raise ConfigError(f"[{_describe(job)}]: {first_paragraph(str(err))}") from None
             try:
                 validate(cfg)
             except ConfigError as err:
@@ -123,12 +141,9 @@ class SelfcrossSweeper(BasicSweeper):
             n_complete,
             n_invalid,
         )
-        self.overrides = (
-            list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
-        )
+        batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
         returns, failed, job_idx = [], [], 0
-        while self.overrides and not self.is_done():
-            batch = self.get_job_batch()
+        for batch in batches:
             results = self.launcher.launch(batch, initial_job_idx=job_idx)
             for job, result in zip(batch, results, strict=True):
                 if result.status == JobStatus.FAILED:

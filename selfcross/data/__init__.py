@@ -1,11 +1,19 @@
-"""Data: the processed-fold reader, the synthetic generator and the LightningDataModule."""
+"""Data: the processed fold format and its reader, validation, the synthetic generator, the
+processed-fold cache and the LightningDataModule.
 
-from selfcross.data.datamodule import DEFAULT_CLASS_NAMES, IemocapDataModule, SplitTensors
-from selfcross.data.folds import FoldData, FoldReader, ReaderOptions, fold_dir
+The data path: :mod:`~selfcross.data.npy` (raw ``.npy`` files) -> :mod:`~selfcross.data.reader`
+(checks, with :mod:`~selfcross.data.preprocess`) -> :mod:`~selfcross.data.cache` ->
+:mod:`~selfcross.data.datamodule`. :mod:`~selfcross.data.validate` runs every check on all folds
+(``selfcross.check``); :mod:`~selfcross.data.datasets` reads a dataset's facts from
+``conf/data/<name>.yaml``.
+"""
+
+from selfcross.data.datamodule import IemocapDataModule, SplitTensors
+from selfcross.data.npy import fold_dir
+from selfcross.data.reader import FoldData, FoldReader, ReaderOptions
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 
 __all__ = [
-    "DEFAULT_CLASS_NAMES",
     "FoldData",
     "FoldReader",
     "IemocapDataModule",

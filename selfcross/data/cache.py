@@ -13,19 +13,19 @@ it. A changed or replaced data file gives a new key, so a stale entry is never u
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
-from selfcross.data.folds import SPLITS, FoldData, FoldReader, ReaderOptions, SplitData
+from selfcross.data.npy import SPLITS
+from selfcross.data.reader import FoldData, FoldReader, ReaderOptions, SplitData
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,6 @@ def cache_key(fold_dir: Path, options: ReaderOptions) -> str:
         "num_classes": options.num_classes,
     }
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _save_dir(target: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -153,7 +142,8 @@ def load_fold(
     if not fold_dir.is_dir():  # let the reader report it in its words
         return FoldReader(fold_dir, options).load()
     entry = Path(cache_dir) / f"{fold_dir.name}-{cache_key(fold_dir, options)}"
-    with _locked(entry.parent / f".{entry.name}.lock"):
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(entry.parent / f".{entry.name}.lock"):
         missing = tuple(m for m in options.modalities if not (entry / m / "meta.json").is_file())
         if missing or not (entry / BASE / "meta.json").is_file():
             _prune_stale(Path(cache_dir), fold_dir)

@@ -12,13 +12,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfcross import MODALITIES
 from selfcross.data.cache import load_fold
-from selfcross.data.folds import SPLITS, FoldData, ReaderOptions, fold_dir
+from selfcross.data.npy import SPLITS, fold_dir
+from selfcross.data.reader import FoldData, ReaderOptions
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 from selfcross.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CLASS_NAMES = ("angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral")
 
 
 class SplitTensors(Dataset):
@@ -70,12 +69,16 @@ def keep_batch(batch):
 
 
 class IemocapDataModule(L.LightningDataModule):
-    """Processed IEMOCAP folds (DESIGN.md section 1), or synthetic folds in the same format.
+    """Processed IEMOCAP folds (the format of :mod:`selfcross.data.npy`), or synthetic folds
+    in the same format. Built from ``conf/data/<name>.yaml`` (``cfg.data``).
 
     Args:
         root: directory holding ``fold01`` ... ``fold05``.
-        fold: 1..5.
+        fold: 1..n_folds.
         modalities: any non-empty subset of ``T``, ``V``, ``A``.
+        class_names, class_counts, n_folds: the dataset's facts; None: those of
+            ``conf/data/<name>.yaml`` (class_counts: the published utterances per class id,
+            the synthetic data's class sizes).
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
         synthetic: generator parameters; when given, missing folds are generated under ``root``.
         cache_dir: where processed folds are kept and memory-mapped (shared by concurrent runs);
@@ -95,8 +98,10 @@ class IemocapDataModule(L.LightningDataModule):
         modalities: Sequence[str] = MODALITIES,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+        class_names: Sequence[str] | None = None,
         num_classes: int | None = None,
+        class_counts: Sequence[int] | None = None,
+        n_folds: int | None = None,
         shapes: dict | None = None,
         drop_zero_video: bool = True,
         audio_standardize: str = "feature",
@@ -112,8 +117,15 @@ class IemocapDataModule(L.LightningDataModule):
         label: str | None = None,
     ):
         super().__init__()
-        if not 1 <= int(fold) <= 5:
-            raise ConfigError(f"fold={fold}: folds are numbered 1..5")
+        if class_names is None or class_counts is None or n_folds is None:
+            from selfcross.data.datasets import dataset  # composes: not inside a Hydra job
+
+            facts = dataset(name)
+            class_names = facts.class_names if class_names is None else class_names
+            class_counts = facts.class_counts if class_counts is None else class_counts
+            n_folds = facts.n_folds if n_folds is None else n_folds
+        if not 1 <= int(fold) <= n_folds:
+            raise ConfigError(f"fold={fold}: folds are numbered 1..{n_folds}")
         unknown = set(modalities) - set(MODALITIES)
         if not modalities or unknown:
             raise ConfigError(f"modalities={list(modalities)}: choose a subset of T, V, A")
@@ -123,6 +135,8 @@ class IemocapDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.class_names = tuple(class_names)
+        self.class_counts = tuple(class_counts)
+        self.n_folds = int(n_folds)
         if num_classes is not None and num_classes != len(self.class_names):
             raise ConfigError(
                 f"data.class_names has {len(self.class_names)} names for num_classes={num_classes}"
@@ -151,7 +165,9 @@ class IemocapDataModule(L.LightningDataModule):
             spec_shapes = {
                 m: {k: shapes[m][k] for k in ("seq_len", "feat_dim")} for m in MODALITIES
             }
-            self.synthetic = SyntheticSpec(shapes=spec_shapes, **synthetic)
+            self.synthetic = SyntheticSpec(
+                shapes=spec_shapes, class_counts=self.class_counts, **synthetic
+            )
         self.name = name
         self.preset = preset
         self.label = label or name

@@ -3,7 +3,8 @@
 The generator exists so that everything downstream (reader, models, sweeps, tables) runs and is
 tested without the licensed corpus. It reproduces the properties that matter to the experiment:
 
-* IEMOCAP's 7-class proportions (the ``paper`` preset has exactly its 7,487 utterances);
+* IEMOCAP's 7-class proportions (``data.class_counts``; the ``paper`` preset has exactly its
+  7,487 utterances);
 * zero-padded sequences with variable valid lengths, and some utterances without video;
 * a class signal spread over the three modalities. Each modality sees the classes through its
   own grouping (text: valence-like, audio: arousal-like, vision: a third view): classes in the
@@ -18,31 +19,28 @@ parameters (recorded in ``synthetic.json``) stay the same.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
-from selfcross.data.folds import EMBEDDING_FILE, SPLITS, fold_dir, split_file
+from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
 
 log = logging.getLogger(__name__)
 
-IEMOCAP_CLASS_COUNTS = (1103, 1041, 595, 1084, 1849, 107, 1708)
-"""angry, excited, happy, sad, frustrated, surprise, neutral (7,487 utterances)."""
 SPLIT_RATIOS = (8.0, 0.5, 1.5)
 PROSODY_DIM = 35
 FORMAT_VERSION = 1
 BLOCK = 128
 """Utterances generated per random stream; fixed so that data never depend on fold choice."""
 
-# Which classes look alike in each modality (class ids in the order of IEMOCAP_CLASS_COUNTS).
+# Which classes look alike in each modality (IEMOCAP's class ids, as in conf/data/iemocap.yaml).
 # Text tells valence apart, audio arousal, vision a third grouping; any two of them together
 # separate most pairs and all three separate every pair.
 CLASS_GROUPS = {
@@ -63,6 +61,9 @@ PAPER_SHAPES = {
 class SyntheticSpec:
     """Everything that determines the generated files; its digest names a data version."""
 
+    class_counts: tuple[int, ...]
+    """Utterances per class id in the whole corpus (``data.class_counts``): the class sizes,
+    scaled to ``n_utterances``. One per class of CLASS_GROUPS."""
     n_utterances: int = 2500
     shapes: dict = field(default_factory=lambda: PAPER_SHAPES)
     vocab_size: int = 400
@@ -76,14 +77,22 @@ class SyntheticSpec:
     noise: float = 0.6
     """Per-utterance nuisance in the latent evidence: the main difficulty knob."""
 
+    def __post_init__(self):
+        object.__setattr__(self, "class_counts", tuple(int(c) for c in self.class_counts))
+        n_classes = 1 + max(c for groups in CLASS_GROUPS.values() for g in groups for c in g)
+        if len(self.class_counts) != n_classes:
+            raise ValueError(
+                f"class_counts={list(self.class_counts)}: the generator has {n_classes} classes"
+            )
+
     def digest(self) -> str:
         payload = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def class_counts(n_utterances: int) -> np.ndarray:
-    """IEMOCAP's class proportions scaled to ``n_utterances`` (exact at 7,487)."""
-    counts = np.asarray(IEMOCAP_CLASS_COUNTS, dtype=np.float64)
+def class_counts(published, n_utterances: int) -> np.ndarray:
+    """The ``published`` class sizes scaled to ``n_utterances`` (exact at their sum)."""
+    counts = np.asarray(published, dtype=np.float64)
     scaled = counts / counts.sum() * n_utterances
     out = np.floor(scaled).astype(np.int64)
     out[np.argsort(scaled - out)[::-1][: n_utterances - out.sum()]] += 1
@@ -92,7 +101,8 @@ def class_counts(n_utterances: int) -> np.ndarray:
 
 def _labels(spec: SyntheticSpec) -> np.ndarray:
     rng = np.random.default_rng([spec.seed, 1])
-    labels = np.repeat(np.arange(len(IEMOCAP_CLASS_COUNTS)), class_counts(spec.n_utterances))
+    counts = class_counts(spec.class_counts, spec.n_utterances)
+    labels = np.repeat(np.arange(len(spec.class_counts)), counts)
     return rng.permutation(labels)
 
 
@@ -101,7 +111,7 @@ def fold_partition(labels: np.ndarray, spec: SyntheticSpec, fold: int) -> dict[s
     rng = np.random.default_rng([spec.seed, 2, fold])
     parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     ratios = np.asarray(SPLIT_RATIOS) / sum(SPLIT_RATIOS)
-    for c in range(len(IEMOCAP_CLASS_COUNTS)):
+    for c in range(len(spec.class_counts)):
         members = rng.permutation(np.flatnonzero(labels == c))
         n_dev = max(1, round(ratios[1] * len(members)))
         n_test = max(1, round(ratios[2] * len(members)))
@@ -116,7 +126,7 @@ class _Signal:
 
     def __init__(self, spec: SyntheticSpec):
         rng = np.random.default_rng([spec.seed, 3])
-        n_classes = len(IEMOCAP_CLASS_COUNTS)
+        n_classes = len(spec.class_counts)
         self.latent: dict[str, np.ndarray] = {}
         for modality, groups in CLASS_GROUPS.items():
             group_of = np.empty(n_classes, dtype=np.int64)
@@ -155,7 +165,7 @@ def _generate_block(spec: SyntheticSpec, signal: _Signal, labels: np.ndarray, bl
     """Features of utterances ``block*BLOCK ...``: one random stream per block."""
     rng = np.random.default_rng([spec.seed, 4, block])
     n = len(labels)
-    n_classes = len(IEMOCAP_CLASS_COUNTS)
+    n_classes = len(spec.class_counts)
     out: dict[str, np.ndarray] = {}
 
     def evidence(modality: str) -> np.ndarray:
@@ -245,17 +255,6 @@ def _write_fold(directory: Path, spec: SyntheticSpec, fold: int) -> None:
     np.save(directory / EMBEDDING_FILE, signal.embedding, allow_pickle=False)
 
 
-@contextmanager
-def _locked(root: Path):
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_synthetic(root: str | Path, folds, spec: SyntheticSpec) -> Path:
     """Write the requested folds under ``root`` unless they exist for the same ``spec``.
 
@@ -265,7 +264,8 @@ def ensure_synthetic(root: str | Path, folds, spec: SyntheticSpec) -> Path:
     root = Path(root)
     meta_path = root / "synthetic.json"
     meta = {"digest": spec.digest(), "format": FORMAT_VERSION, "spec": asdict(spec)}
-    with _locked(root):
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / ".lock"):
         if meta_path.is_file():
             try:
                 old = json.loads(meta_path.read_text())

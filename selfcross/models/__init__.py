@@ -1,10 +1,11 @@
 """Models: encoders -> attention -> pooling -> classifier, and the one LightningModule."""
 
+from selfcross import FUSIONS
 from selfcross.models.attention import CrossModalAttention, SelfAttention
 from selfcross.models.classifier import Classifier
 from selfcross.models.encoders import ModalityEncoder
 from selfcross.models.module import EmotionRecognizer
-from selfcross.models.networks import FUSIONS, EmotionNet, count_parameters, cross_pairs
+from selfcross.models.networks import EmotionNet, count_parameters, cross_pairs
 from selfcross.models.pooling import ConcatPooling, StatisticalPooling, temporal_average
 
 __all__ = [

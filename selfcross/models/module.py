@@ -1,12 +1,12 @@
 """The one LightningModule: loss, metrics, optimiser, scheduler and logging for every network.
 
 Self and cross models are trained and measured by literally this code; only the injected
-``network`` differs.
+``network`` differs. ``conf/model/*.yaml`` build it with ``hydra.utils.instantiate(cfg.model)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from selfcross.metrics import per_class_recall, report_metric, scalar_metrics
+from selfcross.models.metrics import per_class_recall, report_metric, scalar_metrics
 
 STAGES = ("train", "val", "test")
 
@@ -29,6 +29,10 @@ class EmotionRecognizer(L.LightningModule):
         scheduler_monitor: the metric a ReduceLROnPlateau scheduler watches.
         best_metric: the validation metric whose best-so-far value is logged as ``<name>_best``.
         class_names: names of the class ids, for reports.
+        name: the model's name (``self``, ``cross``, ...: its config's ``model.name``).
+        compile, tf32: the run settings ``model.compile`` and ``model.tf32``. The module only
+            carries them (as ``compile_setting`` and ``tf32``: ``compile`` is a method of every
+            ``nn.Module``); :func:`selfcross.training.runtime.apply_run_settings` applies them.
     """
 
     def __init__(
@@ -39,8 +43,14 @@ class EmotionRecognizer(L.LightningModule):
         scheduler_monitor: str = "val/loss",
         best_metric: str = "val/uwa",
         class_names: Sequence[str] = (),
+        name: str | None = None,
+        compile: bool | Mapping = False,
+        tf32: bool = True,
     ):
         super().__init__()
+        self.model_name = name
+        self.compile_setting = compile
+        self.tf32 = tf32
         self.network = network
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -20,14 +20,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from selfcross import MODALITIES
+from selfcross import MODALITIES, fusion_problem
 from selfcross.errors import ConfigError
 from selfcross.models.attention import CrossModalAttention, SelfAttention
 from selfcross.models.classifier import Classifier
 from selfcross.models.encoders import ModalityEncoder
 from selfcross.models.pooling import POOLINGS, temporal_average
-
-FUSIONS = ("self", "cross", "cross_self")
 
 
 def cross_pairs(modalities: Sequence[str]) -> list[tuple[str, str]]:
@@ -36,13 +34,11 @@ def cross_pairs(modalities: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def check_fusion(fusion: str, modalities: Sequence[str]) -> None:
-    if fusion not in FUSIONS:
-        raise ConfigError(f"fusion={fusion!r}: expected one of {', '.join(FUSIONS)}")
-    if fusion != "self" and len(modalities) < 2:
-        raise ConfigError(
-            f"a {fusion} model needs at least two modalities, got {''.join(modalities)}: "
-            "cross-attention relates one modality to another"
-        )
+    """Raise :class:`ConfigError` if ``fusion`` cannot be built over ``modalities``
+    (the rule is :func:`selfcross.fusion_problem`)."""
+    problem = fusion_problem(fusion, modalities)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 class EmotionNet(nn.Module):

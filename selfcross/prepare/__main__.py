@@ -1,4 +1,4 @@
-"""Build processed IEMOCAP folds (DESIGN.md section 1) from the official release.
+"""Build processed IEMOCAP folds (docs/preparing-iemocap.md) from the official release.
 
     python -m selfcross.prepare raw=PATH/IEMOCAP_full_release glove=PATH/glove.840B.300d.txt \\
         out=PATH vision.weights=PATH/resnet101-63fe2227.pth [split=session] [jobs=4]

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import selfcross
-from selfcross.data import DEFAULT_CLASS_NAMES
 from selfcross.errors import DataError
 from selfcross.prepare.audio import PROSODY_DIM
 from selfcross.prepare.cache import cache_folder, entry_path, load_entry
@@ -202,7 +201,7 @@ def prepare(settings: PrepareSettings) -> dict:
         raise DataError(settings.out, "exists and is not a directory")
     corpus = scan_release(settings.raw, list(settings.sessions), settings.classes,
                           settings.drop_labels)  # fmt: skip
-    print_counts(corpus)
+    print_counts(corpus, settings.class_names, settings.class_counts)
     if corpus.no_transcript:
         warn(
             f"{len(corpus.no_transcript)} utterances have no transcription line, their text is "
@@ -318,7 +317,7 @@ def final_check(fold_dirs: list[Path], settings: PrepareSettings) -> list[dict]:
     """``selfcross.check`` over the written folds, as training reads them (check=false skips)."""
     if not settings.check:
         return []
-    full = dict(zip((n[:3] for n in DEFAULT_CLASS_NAMES), DEFAULT_CLASS_NAMES, strict=True))
+    full = {name[:3]: name for name in settings.class_names}
     names = [full.get(label, label) for label in settings.classes]
     folds = [int(d.name.removeprefix("fold")) for d in fold_dirs]
     return check_output(settings.out, folds, settings.shapes, names)

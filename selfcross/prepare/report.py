@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 
-from selfcross.data.datamodule import DEFAULT_CLASS_NAMES
-from selfcross.data.synthetic import IEMOCAP_CLASS_COUNTS
 from selfcross.prepare.release import Corpus
-
-PAPER_TOTAL = sum(IEMOCAP_CLASS_COUNTS)
 
 
 def warn(message: str, sink: list[str] | None = None) -> None:
@@ -35,16 +32,17 @@ def counts(corpus: Corpus) -> dict:
     }
 
 
-def print_counts(corpus: Corpus) -> None:
+def print_counts(corpus: Corpus, class_names: Sequence[str], published: Sequence[int]) -> None:
+    """Utterances per class beside the dataset's ``published`` counts (data.class_counts)."""
     numbers = counts(corpus)
-    paper = len(corpus.classes) == len(IEMOCAP_CLASS_COUNTS)
-    names = DEFAULT_CLASS_NAMES if paper else corpus.classes
+    paper = len(corpus.classes) == len(published)
+    names = class_names if paper else corpus.classes
     print("Utterances per class (ours / the paper's, all five sessions):")
     for i, label in enumerate(corpus.classes):
-        theirs = f"{IEMOCAP_CLASS_COUNTS[i]:>6,}" if paper else "     -"
+        theirs = f"{published[i]:>6,}" if paper else "     -"
         ours = numbers["per_class"][label]
         print(f"  {i}  {label}  {names[i]:<11} {ours:>6,} / {theirs}")
-    total = f"{PAPER_TOTAL:>6,}" if paper else "     -"
+    total = f"{sum(published):>6,}" if paper else "     -"
     print(f"        {'total':<11} {numbers['kept']:>6,} / {total}")
     sessions = ", ".join(
         f"{name} {v['kept']:,} kept, {v['dropped']:,} dropped"

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from selfcross.data.datasets import dataset
 from selfcross.errors import ConfigError
 from selfcross.prepare.audio import AudioSettings
 from selfcross.prepare.resnet import FEATURE_DIM
@@ -17,6 +18,9 @@ from selfcross.prepare.text import TextSettings
 from selfcross.prepare.video import FrameSettings
 
 MAX_AUTO_JOBS = 8
+DATASET = "iemocap"
+"""The dataset config (conf/data/<name>.yaml) whose folds are prepared: class names and
+published counts (compared with the release's), number of folds of the random split."""
 PATH_HINTS = {
     "raw": "point it at IEMOCAP_full_release (raw=/path/to/IEMOCAP_full_release)",
     "glove": "point it at glove.840B.300d.txt (glove=/path/to/glove.840B.300d.txt)",
@@ -40,6 +44,10 @@ class PrepareSettings:
     check: bool
     classes: tuple[str, ...]
     drop_labels: tuple[str, ...]
+    class_names: tuple[str, ...]
+    """The dataset's class names (data.class_names), one per class id."""
+    class_counts: tuple[int, ...]
+    """The dataset's published utterances per class id (data.class_counts)."""
     audio: AudioSettings
     audio_frames: int
     text: TextSettings
@@ -95,7 +103,8 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         raise ConfigError(f"sessions={list(sessions)}: expected distinct numbers in 1..5")
     if data["split"] == "session" and len(sessions) < 2:
         raise ConfigError("split=session needs at least two sessions")
-    default_folds = sessions if data["split"] == "session" else (1, 2, 3, 4, 5)
+    facts = dataset(DATASET)
+    default_folds = sessions if data["split"] == "session" else range(1, facts.n_folds + 1)
     folds = tuple(int(f) for f in (data["folds"] or default_folds))
     if not folds or any(f not in default_folds for f in folds):
         raise ConfigError(
@@ -138,6 +147,8 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         check=bool(data["check"]),
         classes=classes,
         drop_labels=tuple(data["drop_labels"]),
+        class_names=tuple(facts.class_names),
+        class_counts=tuple(facts.class_counts),
         audio=_pick(AudioSettings, data["audio"]),
         audio_frames=_positive("audio.max_frames", data["audio"]["max_frames"]),
         text=text,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from selfcross.data.folds import SPLITS
+from selfcross.data.npy import SPLITS
 from selfcross.errors import ConfigError
 
 SPLIT_MODES = ("random", "session")

@@ -1,4 +1,4 @@
-"""Write the fold directories in the processed format (DESIGN.md section 1), and check them.
+"""Write the fold directories in the processed format (selfcross.data.npy), and check them.
 
 Each fold directory is written under a temporary name and renamed into place when complete, so
 ``foldNN`` is either the previous complete fold or the new one. Besides the format's files each
@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from selfcross.data.folds import (
-    EMBEDDING_FILE,
-    SPLITS,
-    ReaderOptions,
-    fold_dir,
-    split_file,
-)
+from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
+from selfcross.data.reader import ReaderOptions
+from selfcross.data.validate import check_root
+from selfcross.errors import DataError
 from selfcross.utils.io import write_json_atomic
 
 
@@ -109,10 +106,8 @@ def _replace_dir(new: Path, target: Path) -> Path:
 
 
 def check_output(out: Path, folds: list[int], shapes: dict, class_names: list[str]) -> list[dict]:
-    """Run ``selfcross.check`` on the written folds, print its report, fail on any problem."""
-    from selfcross.check import check_root
-    from selfcross.errors import DataError
-
+    """Check the written folds as ``selfcross.check`` does, print the report, fail on any
+    problem."""
     options = ReaderOptions(shapes=shapes, num_classes=len(class_names))
     report = check_root(out, options, class_names, folds=folds)
     print(report.format())

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from selfcross.training.record import RunRecord
+
 log = logging.getLogger("selfcross")
 
 MODES = ("online", "offline", "disabled")
@@ -142,7 +144,7 @@ def is_wandb(logger) -> bool:
     return isinstance(logger, WandbLogger)
 
 
-def log_test_report(loggers, result: dict) -> None:
+def log_test_report(loggers, record: RunRecord) -> None:
     """Summary values and the test confusion matrix as a W&B plot, for each W&B logger."""
     for logger in loggers:
         if not is_wandb(logger):
@@ -152,10 +154,10 @@ def log_test_report(loggers, result: dict) -> None:
 
             run = logger.experiment
             for key in ("n_params", "best_epoch", "epochs", "test_wa", "test_uwa", "test_f1"):
-                run.summary[key] = result[key]
-            names = result["class_names"]
+                run.summary[key] = getattr(record, key)
+            names = record.class_names
             y_true, y_pred = [], []
-            for i, row in enumerate(result["confusion"]):
+            for i, row in enumerate(record.confusion):
                 for j, count in enumerate(row):
                     y_true += [i] * count
                     y_pred += [j] * count

@@ -2,14 +2,14 @@
 
 The ``local_gpus`` launcher runs ``gpus x jobs_per_gpu`` jobs at once and tells each job, through
 environment variables, how many GPUs there are and where the slot locks live. A job takes the
-first free slot (an exclusive ``flock`` on ``slot<i>.lock``, released when the job ends, even if
-it is killed) and trains on GPU ``i % gpus``, so concurrent jobs fill the GPUs evenly whatever
-their run times.
+first free slot (a :class:`filelock.FileLock` on ``slot<i>.lock``, released when the job ends,
+even if it is killed) and trains on GPU ``i % gpus``, so concurrent jobs fill the GPUs evenly
+whatever their run times. The launcher also shares the CPU cores between its parallel jobs
+(:mod:`selfcross.training.runtime`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -17,29 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 ENV_GPUS = "SELFCROSS_GPUS"
 ENV_JOBS_PER_GPU = "SELFCROSS_JOBS_PER_GPU"
 ENV_SLOT_DIR = "SELFCROSS_SLOT_DIR"
-ENV_THREADS = "SELFCROSS_THREADS"
-"""CPU threads per job when the launcher runs several jobs on one machine."""
-
-
-def threads_per_job(n_jobs: int, cores: int | None = None) -> int:
-    """An even share of the cores: PyTorch's default of one thread per core in every job
-    oversubscribes the CPU, and its OpenMP threads then spin-wait for each other (a GRU step
-    was measured 45x slower on 2 cores with a second busy process)."""
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // max(1, n_jobs))
-
-
-def apply_thread_limit(threads: int | None) -> int | None:
-    """Limit this process's intra-op threads to ``threads``, or to the launcher's share."""
-    threads = threads or int(os.environ.get(ENV_THREADS, "0") or 0) or None
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    return threads
 
 
 def visible_gpu_count() -> int:
@@ -69,21 +51,15 @@ def acquire_slot(
     n_slots = gpus * jobs_per_gpu
     while True:
         for index in range(n_slots):
-            handle = open(slot_dir / f"slot{index}.lock", "a+")
+            lock = FileLock(slot_dir / f"slot{index}.lock")
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+                lock.acquire(blocking=False)
+            except Timeout:
                 continue
             try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(f"{os.getpid()}\n")
-                handle.flush()
                 yield Slot(index=index, gpu=index % gpus)
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                lock.release()
             return
         time.sleep(poll_seconds)
 

@@ -1,15 +1,18 @@
 """Load the ``result.json`` files of training runs, and refuse what must not be aggregated.
 
-Every run of ``selfcross.run`` writes one ``result.json``; tables and figures are built from
-these files only. A file that is not valid JSON or lacks a needed key (e.g. truncated) is never
-used: it is reported as skipped and its run counts as missing. Runs of different data, and the
-same run found twice, are errors (:func:`check_runs`).
+Every run of ``selfcross.run`` writes one ``result.json`` (a
+:class:`~selfcross.training.record.RunRecord`); tables and figures are built from these files
+only. A file that is not valid JSON, lacks a key of the record (e.g. truncated), comes from a
+newer selfcross, or holds a value the tables cannot use is never used: it is reported as skipped
+and its run counts as missing. Runs of different data, and the same run found twice, are errors
+(:func:`check_runs`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from selfcross.errors import DataError
-
-RESULT_FILE = "result.json"
-"""The file name ``selfcross.run`` writes (its temporary ``.result.json.*.tmp`` are ignored)."""
+from selfcross.training.record import RESULT_FILE, RunRecord
 
 METRICS = {"wa": "test_wa", "uwa": "test_uwa"}
-"""The paper's metric names -> result keys (WA = mean per-class recall, UWA = accuracy)."""
+"""The paper's metric names -> record keys (WA = mean per-class recall, UWA = accuracy)."""
 
 DataSource = tuple[str, str | None, str]
 """(data.name, data.preset, data.root)."""
@@ -30,7 +31,7 @@ DataSource = tuple[str, str | None, str]
 
 @dataclass(frozen=True)
 class RunResult:
-    """The parts of one run's ``result.json`` that tables and figures use."""
+    """The parts of one run's record that tables and figures use."""
 
     path: Path
     model: str
@@ -65,24 +66,20 @@ class Skipped:
         return f"{self.path}: {self.problem}"
 
 
-def _require(raw: dict, key: str, kind, where: str = ""):
-    if key not in raw:
-        raise ValueError(f"missing key {where}{key}")
-    value = raw[key]
+def _checked(value, kind, name: str):
+    """``value`` if it is a ``kind`` (bools are not numbers here); else ValueError naming it."""
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"{where}{key} is {value!r}, expected an integer")
+        raise ValueError(f"{name} is {value!r}, expected an integer")
     if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ValueError(f"{where}{key} is {value!r}, expected a number")
+        raise ValueError(f"{name} is {value!r}, expected a number")
     if kind is str and not isinstance(value, str):
-        raise ValueError(f"{where}{key} is {value!r}, expected a string")
-    if kind is dict and not isinstance(value, dict):
-        raise ValueError(f"{where}{key} is not an object")
+        raise ValueError(f"{name} is {value!r}, expected a string")
     return value
 
 
-def _confusion(raw: dict) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+def _confusion(record: RunRecord) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
     """The confusion matrix and class names if present and well formed, else (None, None)."""
-    names, matrix = raw.get("class_names"), raw.get("confusion")
+    names, matrix = record.class_names, record.confusion
     if names is None or matrix is None:
         return None, None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -101,26 +98,22 @@ def _confusion(raw: dict) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
 
 def parse_result(path: Path, raw) -> RunResult:
     """One run from a decoded ``result.json``; ValueError names the first problem."""
-    if not isinstance(raw, dict):
-        raise ValueError("not a JSON object")
-    model = _require(raw, "model", str)
-    modality = _require(raw, "modality", str)
-    fold = _require(raw, "fold", int)
-    seed = _require(raw, "seed", int)
+    record = RunRecord.from_dict(raw)
+    model = _checked(record.model, str, "model")
+    modality = _checked(record.modality, str, "modality")
+    fold = _checked(record.fold, int, "fold")
+    seed = _checked(record.seed, int, "seed")
     scores = {}
     for name, key in METRICS.items():
-        value = float(_require(raw, key, float))
+        value = float(_checked(getattr(record, key), float, key))
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise ValueError(f"{key} is {value!r}, expected a rate in [0, 1]")
         scores[name] = value
-    data = _require(raw, "data", dict)
-    name = _require(data, "name", str, "data.")
-    if "preset" not in data:
-        raise ValueError("missing key data.preset")
-    preset = data["preset"]
-    root = _require(data, "root", str, "data.")
-    fingerprint = _require(data, "fingerprint", str, "data.")
-    confusion, class_names = _confusion(raw)
+    data = record.data
+    name = _checked(data.name, str, "data.name")
+    root = _checked(data.root, str, "data.root")
+    fingerprint = _checked(data.fingerprint, str, "data.fingerprint")
+    confusion, class_names = _confusion(record)
     return RunResult(
         path=path,
         model=model,
@@ -129,7 +122,7 @@ def parse_result(path: Path, raw) -> RunResult:
         seed=seed,
         wa=scores["wa"],
         uwa=scores["uwa"],
-        source=(name, None if preset is None else str(preset), root),
+        source=(name, None if data.preset is None else str(data.preset), root),
         fingerprint=fingerprint,
         confusion=confusion,
         class_names=class_names,
@@ -169,6 +162,12 @@ def load_results(directory: str | Path) -> tuple[list[RunResult], list[Skipped]]
         except ValueError as err:
             skipped.append(Skipped(path, str(err)))
     return runs, skipped
+
+
+def warn_skipped(skipped: Iterable[Skipped]) -> None:
+    """One warning line on stderr per skipped file."""
+    for s in skipped:
+        print(f"warning: {s}; not used, counted as missing", file=sys.stderr)
 
 
 def describe_source(source: DataSource) -> str:

@@ -1,21 +1,13 @@
-"""Reader for the processed IEMOCAP folds (the Yoon et al. format, DESIGN.md section 1).
-
-One directory per fold (``fold01`` ... ``fold05``) holding, for each split in
-``train``/``dev``/``test``::
-
-    {split}_audio_mfcc.npy  [N, 1000, 120] float   {split}_audio_seqN.npy [N] int
-    {split}_video.npy       [N, 32, 2048] float    {split}_video_seqN.npy [N] int
-    {split}_nlp_trans.npy   [N, 128] int (token ids into W_embedding.npy, 0 = padding)
-    {split}_text.npy        [N, 128, 300] float (optional: the GloVe vectors, precomputed)
-    {split}_label.npy       [N] int, class id 0..6
-    W_embedding.npy         [V, 300] float
+"""The fold reader: open, check and load one processed fold directory (see selfcross.data.npy).
 
 Every array is opened memory-mapped with ``allow_pickle=False`` and checked before use; the
 kept rows of each split are then copied exactly once into a contiguous float32 array, in blocks
-of bounded size, checking that every value is finite. Any problem raises
+of bounded size, checking that every value is finite (selfcross.data.preprocess drops rows,
+handles non-finite values and standardises audio). Any problem raises
 :class:`~selfcross.errors.DataError` whose message is ``<path>: <problem>``.
 
-Ids, labels and lengths may be stored as any integer type, or as floats holding whole numbers.
+(About 430 lines: :class:`FoldReader` states the format's rules in the order a fold is read, and
+reads best as one class.)
 """
 
 from __future__ import annotations
@@ -23,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,133 +22,39 @@ from pathlib import Path
 import numpy as np
 
 from selfcross import MODALITIES
+from selfcross.data.npy import (
+    EMBEDDING_FILE,
+    FEATURE_FILES,
+    LABEL_FILE,
+    SPLITS,
+    TEXT_DENSE_FILE,
+    TEXT_IDS_FILE,
+    block_rows,
+    check_configured_shape,
+    check_embedding,
+    check_numeric,
+    integers,
+    npy_header,
+    open_array,
+    release_rows,
+    split_file,
+    text_source,
+)
+from selfcross.data.preprocess import (
+    AUDIO_STANDARDIZE,
+    ON_NONFINITE,
+    copy_blocks,
+    kept_rows,
+    replace_nonfinite,
+    standardize_audio,
+)
 from selfcross.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "dev", "test")
-EMBEDDING_FILE = "W_embedding.npy"
-BLOCK_BYTES = 32 * 2**20
-"""Bytes of float32 features per block when copying, checking or scanning: bounds the
-temporary memory (69 paper-size audio utterances)."""
-
-# Per modality: the feature file, its rank, and the file of valid lengths.
-FEATURE_FILES = {
-    "A": ("audio_mfcc", 3, "audio_seqN"),
-    "V": ("video", 3, "video_seqN"),
-}
-TEXT_IDS_FILE = "nlp_trans"
-TEXT_DENSE_FILE = "text"
-LABEL_FILE = "label"
-VIDEO_LEN_FILE = "video_seqN"
+TEXT_SOURCES = ("auto", "ids", "dense")
 NO_PADDED_LENGTH = np.iinfo(np.int32).max
 """Upper bound for video lengths when neither the video file nor data.shapes gives one."""
-
-AUDIO_STANDARDIZE = ("feature", "frame_feature", "none")
-TEXT_SOURCES = ("auto", "ids", "dense")
-ON_NONFINITE = ("error", "zero")
-
-
-def fold_dir(root: str | Path, fold: int) -> Path:
-    return Path(root) / f"fold{fold:02d}"
-
-
-def split_file(directory: Path, split: str, stem: str) -> Path:
-    return directory / f"{split}_{stem}.npy"
-
-
-def block_rows(array: np.ndarray, itemsize: int = 4) -> int:
-    """Rows of ``array`` per block so that a block of ``itemsize``-byte values fits BLOCK_BYTES."""
-    row = int(np.prod(array.shape[1:], dtype=np.int64)) * itemsize
-    return max(1, BLOCK_BYTES // max(1, row))
-
-
-def release_rows(array: np.ndarray, start: int, stop: int, written: bool = False) -> None:
-    """Drop rows [start, stop) of a memory-mapped array from this process's resident memory.
-
-    Blocks already checked, copied or standardised are not needed again; their pages stay in
-    the operating system's page cache (written pages are flushed first), so streaming a
-    paper-size fold never holds more than a block of it in the process.
-    """
-    mm = getattr(array, "_mmap", None)
-    if mm is None or stop <= start or not isinstance(array, np.memmap):
-        return
-    row = int(np.prod(array.shape[1:], dtype=np.int64)) * array.itemsize
-    data_start = int(array.offset) % mmap.ALLOCATIONGRANULARITY
-    begin = data_start + start * row
-    begin -= begin % mmap.PAGESIZE
-    end = min(len(mm), data_start + stop * row)
-    if end <= begin:
-        return
-    if written:
-        mm.flush(begin, end - begin)
-    mm.madvise(mmap.MADV_DONTNEED, begin, end - begin)
-
-
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int] | None:
-    """Shape, dtype and data offset from a ``.npy`` header; None for format versions >= 3.
-
-    Catches what ``np.load`` would misreport: an empty file, a file of another format (which
-    numpy calls "pickled data"), an object dtype and a truncated data section.
-    """
-    with open(path, "rb") as handle:
-        start = handle.read(len(np.lib.format.MAGIC_PREFIX))
-        if not start:
-            raise DataError(path, "is empty (0 bytes), expected a .npy array")
-        if start != np.lib.format.MAGIC_PREFIX:
-            if start.startswith(b"PK"):
-                raise DataError(path, "is a zip archive (.npz?), expected a single .npy array")
-            if start[:1] == b"\x80":
-                raise DataError(path, "is a pickle file, expected a .npy array (never unpickled)")
-            raise DataError(path, f"is not a .npy file (starts with {start!r})")
-        handle.seek(0)
-        try:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                return None
-        except (ValueError, EOFError, OSError) as err:
-            raise DataError(path, f"has a corrupt .npy header ({err})") from None
-        return tuple(shape), np.dtype(dtype), handle.tell()
-
-
-def open_array(path: Path) -> np.ndarray:
-    """Memory-map one ``.npy`` file, refusing anything that would need pickle."""
-    if not path.exists():
-        raise DataError(path, "file is missing")
-    if not path.is_file():
-        raise DataError(path, "is not a regular file")
-    header = _npy_header(path)
-    if header is not None:
-        shape, dtype, offset = header
-        if dtype.hasobject:
-            raise DataError(path, "holds Python objects, which would need pickle to load")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        found = path.stat().st_size - offset
-        if found < expected:
-            raise DataError(
-                path,
-                f"is truncated: its header describes {dtype} {list(shape)} "
-                f"({expected} bytes of data) but it holds {found} bytes",
-            )
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(path, f"is not a readable .npy array ({text})") from None
-    if not isinstance(array, np.ndarray):
-        raise DataError(path, "is not a single .npy array")
-    if array.dtype.hasobject:
-        raise DataError(path, "holds Python objects, which would need pickle to load")
-    return array
-
-
-def _first_row(bad: np.ndarray) -> int:
-    """Index along axis 0 of the first row holding a True."""
-    return int(np.argmax(bad.reshape(len(bad), -1).any(axis=1)))
 
 
 @dataclass
@@ -263,7 +160,7 @@ class FoldReader:
 
     By default the first problem raises :class:`DataError`. Given a ``problems`` list, the
     reader instead records every problem it finds there and goes on with the files that do not
-    depend on the bad one (used by ``selfcross.check``).
+    depend on the bad one (used by :mod:`selfcross.data.validate`).
     """
 
     def __init__(
@@ -298,36 +195,13 @@ class FoldReader:
             self._used[path] = open_array(path)
         return self._used[path]
 
-    def _text_source(self) -> str:
-        if self.opt.text_source != "auto":
-            return self.opt.text_source
-        ids_present = (self.dir / EMBEDDING_FILE).is_file() and all(
-            split_file(self.dir, s, TEXT_IDS_FILE).is_file() for s in SPLITS
-        )
-        dense_present = all(split_file(self.dir, s, TEXT_DENSE_FILE).is_file() for s in SPLITS)
-        return "dense" if dense_present and not ids_present else "ids"
-
     def _expect_shape(self, path: Path, array: np.ndarray, modality: str, rank: int) -> None:
         """Rank, then sequence length and feature size against data.shapes and other splits."""
         if array.ndim != rank:
             raise DataError(path, f"expected {rank} dimensions, found shape {list(array.shape)}")
         if rank < 2:
             return
-        want = (self.opt.shapes or {}).get(modality)
-        if want is not None:
-            got_len = array.shape[1]
-            if got_len != want["seq_len"]:
-                raise DataError(
-                    path,
-                    f"sequence length {got_len} does not match the configured "
-                    f"data.shapes.{modality}.seq_len={want['seq_len']}",
-                )
-            if rank == 3 and array.shape[2] != want["feat_dim"]:
-                raise DataError(
-                    path,
-                    f"feature size {array.shape[2]} does not match the configured "
-                    f"data.shapes.{modality}.feat_dim={want['feat_dim']}",
-                )
+        check_configured_shape(path, array, modality, (self.opt.shapes or {}).get(modality))
         if 0 in array.shape[1:]:
             raise DataError(path, f"has an empty dimension, shape {list(array.shape)}")
         first = self._feature_shapes.setdefault(modality, (path, array.shape[1:]))
@@ -337,42 +211,6 @@ class FoldReader:
                 f"shape {list(array.shape)} does not match {first[0].name} "
                 f"{[array.shape[0], *first[1]]} beyond the utterance axis",
             )
-
-    def _check_numeric(self, path: Path, array: np.ndarray) -> None:
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise DataError(path, f"expected numeric features, found dtype {array.dtype}")
-
-    def _integers(
-        self, path: Path, array: np.ndarray, low: int, high: int, what: str, bound: str = ""
-    ) -> np.ndarray:
-        """``array`` as int64 after checking every value is a whole number in low..high.
-
-        Floats holding whole numbers are accepted (exactly converted); the range is checked on
-        the stored values, before any conversion can overflow.
-        """
-        if np.issubdtype(array.dtype, np.floating):
-            values = np.asarray(array)
-            bad = ~np.isfinite(values)
-            bad[~bad] = values[~bad] != np.round(values[~bad])
-            if bad.any():
-                row = _first_row(bad)
-                raise DataError(
-                    path,
-                    f"{what} must be whole numbers, found {float(values[bad][0])} "
-                    f"(dtype {array.dtype}) at utterance {row}",
-                )
-        elif not np.issubdtype(array.dtype, np.integer):
-            raise DataError(path, f"expected integer {what}, found dtype {array.dtype}")
-        if array.size:
-            lo, hi = array.min(), array.max()
-            if lo < low or hi > high:
-                bad = (array < low) | (array > high)
-                raise DataError(
-                    path,
-                    f"{what} must lie in {low}..{high}{bound}, found {int(lo)}..{int(hi)} "
-                    f"(first at utterance {_first_row(bad)})",
-                )
-        return np.asarray(array).astype(np.int64)
 
     def _check_n(self, split: OpenedSplit, path: Path, array: np.ndarray) -> None:
         """Every file of a split has the same number of utterances (the label file's)."""
@@ -390,7 +228,7 @@ class FoldReader:
         if labels.ndim != 1:
             raise DataError(path, f"expected shape [N], found {list(labels.shape)}")
         self._check_n(split, path, labels)
-        split.labels = self._integers(path, labels, 0, self.opt.num_classes - 1, "class ids")
+        split.labels = integers(path, labels, 0, self.opt.num_classes - 1, "class ids")
         split.paths["label"] = path
 
     def _features(self, split: OpenedSplit, modality: str) -> None:
@@ -405,13 +243,11 @@ class FoldReader:
         if rank == 2:  # token ids
             vocab = self._vocab
             if vocab is None:  # W_embedding is unusable (already reported): check the type only
-                array = self._integers(path, array, 0, np.iinfo(np.int64).max, "token ids")
+                array = integers(path, array, 0, np.iinfo(np.int64).max, "token ids")
             else:
-                array = self._integers(
-                    path, array, 0, vocab - 1, f"token ids (vocabulary of {vocab})"
-                )
+                array = integers(path, array, 0, vocab - 1, f"token ids (vocabulary of {vocab})")
         else:
-            self._check_numeric(path, array)
+            check_numeric(path, array)
         split.features[modality], split.paths[modality] = array, path
 
     def _lengths(self, split: OpenedSplit, modality: str) -> None:
@@ -429,22 +265,18 @@ class FoldReader:
             bound = f" (data.shapes.{modality}.seq_len)"
         else:
             padded, bound = NO_PADDED_LENGTH, ""
-        split.lengths[modality] = self._integers(path, lengths, 0, padded, "valid lengths", bound)
+        split.lengths[modality] = integers(path, lengths, 0, padded, "valid lengths", bound)
         split.paths[f"{modality}_len"] = path
 
     def _keep(self, split: OpenedSplit) -> None:
         """The rows used, and an error when none is left."""
-        path = split_file(self.dir, split.name, LABEL_FILE)
-        if self.opt.drop_zero_video:
-            split.keep = np.flatnonzero(split.lengths["V"] > 0)
-        else:
-            split.keep = np.arange(split.n)
-        if len(split.keep) == 0:
-            raise DataError(
-                path,
-                f"the {split.name} split is empty"
-                + (" after dropping utterances with no video" if split.n else ""),
-            )
+        split.keep = kept_rows(
+            split_file(self.dir, split.name, LABEL_FILE),
+            split.name,
+            split.n,
+            split.lengths.get("V"),
+            self.opt.drop_zero_video,
+        )
 
     def _open_split(self, name: str) -> OpenedSplit:
         split = OpenedSplit(name)
@@ -465,18 +297,7 @@ class FoldReader:
     def _open_embedding(self) -> np.ndarray:
         path = self.dir / EMBEDDING_FILE
         emb = self._open(path)
-        if emb.ndim != 2:
-            raise DataError(path, f"expected shape [V, D], found {list(emb.shape)}")
-        self._check_numeric(path, emb)
-        if emb.shape[0] == 0 or emb.shape[1] == 0:
-            raise DataError(path, f"has an empty dimension, shape {list(emb.shape)}")
-        shapes = self.opt.shapes or {}
-        if "T" in shapes and emb.shape[1] != shapes["T"]["feat_dim"]:
-            raise DataError(
-                path,
-                f"embedding size {emb.shape[1]} does not match the configured "
-                f"data.shapes.T.feat_dim={shapes['T']['feat_dim']}",
-            )
+        check_embedding(path, emb, (self.opt.shapes or {}).get("T"))
         with np.errstate(over="ignore"):
             out = np.array(emb, dtype=np.float32)  # a private, writable copy
         self._vocab = emb.shape[0]
@@ -486,31 +307,17 @@ class FoldReader:
         return out
 
     def _nonfinite(self, path: Path, raw: np.ndarray, block: np.ndarray, describe) -> None:
-        """NaN or infinite values in ``block`` (``raw`` as float32): raise, or with
-        ``on_nonfinite=zero`` replace them with 0 and count them in ``nonfinite_zeroed``.
-
-        ``describe(row, prefix)`` words the problem at the first bad row, e.g. ``f"{prefix}values
-        in ..."``: with the prefix ``"NaN or infinite "``, or, when the file's own values are
-        finite but too large for float32, with "values beyond the float32 range" instead.
-        """
-        finite = np.isfinite(block)
-        if finite.all():
-            return
-        if self.opt.on_nonfinite == "error":
-            row = _first_row(~finite)
-            if np.isfinite(raw[row]).all():
-                problem = describe(row, "").replace("values", "values beyond the float32 range", 1)
-            else:
-                problem = describe(row, "NaN or infinite ")
-            raise DataError(path, f"{problem} (set data.on_nonfinite=zero to replace them with 0)")
-        self.nonfinite_zeroed[path] = self.nonfinite_zeroed.get(path, 0) + int((~finite).sum())
-        block[~finite] = 0.0
+        """Refuse or replace NaN and infinite values (see ``preprocess.replace_nonfinite``);
+        replaced values are counted in ``nonfinite_zeroed``."""
+        zeroed = replace_nonfinite(path, raw, block, describe, self.opt.on_nonfinite)
+        if zeroed:
+            self.nonfinite_zeroed[path] = self.nonfinite_zeroed.get(path, 0) + zeroed
 
     def open(self) -> OpenedFold:
         """Open and check every file the options need, without reading the feature values."""
         if not self.dir.is_dir():
             raise DataError(self.dir, "fold directory is missing")
-        self._source = self._text_source()
+        self._source = text_source(self.dir, self.opt.text_source)
         self._vocab = None
         embedding = None
         if "T" in self.opt.modalities and self._source == "ids":
@@ -551,22 +358,9 @@ class FoldReader:
         """The kept rows as one contiguous float32 array (in memory, or a new ``.npy`` file at
         ``out_path``, memory-mapped); returns it and the values zeroed."""
         shape = (len(rows), *array.shape[1:])
-        if out_path is None:
-            out = np.empty(shape, dtype=np.float32)
-        else:
-            out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=shape)
-        start = 0
-        for idx, block in self.scan(path, array, rows, split):
-            out[start : start + len(idx)] = block
-            release_rows(out, start, start + len(idx), written=True)
-            start += len(idx)
+        out = copy_blocks(self.scan(path, array, rows, split), shape, out_path)
         zeroed = self.nonfinite_zeroed.get(path, 0)
-        if zeroed:
-            log.warning(
-                "%s: replaced %d NaN or infinite values with 0 (data.on_nonfinite=zero)",
-                path,
-                zeroed,
-            )
+        _warn_zeroed(path, zeroed)
         return out, zeroed
 
     def load(self, out_dir: Path | None = None) -> FoldData:
@@ -596,14 +390,11 @@ class FoldReader:
 
         fold = FoldData(path=self.dir, splits=splits, embedding=opened.embedding)
         fold.embedding_zeroed = self.nonfinite_zeroed.get(self.dir / EMBEDDING_FILE, 0)
-        if fold.embedding_zeroed:
-            log.warning(
-                "%s: replaced %d NaN or infinite values with 0 (data.on_nonfinite=zero)",
-                self.dir / EMBEDDING_FILE,
-                fold.embedding_zeroed,
-            )
+        _warn_zeroed(self.dir / EMBEDDING_FILE, fold.embedding_zeroed)
         if "A" in self.opt.modalities and self.opt.audio_standardize != "none":
-            standardize_audio(fold, self.opt.audio_standardize)
+            fold.audio_mean, fold.audio_std = standardize_audio(
+                fold.splits, self.opt.audio_standardize, fold.path
+            )
         fold.fingerprint = fingerprint(self.dir)
         missing = missing_classes(splits["train"].labels, self.opt.num_classes)
         if missing:
@@ -613,6 +404,13 @@ class FoldReader:
                 missing_classes_problem(missing),
             )
         return fold
+
+
+def _warn_zeroed(path: Path, count: int) -> None:
+    if count:
+        log.warning(
+            "%s: replaced %d NaN or infinite values with 0 (data.on_nonfinite=zero)", path, count
+        )
 
 
 def missing_classes(labels: np.ndarray, num_classes: int) -> list[int]:
@@ -625,65 +423,6 @@ def missing_classes_problem(missing: list[int], names=None) -> str:
     return f"the train split has no utterance of class id(s) {ids}"
 
 
-def _valid_mask(lengths: np.ndarray, seq_len: int) -> np.ndarray:
-    """[N, T] bool: frame t of utterance n is inside its valid length."""
-    return np.arange(seq_len)[None, :] < lengths[:, None]
-
-
-def standardize_audio(fold: FoldData, mode: str) -> None:
-    """Standardise audio features in place with statistics of the train split only.
-
-    ``feature``: one mean/std per feature dimension over the valid (unpadded) frames; padded
-    frames stay exactly zero, i.e. at the standardised mean. ``frame_feature``: one mean/std per
-    (frame, feature) position over all train utterances, padding included, as the reference code
-    fitted its scaler.
-    """
-    train = fold.splits["train"]
-    x = train.features["A"]
-    if mode == "feature":
-        total = np.zeros(x.shape[2], np.float64)
-        total_sq = np.zeros(x.shape[2], np.float64)
-        count = 0
-        lengths = train.lengths["A"]
-        step = block_rows(x, itemsize=8)
-        for start in range(0, len(x), step):
-            block = x[start : start + step].astype(np.float64)
-            mask = _valid_mask(lengths[start : start + step], x.shape[1])
-            total += (block * mask[..., None]).sum(axis=(0, 1))
-            total_sq += ((block**2) * mask[..., None]).sum(axis=(0, 1))
-            count += int(mask.sum())
-            release_rows(x, start, start + step)
-        if count == 0:
-            raise DataError(fold.path, "the train split has no valid audio frame to standardise")
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    else:
-        total = np.zeros(x.shape[1:], np.float64)
-        total_sq = np.zeros(x.shape[1:], np.float64)
-        step = block_rows(x, itemsize=8)
-        for start in range(0, len(x), step):
-            block = x[start : start + step].astype(np.float64)
-            total += block.sum(axis=0)
-            total_sq += (block**2).sum(axis=0)
-            release_rows(x, start, start + step)
-        mean = total / len(x)
-        std = np.sqrt(np.maximum(total_sq / len(x) - mean**2, 0.0))
-    std = np.where(std < 1e-8, 1.0, std)
-    mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
-    for split in fold.splits.values():
-        feats = split.features["A"]
-        step = block_rows(feats)
-        for start in range(0, len(feats), step):
-            block = feats[start : start + step]
-            block -= mean32
-            block /= std32
-            if mode == "feature":
-                mask = _valid_mask(split.lengths["A"][start : start + step], feats.shape[1])
-                block *= mask[..., None]
-            release_rows(feats, start, start + step, written=True)
-    fold.audio_mean, fold.audio_std = mean32, std32
-
-
 def fingerprint(directory: Path) -> str:
     """A short hash of every ``.npy`` file's name, shape, dtype and size in a fold directory.
 
@@ -692,7 +431,7 @@ def fingerprint(directory: Path) -> str:
     meta = []
     for path in sorted(Path(directory).glob("*.npy")):
         try:
-            header = _npy_header(path)
+            header = npy_header(path)
         except DataError:
             header = None
         shape, dtype = (list(header[0]), str(header[1])) if header else (None, None)

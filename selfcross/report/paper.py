@@ -1,4 +1,4 @@
-"""The paper's reported numbers (DESIGN.md section 6): the reference columns of our tables.
+"""The paper's reported numbers (its Tables 1 and 2): the reference columns of our tables.
 
 Every value is a (mean, std) pair over the paper's 50 runs (5 folds x 10 seeds), as printed,
 rounded to three decimals; ``None`` where the paper has no value. MDRE and AMH are the bi-modal

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from selfcross.training.record import RESULT_FILE, RunRecord, read_record
+
 log = logging.getLogger("selfcross")
 
-RESULT_FILE = "result.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 HASH_FILE = "checkpoints.hash"
@@ -27,8 +28,13 @@ HASH_FILE = "checkpoints.hash"
 NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
-NOT_HASHED_DATA = ("cache_dir", "on_device", "num_workers")
-"""Where and how data are held: the same numbers either way."""
+NOT_HASHED_DATA = ("cache_dir", "on_device", "num_workers", "n_folds", "class_counts")
+"""Where and how data are held: the same numbers either way; and the corpus's facts (number of
+folds, published class counts), which describe the dataset rather than set up a run. Left out
+so that the hashes of runs written before these keys existed still match."""
+NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
+"""The module's class (code, which the hash never covers) and two keys that repeat hashed
+ones (``monitor.metric``, ``data.class_names``): hashes stay those of earlier runs."""
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -42,7 +48,11 @@ def config_hash(cfg: DictConfig) -> str:
             cfg.paths.cache_dir = "<cache_dir>"
         for key in NOT_HASHED:
             cfg.pop(key, None)
-        for group, keys in (("trainer", NOT_HASHED_TRAINER), ("data", NOT_HASHED_DATA)):
+        for group, keys in (
+            ("trainer", NOT_HASHED_TRAINER),
+            ("data", NOT_HASHED_DATA),
+            ("model", NOT_HASHED_MODEL),
+        ):
             for key in keys:
                 if group in cfg:
                     cfg[group].pop(key, None)
@@ -50,20 +60,11 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def read_result(path: Path) -> dict | None:
-    """A complete result file's contents, or None (absent, unreadable or half-written)."""
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and "test_uwa" in result else None
-
-
-def completed_result(out_dir: Path, digest: str) -> dict | None:
-    """The result of a finished run of this configuration in ``out_dir``, if there is one."""
-    result = read_result(Path(out_dir) / RESULT_FILE)
-    if result is not None and result.get("config_hash") == digest:
-        return result
+def completed_result(out_dir: Path, digest: str) -> RunRecord | None:
+    """The record of a finished run of this configuration in ``out_dir``, if there is one."""
+    record = read_record(Path(out_dir) / RESULT_FILE)
+    if record is not None and record.config_hash == digest:
+        return record
     return None
 
 
@@ -83,6 +84,7 @@ def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
 
 
 def mark_checkpoints(out_dir: Path, digest: str) -> None:
+    """Record the configuration hash that the checkpoints in ``out_dir`` are written under."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / HASH_FILE).write_text(digest + "\n")
 

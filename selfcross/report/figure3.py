@@ -1,15 +1,12 @@
 """The paper's Figure 3: row-normalised confusion matrices of tri-modal Self and Cross on one
 fold, summed over its seeds; drawn with matplotlib and printed as tables.
 
-    python -m selfcross.tables figure3 --results multirun/table1 [--fold 1] [--seed 3]
-
-The runs are selected exactly as for the tables (``selfcross.tables.select``: same protocol grid,
-same data-source checks, same missing-run report).
+The runs are selected exactly as for the tables (:func:`selfcross.report.select.select`: same
+protocol grid, same data-source checks, same missing-run report).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,24 +15,24 @@ from pathlib import Path
 import numpy as np
 
 from selfcross.errors import DataError
-from selfcross.results import RunResult, Skipped, load_results
-from selfcross.tables import (
+from selfcross.report.render import (
     DAGGER,
+    console,
+    make_out_dir,
+    print_missing_and_notes,
+    say_written,
+)
+from selfcross.report.results import RunResult, Skipped, load_results, warn_skipped
+from selfcross.report.select import (
     MODEL_LABELS,
     TRIMODAL,
     Cell,
     Protocol,
     Selection,
-    console,
     format_ints,
-    make_out_dir,
     missing_report,
-    protocol_from,
     provenance,
-    render,
-    say_written,
     select,
-    warn_skipped,
 )
 
 FIGURE3_MODELS = ("self", "cross")
@@ -199,25 +196,27 @@ def print_confusion(panels: dict[str, ConfusionPanel], fold: int) -> None:
         out.print(table)
 
 
-def run_figure3(args: argparse.Namespace) -> dict[str, ConfusionPanel]:
-    protocol = protocol_from(args)
-    seeds = (args.seed,) if args.seed is not None else protocol.seeds
-    runs, skipped = load_results(args.results)
-    panels, selection = figure3_panels(
-        args.results, runs, skipped, seeds, args.fold, args.allow_mixed_data
-    )
+def make_figure3(
+    directory: Path,
+    out_dir: Path,
+    protocol: Protocol,
+    seed: int | None = None,
+    fold: int | None = None,
+    allow_mixed_data: bool = False,
+) -> dict[str, ConfusionPanel]:
+    """Figure 3 from the ``result.json`` files under ``directory``: printed, and drawn into
+    ``<out_dir>/figure3.png`` and ``.pdf``. ``seed`` picks one seed of the grid (default: all,
+    summed); ``fold`` one fold (default: the lowest present)."""
+    seeds = (seed,) if seed is not None else protocol.seeds
+    runs, skipped = load_results(directory)
+    panels, selection = figure3_panels(directory, runs, skipped, seeds, fold, allow_mixed_data)
     warn_skipped(selection.skipped)
-    fold = selection.protocol.folds[0]
-    print_confusion(panels, fold)
-    out = console()
-    missing = missing_report(selection)
-    out.print("[bold]Missing runs[/bold]" + (":" if missing else ": none"))
-    for line in missing:
-        out.print(f"  {line}")
-    for line in provenance(selection, args.allow_mixed_data):
-        out.print(render(line, "rich"))
-    make_out_dir(args.out)
-    paths = [args.out / "figure3.png", args.out / "figure3.pdf"]
+    print_confusion(panels, selection.protocol.folds[0])
+    print_missing_and_notes(
+        console(), missing_report(selection), provenance(selection, allow_mixed_data)
+    )
+    make_out_dir(out_dir)
+    paths = [out_dir / "figure3.png", out_dir / "figure3.pdf"]
     draw_figure3(panels, paths)
     say_written(paths)
     return panels

@@ -1,4 +1,4 @@
-"""Metrics, with the paper's names (DESIGN.md section 4: read it twice).
+"""Metrics, with the paper's names (README, "Metrics: the paper's WA and UWA": read it twice).
 
 The paper follows its reference code, whose names are the reverse of the usual convention:
 

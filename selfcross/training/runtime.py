@@ -1,20 +1,24 @@
-"""Backend settings and the optional compiled network: the run-level fast paths.
+"""Process settings of a run: CPU threads, TF32 and the optional compiled network.
 
-The model-level ones (fused attention, the CPU kernels) are network arguments; these are process
-settings, applied once per run by :func:`apply_fast_paths` from the ``model`` config block:
+None of them changes the maths of a model (the model-level fast paths, fused attention and the
+CPU kernels, are network arguments). :func:`apply_run_settings` applies all three for a run, in
+one place, from the module's run settings (``model.tf32``, ``model.compile``) and the top-level
+``threads``:
 
+- threads: ``threads`` (default null: PyTorch's choice, or the ``local_gpus`` launcher's share
+  when it runs several jobs on one machine, see :func:`threads_per_job`), set once.
 - ``model.tf32`` (default true): TF32 tensor-core matmuls and cuDNN convolutions/RNNs on CUDA
   (float32 storage, 10-bit mantissa products); no effect on CPU.
-- intra-op threads: the top-level ``threads`` (default null: PyTorch's choice, or the
-  launcher's share when it runs several jobs on one machine; see :mod:`selfcross.gpus`).
 - ``model.compile`` (default false): ``torch.compile`` the network in place.
 
 cuDNN is switched on explicitly: its GRU kernel is the CUDA fast path of the encoders.
+:func:`apply_backend_settings` and :func:`compile_network` are also used by the benchmark.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 import torch
@@ -25,6 +29,23 @@ from selfcross.errors import ConfigError
 log = logging.getLogger("selfcross")
 
 COMPILE_DEFAULTS = {"backend": "inductor", "mode": None}
+
+ENV_THREADS = "SELFCROSS_THREADS"
+"""CPU threads per job when the launcher runs several jobs on one machine."""
+
+
+def threads_per_job(n_jobs: int, cores: int | None = None) -> int:
+    """An even share of the cores: PyTorch's default of one thread per core in every job
+    oversubscribes the CPU, and its OpenMP threads then spin-wait for each other (a GRU step
+    was measured 45x slower on 2 cores with a second busy process)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, n_jobs))
+
+
+def run_threads(threads: int | None) -> int | None:
+    """The intra-op thread count of a run: ``threads``, else the launcher's share, else None
+    (PyTorch's default)."""
+    return threads or int(os.environ.get(ENV_THREADS, "0") or 0) or None
 
 
 def apply_backend_settings(tf32: bool = True, cpu_threads: int | None = None) -> dict:
@@ -75,20 +96,13 @@ def compile_network(network: nn.Module, setting) -> bool:
     return True
 
 
-def apply_fast_paths(cfg, module: nn.Module | None = None) -> dict:
-    """Apply the ``model`` block's run-level settings; compile ``module.network`` if asked.
+def apply_run_settings(module, threads: int | None = None) -> dict:
+    """Threads, TF32 and compile for one run; returns the settings in force.
 
-    Keys that a config lacks take their defaults, so older configs keep working.
+    ``module`` is the run's :class:`~selfcross.models.EmotionRecognizer`: its ``tf32`` and
+    ``compile_setting`` are the ``model`` config's, and its ``network`` is compiled in place.
     """
-    model_cfg = cfg.model
-    from selfcross.gpus import apply_thread_limit
-
-    settings = apply_backend_settings(
-        tf32=model_cfg.get("tf32", True), cpu_threads=apply_thread_limit(cfg.get("threads"))
-    )
-    network = getattr(module, "network", module)
-    settings["compile"] = (
-        compile_network(network, model_cfg.get("compile")) if network is not None else False
-    )
+    settings = apply_backend_settings(tf32=module.tf32, cpu_threads=run_threads(threads))
+    settings["compile"] = compile_network(module.network, module.compile_setting)
     log.info("Backend: %s", ", ".join(f"{k}={v}" for k, v in settings.items()))
     return settings

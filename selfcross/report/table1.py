@@ -1,0 +1,136 @@
+"""The paper's Table 1: Self vs Cross on every modality subset, beside the paper's numbers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from selfcross.report import paper
+from selfcross.report.render import (
+    Report,
+    Section,
+    Value,
+    cell_csv,
+    comparison_csv,
+    csv_row,
+    format_p,
+    legend_marks,
+    our_value,
+    paper_value,
+    publish,
+)
+from selfcross.report.results import METRICS
+from selfcross.report.select import (
+    Protocol,
+    Selection,
+    gather,
+    missing_report,
+    modality_label,
+    provenance,
+)
+from selfcross.report.stats import compare
+
+METRIC_TITLES = {
+    "wa": "WA (weighted accuracy: mean per-class recall)",
+    "uwa": "UWA (unweighted accuracy: share classified correctly)",
+}
+"""Titles of Table 1's two blocks."""
+
+TABLE1_HEADER = [
+    "Modality", "MDRE", "AMH", "Cross (paper)", "Cross (ours)", "Self (paper)", "Self (ours)",
+    "p t-test", "p paired", "pairs",
+]  # fmt: skip
+
+
+def table1_cells() -> list[tuple[str, str]]:
+    return [(m, mod) for mod in paper.TABLE1_MODALITIES for m in ("cross", "self")]
+
+
+def build_table1(selection: Selection, allow_mixed_data: bool = False) -> Report:
+    """Table 1: Self vs Cross on every modality subset, beside the paper's numbers."""
+    protocol = selection.protocol
+    sections, csv_rows = [], []
+    for metric in METRICS:
+        rows = []
+        for modality in paper.TABLE1_MODALITIES:
+            ref = paper.TABLE1[modality][metric]
+            cross, self_ = selection.cell("cross", modality), selection.cell("self", modality)
+            ours = {"cross": our_value(cross, metric), "self": our_value(self_, metric)}
+            test = compare(self_.runs, cross.runs, metric)
+            candidates = [ref[r][0] for r in paper.TABLE1_REFERENCES if ref[r] is not None]
+            candidates += [v.mean for v in ours.values() if v.mean is not None]
+            best = max(candidates, default=None)
+            starred = None
+            if test.significant:
+                starred = "self" if ours["self"].mean >= ours["cross"].mean else "cross"
+            ours = {
+                name: replace(v, bold=v.mean is not None and v.mean == best, star=name == starred)
+                for name, v in ours.items()
+            }
+            refs = {
+                r: Value(ref[r][0], ref[r][1], bold=ref[r][0] == best) if ref[r] else Value(None)
+                for r in paper.TABLE1_REFERENCES
+            }
+            paper_star = (modality, metric) in paper.TABLE1_STARRED
+            rows.append(
+                [
+                    modality_label(modality),
+                    refs["mdre"],
+                    refs["amh"],
+                    paper_value(ref["cross"]),
+                    ours["cross"],
+                    paper_value(ref["self"], star=paper_star),
+                    ours["self"],
+                    format_p(test.p_ind),
+                    format_p(test.p_rel),
+                    str(test.n_pairs) if cross.applicable else "-",
+                ]
+            )
+            for r in paper.TABLE1_REFERENCES:
+                csv_rows.append(
+                    csv_row(
+                        "table1", modality, metric, r,
+                        paper_mean=ref[r][0] if ref[r] else None,
+                        paper_std=ref[r][1] if ref[r] else None,
+                        bold=refs[r].bold,
+                    )
+                )  # fmt: skip
+            for name, cell, other in (("cross", cross, "self"), ("self", self_, "cross")):
+                comparison = comparison_csv(other, test) if cross.applicable else {}
+                csv_rows.append(
+                    csv_row(
+                        "table1", modality, metric, name,
+                        **cell_csv(cell, metric, protocol),
+                        paper_mean=ref[name][0] if ref[name] else None,
+                        paper_std=ref[name][1] if ref[name] else None,
+                        bold=ours[name].bold,
+                        **comparison,
+                    )
+                )  # fmt: skip
+        sections.append(Section(METRIC_TITLES[metric], TABLE1_HEADER, rows))
+    legend = [
+        "MDRE [19] and AMH [3, 7] (bi-modal MHA, tri-modal AMH) and the (paper) columns are the "
+        "paper's reported values over 50 runs; in them * is the paper's own mark.",
+        "Bold: the best mean of the row among MDRE, AMH, Cross (ours) and Self (ours).",
+        *legend_marks(protocol, "on the higher of Cross (ours) and Self (ours)"),
+    ]
+    return Report(
+        name="table1",
+        title="Table 1: 7-class emotion recognition, mean ± std over runs",
+        sections=sections,
+        legend=legend,
+        notes=provenance(selection, allow_mixed_data),
+        missing=missing_report(selection),
+        csv_rows=csv_rows,
+    )
+
+
+def make_table1(
+    directory: Path, out_dir: Path, protocol: Protocol, allow_mixed_data: bool = False
+) -> Report:
+    """Table 1 from the ``result.json`` files under ``directory``: printed, and written as
+    ``<out_dir>/table1.md``, ``.tex`` and ``.csv``."""
+    selection = gather(directory, protocol, table1_cells(), allow_mixed_data)
+    report = build_table1(selection, allow_mixed_data)
+    publish(report, out_dir)
+    return report

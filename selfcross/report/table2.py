@@ -1,0 +1,125 @@
+"""The paper's Table 2: the five tri-modal models, and the tests of Self vs Cross with and
+without statistical pooling (SP)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from selfcross.report import paper
+from selfcross.report.render import (
+    Report,
+    Section,
+    Value,
+    cell_csv,
+    comparison_csv,
+    csv_row,
+    format_p,
+    legend_marks,
+    our_value,
+    paper_value,
+    publish,
+)
+from selfcross.report.results import METRICS
+from selfcross.report.select import (
+    MODEL_LABELS,
+    TRIMODAL,
+    Protocol,
+    Selection,
+    gather,
+    missing_report,
+    provenance,
+)
+from selfcross.report.stats import compare
+
+TABLE2_PAIRS = (("self", "cross"), ("self_nosp", "cross_nosp"))
+"""The comparisons Table 2 tests (the paper reports the first in Table 1, the second in text)."""
+
+
+def table2_cells() -> list[tuple[str, str]]:
+    return [(m, TRIMODAL) for m in paper.TABLE2_MODELS]
+
+
+def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report:
+    """Table 2: the five tri-modal models, and the t-tests of self vs cross with and w/o SP."""
+    protocol = selection.protocol
+    tests = {
+        (a, b, metric): compare(
+            selection.cell(a, TRIMODAL).runs, selection.cell(b, TRIMODAL).runs, metric
+        )
+        for a, b in TABLE2_PAIRS
+        for metric in METRICS
+    }
+    starred = set()
+    for (a, b, metric), test in tests.items():
+        if test.significant:
+            sa = selection.cell(a, TRIMODAL).summary(metric).mean
+            sb = selection.cell(b, TRIMODAL).summary(metric).mean
+            starred.add((a if sa >= sb else b, metric))
+    partner = {a: b for a, b in TABLE2_PAIRS} | {b: a for a, b in TABLE2_PAIRS}
+    rows, csv_rows = [], []
+    for model in paper.TABLE2_MODELS:
+        cell = selection.cell(model, TRIMODAL)
+        row: list[Value | str] = [MODEL_LABELS[model]]
+        for metric in METRICS:
+            ref = paper.TABLE2[model][metric]
+            ours = replace(our_value(cell, metric), star=(model, metric) in starred)
+            row += [paper_value(ref), ours]
+            comparison = {}
+            if model in partner:
+                other = partner[model]
+                pair = (model, other) if (model, other) in TABLE2_PAIRS else (other, model)
+                comparison = comparison_csv(other, tests[(*pair, metric)])
+            csv_rows.append(
+                csv_row(
+                    "table2", TRIMODAL, metric, model,
+                    **cell_csv(cell, metric, protocol),
+                    paper_mean=ref[0], paper_std=ref[1], bold=False, **comparison,
+                )
+            )  # fmt: skip
+        rows.append(row)
+    header = ["Model", "WA (paper)", "WA (ours)", "UWA (paper)", "UWA (ours)"]
+    test_rows = []
+    for (a, b, metric), test in tests.items():
+        test_rows.append(
+            [
+                f"{MODEL_LABELS[a]} vs {MODEL_LABELS[b]}",
+                metric.upper(),
+                format_p(test.p_ind) + ("*" if test.significant else ""),
+                format_p(test.p_rel),
+                str(test.n_pairs),
+            ]
+        )
+    sections = [
+        Section("Tri-modal (T+V+A) models: WA and UWA", header, rows),
+        Section(
+            "Self vs Cross, with and without statistical pooling (SP)",
+            ["Comparison", "Metric", "p t-test", "p paired", "pairs"],
+            test_rows,
+        ),
+    ]
+    legend = [
+        "(paper): the paper's reported values over 50 runs. WA: weighted accuracy (mean "
+        "per-class recall); UWA: unweighted accuracy (share classified correctly).",
+        *legend_marks(protocol, "on the higher model of a tested pair"),
+    ]
+    return Report(
+        name="table2",
+        title="Table 2: tri-modal model variants, mean ± std over runs",
+        sections=sections,
+        legend=legend,
+        notes=provenance(selection, allow_mixed_data),
+        missing=missing_report(selection),
+        csv_rows=csv_rows,
+    )
+
+
+def make_table2(
+    directory: Path, out_dir: Path, protocol: Protocol, allow_mixed_data: bool = False
+) -> Report:
+    """Table 2 from the ``result.json`` files under ``directory``: printed, and written as
+    ``<out_dir>/table2.md``, ``.tex`` and ``.csv``."""
+    selection = gather(directory, protocol, table2_cells(), allow_mixed_data)
+    report = build_table2(selection, allow_mixed_data)
+    publish(report, out_dir)
+    return report

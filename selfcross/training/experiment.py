@@ -1,0 +1,224 @@
+"""One experiment: train one model on one fold and seed, test its best-validation checkpoint.
+
+Everything is built from the configuration with ``hydra.utils.instantiate``: the data module
+from ``cfg.data``, the LightningModule with its network from ``cfg.model``, the trainer, its
+callbacks and loggers. :func:`train_and_test` writes the run's :class:`RunRecord` to
+``result.json``; a run already complete for the same configuration is skipped, an interrupted
+one resumes from its last epoch (:mod:`selfcross.training.resume`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig
+
+import selfcross
+from selfcross.config import CONFIG_DIR, resolved, validate
+from selfcross.errors import Interrupted
+from selfcross.models import EmotionRecognizer, count_parameters
+from selfcross.training import resume, tracking
+from selfcross.training.gpus import job_gpu
+from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
+from selfcross.training.runtime import apply_run_settings
+from selfcross.utils.io import git_commit
+
+log = logging.getLogger("selfcross")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What :func:`train_and_test` did: ``done`` (trained, tested, written) or ``skipped``
+    (``result.json`` already held this configuration's record)."""
+
+    status: str
+    record: RunRecord
+    path: Path
+    """The ``result.json`` holding ``record``."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What a fit and test took, and which epoch was tested."""
+
+    train_seconds: float
+    test_seconds: float
+    best_epoch: int
+
+
+def quiet_library_noise() -> None:
+    """Drop Lightning's advertisement and a deprecation notice from inside Lightning."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+    class NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip:" not in str(record.msg)
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """The configured loggers; a W&B logger that cannot start is left out (None)."""
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    return [lg for lg in loggers if lg is not None]
+
+
+def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
+    """The trainer with its callbacks; on GPU ``gpu`` when the launcher assigned one."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    overrides = {}
+    if gpu is not None and torch.cuda.is_available():
+        overrides = {"accelerator": "gpu", "devices": [gpu]}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+
+
+def _best_epoch(checkpoint_path: str) -> int:
+    """1-based epoch of a Lightning checkpoint, read without unpickling."""
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    return int(state["epoch"]) + 1
+
+
+def train_and_test(cfg: DictConfig) -> RunOutcome:
+    """One experiment; its record is also written to ``result.json`` in the output folder."""
+    validate(cfg)
+    quiet_library_noise()
+    out_dir = Path(cfg.paths.output_dir)
+    digest = resume.config_hash(cfg)
+    if cfg.resume.skip_complete:
+        done = resume.completed_result(out_dir, digest)
+        if done is not None:
+            print(
+                f"already complete, skipped: {out_dir / RESULT_FILE} "
+                f"(test WA {done.test_wa:.3f}  UWA {done.test_uwa:.3f})",
+                flush=True,
+            )
+            return RunOutcome("skipped", done, out_dir / RESULT_FILE)
+    ckpt_path = resume.resume_checkpoint(out_dir, digest) if cfg.resume.from_checkpoint else None
+    resume.mark_checkpoints(out_dir, digest)
+
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    # Data are generated, read and validated before anything else starts (W&B included).
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module: EmotionRecognizer = instantiate(cfg.model)
+    apply_run_settings(module, cfg.get("threads"))
+    n_params = count_parameters(module.network)
+    loggers = build_loggers(cfg)
+    exit_code = 1
+    try:
+        for logger in loggers:
+            logger.log_hyperparams({**resolved(cfg), "n_params": n_params, "config_hash": digest})
+        with job_gpu() as gpu:
+            trainer = build_trainer(cfg, loggers, gpu)
+            timing = _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir)
+        record = _record(cfg, trainer, datamodule, module, timing, ckpt_path,
+                         n_params=n_params, digest=digest, gpu=gpu)  # fmt: skip
+        tracking.log_test_report(loggers, record)
+        path = write_record(out_dir, record)
+        exit_code = 0
+    finally:
+        tracking.finish(loggers, exit_code)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+    resume.prune_checkpoints(out_dir, cfg.resume.keep_checkpoints, best)
+    print(
+        f"test WA {record.test_wa:.3f}  UWA {record.test_uwa:.3f}  "
+        f"(majority-class rate {record.majority_rate:.3f}; {cfg.model.name} "
+        f"{cfg.modality.name}, fold {cfg.fold}, seed {cfg.seed}; best epoch "
+        f"{record.best_epoch} of {record.epochs}, {record.train_seconds:.0f} s)  "
+        f"-> {path}",
+        flush=True,
+    )
+    return RunOutcome("done", record, path)
+
+
+def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir) -> Timing:
+    """Fit (resuming from ``ckpt_path``), then test the best-validation checkpoint."""
+    if ckpt_path is not None:
+        log.info("Resuming from %s", ckpt_path)
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        raise Interrupted(
+            f"interrupted by SIGTERM in epoch {trainer.current_epoch + 1}; rerun the same "
+            f"command to resume from the last finished epoch ({out_dir})"
+        ) from None
+    train_seconds = time.perf_counter() - started
+    if trainer.interrupted:
+        raise Interrupted(f"training was interrupted; rerun to resume ({out_dir})")
+
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    started = time.perf_counter()
+    if best_path:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
+        best_epoch = _best_epoch(best_path)
+    else:
+        log.warning("No checkpoint callback: testing the weights of the last epoch")
+        trainer.test(module, datamodule=datamodule)
+        best_epoch = len(module.history)
+    test_seconds = time.perf_counter() - started
+    return Timing(train_seconds, test_seconds, best_epoch)
+
+
+def _record(
+    cfg, trainer, datamodule, module, timing: Timing, ckpt_path, *, n_params, digest, gpu
+) -> RunRecord:
+    """The run's record from its configuration, data, module (test report, history) and
+    trainer (device, precision)."""
+    test = module.test_report
+    best_val = next((h for h in module.history if h["epoch"] == timing.best_epoch), {})
+    class_names = list(cfg.data.class_names)
+    data_summary = datamodule.summary()
+    counts = data_summary["test"]["class_counts"]
+    return RunRecord(
+        model=cfg.model.name,
+        modality=cfg.modality.name,
+        fold=cfg.fold,
+        seed=cfg.seed,
+        test_wa=test["wa"],
+        test_uwa=test["uwa"],
+        test_f1=test["f1"],
+        test_loss=test["loss"],
+        test_recall=dict(zip(class_names, test["recall"], strict=True)),
+        val_wa=best_val.get("val/wa"),
+        val_uwa=best_val.get("val/uwa"),
+        val_f1=best_val.get("val/f1"),
+        val_loss=best_val.get("val/loss"),
+        best_epoch=timing.best_epoch,
+        epochs=len(module.history),
+        majority_rate=max(counts) / sum(counts),
+        confusion=test["confusion"],
+        class_names=class_names,
+        data=DataRecord(
+            name=cfg.data.name,
+            preset=cfg.data.get("preset"),
+            root=str(cfg.data.root),
+            fold_path=str(datamodule.fold_path),
+            fingerprint=datamodule.fold_data.fingerprint,
+            splits=data_summary,
+        ),
+        train_seconds=round(timing.train_seconds, 2),
+        test_seconds=round(timing.test_seconds, 2),
+        resumed_from=str(ckpt_path) if ckpt_path else None,
+        device=str(trainer.strategy.root_device),
+        precision=str(trainer.precision),
+        version=selfcross.__version__,
+        git_commit=git_commit(CONFIG_DIR.parent),
+        history=module.history,
+        n_params=n_params,
+        config_hash=digest,
+        gpu_slot=gpu,
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=resolved(cfg),
+    )

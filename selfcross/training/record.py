@@ -1,0 +1,137 @@
+"""The run record: what one run of ``selfcross.run`` writes to ``result.json``, typed.
+
+Every key of ``result.json`` is defined here once. The run builds a :class:`RunRecord` and
+writes it with :func:`write_record`; resume logic and the reports read it back with
+:func:`read_record` / :meth:`RunRecord.from_dict`. Files written before ``schema_version`` existed
+(version 1, no such key) read the same way: their keys are exactly version 1's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfcross.utils.io import write_json_atomic
+
+RESULT_FILE = "result.json"
+"""The file name of a run's record (its temporary ``.result.json.*.tmp`` are never read)."""
+
+SCHEMA_VERSION = 1
+"""Bump when a key changes meaning or goes away; readers accept every version up to this one."""
+
+
+@dataclass
+class DataRecord:
+    """Which data a run read: the fold it was trained and tested on, and what was in it."""
+
+    name: str
+    preset: str | None
+    root: str
+    fold_path: str
+    fingerprint: str
+    splits: dict[str, Any]
+    """Per split (train, dev, test): ``n``, ``class_counts`` and what was dropped."""
+
+
+@dataclass
+class RunRecord:
+    """One finished run: its identity, test and best-validation metrics, and provenance.
+
+    The paper's metric names: WA = mean per-class recall, UWA = overall accuracy.
+    """
+
+    model: str
+    modality: str
+    fold: int
+    seed: int
+    test_wa: float
+    test_uwa: float
+    test_f1: float
+    test_loss: float
+    test_recall: dict[str, float]
+    """Per-class recall on the test split, keyed by class name."""
+    val_wa: float | None
+    val_uwa: float | None
+    val_f1: float | None
+    val_loss: float | None
+    best_epoch: int
+    """1-based epoch of the tested (best-validation) checkpoint."""
+    epochs: int
+    majority_rate: float
+    """Share of the test split's largest class: the UWA of always guessing it."""
+    confusion: list[list[int]]
+    """[C, C] test counts, rows the true class, columns the predicted one."""
+    class_names: list[str]
+    data: DataRecord
+    train_seconds: float
+    test_seconds: float
+    resumed_from: str | None
+    device: str
+    precision: str
+    version: str
+    git_commit: str | None
+    history: list[dict[str, float]]
+    n_params: int
+    config_hash: str
+    gpu_slot: int | None
+    finished: str
+    """UTC time the run finished, ISO 8601."""
+    config: dict[str, Any]
+    """The fully resolved configuration."""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunRecord:
+        """A record from decoded JSON; ValueError names the first problem (missing key,
+        unknown key, newer schema). Values are not type-checked here: readers that aggregate
+        check what they use."""
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        raw = dict(raw)
+        version = raw.pop("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"schema_version is {version!r}, expected a positive integer")
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {version} is newer than this selfcross reads "
+                f"({SCHEMA_VERSION}); update selfcross"
+            )
+        data = raw.get("data")
+        if not isinstance(data, dict):
+            raise ValueError("missing key data" if data is None else "data is not an object")
+        raw["data"] = _build(DataRecord, data, "data.")
+        record = _build(cls, raw, "")
+        record.schema_version = version
+        return record
+
+
+def _build(kind, raw: dict[str, Any], where: str):
+    fields = [f for f in dataclasses.fields(kind) if f.name != "schema_version"]
+    names = {f.name for f in fields}
+    required = [f.name for f in fields if f.default is f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in raw]
+    if missing:
+        raise ValueError(f"missing key {where}{missing[0]}")
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"unknown key {where}{unknown[0]}")
+    return kind(**{n: raw[n] for n in names if n in raw})
+
+
+def write_record(out_dir: str | Path, record: RunRecord) -> Path:
+    """Write ``<out_dir>/result.json`` atomically (the old file or the whole new one)."""
+    return write_json_atomic(Path(out_dir) / RESULT_FILE, record.to_dict())
+
+
+def read_record(path: str | Path) -> RunRecord | None:
+    """The record in ``path``, or None if absent, unreadable, half-written or malformed."""
+    try:
+        return RunRecord.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
