@@ -26,6 +26,8 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
+from selfcross.errors import ConfigError, SelfcrossError
+
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = {
@@ -55,6 +57,10 @@ ConfigStore.instance().store(
 
 class JobVanished(Exception):
     """SLURM ended a job that wrote no result (cancelled, node lost, out of requeues)."""
+
+
+class SubmitFailed(SelfcrossError):
+    """SLURM did not accept the jobs; nothing was submitted."""
 
 
 class JobCrashed(Exception):
@@ -96,6 +102,13 @@ def sacct_state(job_id: str) -> str | None:
     return lines[-1] if proc.returncode == 0 and lines else None
 
 
+def _sbatch_error(err: Exception) -> str:
+    """sbatch's own message out of submitit's error (its last ``sbatch: error:`` line)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    errors = [ln.split(":", 2)[-1].strip() for ln in lines if ln.startswith("sbatch: ")]
+    return (errors or lines or [type(err).__name__])[-1]
+
+
 def _last_line(err: Exception) -> str:
     """The line of a submitit error that names what went wrong: the last line of the job's
     traceback (between submitit's dashed lines), else the first line."""
@@ -108,11 +121,6 @@ def _last_line(err: Exception) -> str:
 
 class SelfcrossSlurmLauncher(SlurmLauncher):
     def __init__(self, vanished_grace_s: float = 60.0, poll_s: float = 5.0, **params: Any):
-        if vanished_grace_s < 0 or poll_s <= 0:
-            raise ValueError(
-                f"hydra.launcher.vanished_grace_s={vanished_grace_s}, poll_s={poll_s}: "
-                "the grace must be >= 0 and the poll interval > 0"
-            )
         super().__init__(**params)
         self.vanished_grace_s = vanished_grace_s
         self.poll_s = poll_s
@@ -136,14 +144,29 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         assert self.config is not None
-        executor = self._executor()
+        if self.vanished_grace_s < 0 or self.poll_s <= 0:
+            raise ConfigError(
+                f"hydra.launcher.vanished_grace_s={self.vanished_grace_s}, "
+                f"poll_s={self.poll_s}: the grace must be >= 0 and the poll interval > 0"
+            )
+        try:
+            executor = self._executor()
+        except RuntimeError as err:  # submitit finds no SLURM commands
+            raise SubmitFailed(f"cannot submit to SLURM: {err}") from None
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         state = Singleton.get_state()
         args = []  # one tuple of the parent's __call__ arguments per job
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             args.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
-        jobs = executor.map_array(self, *zip(*args, strict=True))
+        try:
+            jobs = executor.map_array(self, *zip(*args, strict=True))
+        except Exception as err:  # sbatch refused: a bad partition, account, qos, limit...
+            from submitit.core.utils import FailedJobError
+
+            if not isinstance(err, FailedJobError | OSError):
+                raise
+            raise SubmitFailed(f"sbatch refused the sweep's jobs: {_sbatch_error(err)}") from None
         if jobs:
             log.info(
                 "Submitted SLURM job array %s (%d jobs); logs in %s",

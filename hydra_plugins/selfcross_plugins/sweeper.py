@@ -139,7 +139,10 @@ class SelfcrossSweeper(BasicSweeper):
         returns, failed, job_idx = [], [], 0
         while self.overrides and not self.is_done():
             batch = self.get_job_batch()
-            results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            try:
+                results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            except SelfcrossError as err:  # e.g. SLURM refused the jobs
+                _exit_with(err)
             for job, result in zip(batch, results, strict=True):
                 if result.status == JobStatus.FAILED:
                     error = result._return_value
