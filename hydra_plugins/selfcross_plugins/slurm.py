@@ -75,12 +75,12 @@ def squeue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as err:
-        log.warning("squeue failed: %s", err)
+        log.debug("squeue failed: %s", err)
         return None
     if proc.returncode != 0:
         if "Invalid job id" in proc.stderr:  # every job has left SLURM's memory
             return {}
-        log.warning("squeue failed: %s", proc.stderr.strip().splitlines()[-1:])
+        log.debug("squeue failed: %s", proc.stderr.strip())
         return None
     states = {}
     for line in proc.stdout.splitlines():
@@ -182,6 +182,7 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
         gone_since: dict[int, float] = {}
         last_state: dict[int, str] = {}
         array_ids = sorted({job.job_id.split("_")[0] for job in jobs})
+        squeue_down = False
         while True:
             for i, job in enumerate(jobs):
                 if returns[i] is None and job.paths.result_pickle.exists():
@@ -191,6 +192,13 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
                 return returns  # type: ignore[return-value]
             states = squeue_states(array_ids)
             now = monotonic()
+            if (states is None) != squeue_down:  # say when squeue stops and starts answering
+                squeue_down = states is None
+                log.warning(
+                    "squeue does not answer; waiting for SLURM"
+                    if squeue_down
+                    else "squeue answers again"
+                )
             if states is not None:
                 for i in waiting:
                     state = states.get(jobs[i].job_id)
