@@ -63,14 +63,15 @@ install_packages() {
     [[ $EUID -eq 0 ]] || die "installing packages needs root (sudo)"
     command -v apt-get >/dev/null || die "no apt-get: install SLURM and munge by hand ($missing)"
     say "installing ${PACKAGES[*]} (apt-get)"
-    local log=$STATE/apt.log
-    mkdir -p "$STATE"
+    local log
+    log=$(mktemp /tmp/slurm-local-apt.XXXXXX.log)
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"; } >"$log" 2>&1; then
         die "apt-get install ${PACKAGES[*]} failed (see $log)"
     fi
     missing=$(missing_programs)
-    [[ -z $missing ]] || die "still missing after apt-get install: $missing"
+    [[ -z $missing ]] || die "still missing after apt-get install: $missing (see $log)"
+    rm -f "$log"
 }
 
 pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -82,13 +83,20 @@ running() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+CPUS=${SLURM_LOCAL_CPUS:-$(nproc)}
+MEM=${SLURM_LOCAL_MEM_MB:-$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)}
+MARKER=$STATE/.slurm-local # tells `stop` that the folder is this script's to delete
+
+check_settings() {
+    [[ $CPUS =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_CPUS=$CPUS: must be a positive integer"
+    [[ $MEM =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_MEM_MB=$MEM: must be a positive integer"
+    [[ $PORT =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_PORT=$PORT: must be a port number"
+    [[ $PARTITION =~ ^[A-Za-z0-9_-]+$ ]] || die "SLURM_LOCAL_PARTITION=$PARTITION: not a name"
+}
+
 write_config() {
-    local host cpus mem
+    local host
     host=$(hostname -s)
-    cpus=${SLURM_LOCAL_CPUS:-$(nproc)}
-    mem=${SLURM_LOCAL_MEM_MB:-$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)}
-    [[ $cpus =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_CPUS=$cpus: must be a positive integer"
-    [[ $mem =~ ^[1-9][0-9]*$ ]] || die "SLURM_LOCAL_MEM_MB=$mem: must be a positive integer"
     cat >"$CONF" <<EOF
 # Written by scripts/slurm-local.sh: a throwaway single-node cluster, state in $STATE.
 ClusterName=selfcross-local
@@ -125,7 +133,7 @@ InactiveLimit=0
 ReturnToService=2
 # The node is what this file says (CPUs may exceed the machine's to oversubscribe it).
 SlurmdParameters=config_overrides
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 }
@@ -156,12 +164,15 @@ start() {
         echo "export SLURM_CONF=$CONF"
         return 0
     fi
-    if [[ -d $STATE && ! -f $CONF && -n $(ls -A "$STATE") ]]; then
+    if [[ -d $STATE && ! -f $MARKER && -n $(ls -A "$STATE") ]]; then
         die "$STATE exists and is not a slurm-local state folder; set SLURM_LOCAL_DIR"
     fi
+    check_settings
     install_packages
     port_free "$PORT" || die "port $PORT is in use (another slurmctld?); set SLURM_LOCAL_PORT"
     port_free $((PORT + 1)) || die "port $((PORT + 1)) is in use; set SLURM_LOCAL_PORT"
+    mkdir -p "$STATE"
+    touch "$MARKER"
     mkdir -p "$STATE/log" "$STATE/ctld" "$STATE/spool"
     chmod 755 "$STATE"
     write_config
@@ -222,7 +233,7 @@ stop() {
         say "nothing to stop ($STATE does not exist)"
         return 0
     }
-    [[ -f $CONF || -d $STATE/munge ]] || die "$STATE is not a slurm-local state folder"
+    [[ -f $MARKER ]] || die "$STATE is not a slurm-local state folder; nothing stopped"
     stop_daemons
     rm -rf "$STATE"
     say "stopped; removed $STATE"

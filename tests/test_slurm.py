@@ -226,5 +226,8 @@ def test_jobs_slurm_refuses_end_the_sweep_with_one_line(slurm_cluster, tmp_path)
                    f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == "error: sbatch refused the sweep's jobs: Invalid partition name specified"
+    assert last == (
+        "error: sbatch refused the sweep's jobs: "
+        "Batch job submission failed: Invalid partition name specified"
+    )
     assert "Traceback" not in proc.stderr and not list(sweep.rglob("result.json"))
