@@ -36,8 +36,6 @@ ACTIVE_STATES = {
     "RESV_DEL_HOLD", "POWER_UP_NODE",
 }  # fmt: skip
 """``squeue`` states of a job that may still write its result."""
-OWN_KEYS = ("vanished_grace_s", "poll_s")
-"""Settings of this launcher that are not submitit's."""
 
 
 @dataclass
@@ -64,7 +62,8 @@ class SubmitFailed(SelfcrossError):
 
 
 class JobCrashed(Exception):
-    """The job's process failed outside the experiment (submitit's error result)."""
+    """The job's process failed outside the experiment (submitit's error result, e.g. out of
+    requeues: "timed-out too many times")."""
 
 
 def squeue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
@@ -98,8 +97,9 @@ def sacct_state(job_id: str) -> str | None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = proc.stdout.split()
-    return lines[-1] if proc.returncode == 0 and lines else None
+    # one line per allocation, the last is the latest run: "COMPLETED", "CANCELLED by 0", ...
+    lines = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.strip()]
+    return lines[-1] if proc.returncode == 0 and lines and lines[-1].isupper() else None
 
 
 def _sbatch_error(err: Exception) -> str:
@@ -229,7 +229,7 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
             ret.log_path = self._log_path(job, stdout=True)  # read by the sweeper's summary
         except (FailedJobError, UncompletedJobError) as err:
             ret = self._failed(
-                overrides, JobCrashed(f"SLURM job {job.job_id} crashed: {_last_line(err)}"), job
+                overrides, JobCrashed(f"SLURM job {job.job_id} failed: {_last_line(err)}"), job
             )
         return ret
 
