@@ -79,6 +79,7 @@ def test_failed_job_is_reported_and_the_others_complete(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: 1 of 2 jobs failed")
     assert "fold02: fold directory is missing" in last
+    assert f"log: {sweep / 'self' / 'TVA' / 'fold2' / 'seed1' / 'run.log'})" in last
     assert set(results(sweep)) == {("self", "TVA", 1, 1)}
 
 
@@ -117,7 +118,7 @@ def test_slurm_launcher_config_composes_and_instantiates():
         "hydra.launcher.gpus_per_node=2", "hydra.launcher.array_parallelism=16",
     )  # fmt: skip
     launcher_cfg = cfg.hydra.launcher
-    assert launcher_cfg._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher_cfg._target_.endswith("selfcross_plugins.slurm.SelfcrossSlurmLauncher")
     assert (launcher_cfg.partition, launcher_cfg.timeout_min) == ("gpu", 90)
     assert (launcher_cfg.gpus_per_node, launcher_cfg.array_parallelism) == (2, 16)
     launcher = instantiate(launcher_cfg)  # rejects unknown or ill-typed settings
@@ -190,3 +191,52 @@ def test_local_gpus_launcher_runs_jobs_in_parallel(tmp_path):
     assert set(found) == {("self", "TVA", 1, 1), ("self", "TVA", 1, 2)}
     assert {r["gpu_slot"] for r in found.values()} <= {0, 1}  # a faked GPU each, on the CPU
     assert (sweep / ".gpu_slots").is_dir()
+
+
+def test_slurm_driver_ends_for_jobs_that_slurm_forgot(tmp_path, monkeypatch):
+    """The launcher's wait: a requeued job is waited for, a vanished one fails with its log,
+    an unanswered ``squeue`` proves nothing (the local cluster tests it for real)."""
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.selfcross_plugins import slurm
+
+    def job(job_id):
+        folder = tmp_path / job_id
+        folder.mkdir()
+        paths = SimpleNamespace(folder=folder, result_pickle=folder / "result.pkl",
+                                stdout=folder / "log.out", stderr=folder / "log.err")  # fmt: skip
+        finished = [JobReturn(status=JobStatus.COMPLETED)]
+        return SimpleNamespace(job_id=job_id, paths=paths, results=lambda: finished)
+
+    done, forgotten = job("7_0"), job("7_1")
+    answers = iter([
+        {"7_0": "RUNNING", "7_1": "RUNNING"},
+        None,  # squeue failed: no conclusion
+        {"7_1": "PENDING"},  # requeued (7_0 finished meanwhile)
+        {"7_1": "CANCELLED"},  # gone: the grace starts
+        {},
+        {},
+    ])  # fmt: skip
+    polls = []
+
+    def squeue(ids):
+        assert ids == ["7"]
+        polls.append(1)
+        if len(polls) == 2:
+            done.paths.result_pickle.touch()
+        return next(answers)
+
+    clock = iter(range(0, 1000, 10))  # each look at the jobs takes 10 s
+    monkeypatch.setattr(slurm, "squeue_states", squeue)
+    monkeypatch.setattr(slurm, "sacct_state", lambda job_id: None)  # accounting off
+    monkeypatch.setattr(slurm, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(slurm, "sleep", lambda s: None)
+    launcher = slurm.SelfcrossSlurmLauncher(vanished_grace_s=15, poll_s=1, max_num_timeout=0)
+    first, second = launcher.wait([done, forgotten], [["seed=1"], ["seed=2"]])
+    assert first.status == JobStatus.COMPLETED and first.log_path == str(done.paths.stdout)
+    assert second.status == JobStatus.FAILED and second.overrides == ["seed=2"]
+    assert str(second._return_value) == "SLURM job 7_1 ended without a result (state CANCELLED)"
+    assert second.log_path == str(forgotten.paths.stderr)
+    assert len(polls) == 6  # CANCELLED at t=30, still gone at t=40, failed at t=50 (>= 15 s)

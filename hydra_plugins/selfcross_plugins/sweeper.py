@@ -70,6 +70,16 @@ def _describe(overrides: list[str]) -> str:
     return " ".join(o for o in overrides if not o.startswith("hydra."))
 
 
+def _job_log(result: Any) -> str | None:
+    """Where a job's log is: its launcher's (SLURM: submitit's stderr file) or Hydra's."""
+    path = getattr(result, "log_path", None)
+    if path is None and result.hydra_cfg is not None:
+        job = result.hydra_cfg.hydra
+        path = Path(job.runtime.output_dir) / f"{job.job.name}.log"
+        path = path if path.is_file() else None
+    return str(path) if path is not None else None
+
+
 class SelfcrossSweeper(BasicSweeper):
     def __init__(
         self,
@@ -144,11 +154,16 @@ class SelfcrossSweeper(BasicSweeper):
         batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
         returns, failed, job_idx = [], [], 0
         for batch in batches:
-            results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            try:
+                results = self.launcher.launch(batch, initial_job_idx=job_idx)
+            except SelfcrossError as err:  # e.g. SLURM refused the jobs
+                _exit_with(err)
             for job, result in zip(batch, results, strict=True):
                 if result.status == JobStatus.FAILED:
                     error = result._return_value
-                    failed.append((job, str(error).splitlines()[0] if str(error) else repr(error)))
+                    message = str(error).splitlines()[0] if str(error) else repr(error)
+                    log_path = _job_log(result)
+                    failed.append((job, f"{message}; log: {log_path}" if log_path else message))
             job_idx += len(batch)
             returns.append(results)
         for job, error in failed:
