@@ -646,6 +646,41 @@ def test_config_errors_are_one_line(capsys, overrides, message):
     assert out.strip().splitlines() == [message]
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be at least 1"),
+        (["trainer.max_epochs=-3"], "trainer.max_epochs=-3: must be at least 1"),
+        (["modality.modalities=[T,T]"], "modality.modalities=[T, T]: a modality is listed twice"),
+        (["modality=TA", "modality.modalities=[A,T]"],
+            "modality.modalities=[A, T]: list them in the paper's order, [T, A]"),
+        (["modality.modalities=[T,V]"],
+            "modality.modalities=[T, V] does not match modality.name=TVA: choose modality=TV "
+            "instead of overriding the list"),
+        (["modality.modalities=[T,X]"], "modality.modalities=[T, X]: choose a non-empty subset "
+            "of T, V, A"),
+        (["seed=-1"], "seed=-1: must be 0..4294967295"),
+        (["seed=4294967296"], "seed=4294967296: must be 0..4294967295"),
+        (["data.batch_size=0"], "data.batch_size=0: must be at least 1"),
+        (["model.network.hidden=0"], "model.network.hidden=0: must be at least 1"),
+        (["model.network.num_heads=7"],
+            "model.network.num_heads=7 does not divide the attention width 2 * "
+            "model.network.hidden = 120"),
+    ],
+)  # fmt: skip
+def test_run_settings_are_refused_before_data_is_read(make_cfg, overrides, message):
+    cfg = make_cfg(*overrides, "data=iemocap", "data.root=/no/such/dir")
+    with pytest.raises(ConfigError) as caught:  # raised before data.root is even looked at
+        validate(cfg)
+    assert str(caught.value) == message
+
+
+def test_edge_run_settings_are_accepted(make_cfg):
+    validate(make_cfg("seed=0", "trainer.max_epochs=1", "data.batch_size=1",
+                      "model.network.num_heads=4", "model.network.hidden=2"))  # fmt: skip
+    validate(make_cfg("seed=4294967295", "modality=TA"))
+
+
 def test_validate_rejects_bad_folds_and_missing_root(make_cfg):
     for fold in (0, 6):
         with pytest.raises(ConfigError, match=rf"^fold={fold}: folds are numbered 1..5$"):
