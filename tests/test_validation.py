@@ -182,7 +182,7 @@ def test_splits_must_agree_on_feature_shape_without_configured_shapes(fold):
         FoldReader(directory, ReaderOptions()).load()
     assert str(caught.value) == (
         f"{directory / 'test_video.npy'}: shape [14, 4, 4] does not match train_video.npy "
-        "[14, 4, 3] beyond the utterance axis"
+        "[21, 4, 3] beyond the utterance axis"
     )
 
 

@@ -178,6 +178,7 @@ class FoldReader:
         self._source = "ids"
         self._vocab: int | None = None
         self._feature_shapes: dict[str, tuple[Path, tuple[int, ...]]] = {}
+        """Per modality: the first file read and its whole shape (rows included)."""
 
     def attempt(self, check: Callable, *args):
         """Run one check; when collecting, record its problem and return None instead."""
@@ -204,12 +205,12 @@ class FoldReader:
         check_configured_shape(path, array, modality, (self.opt.shapes or {}).get(modality))
         if 0 in array.shape[1:]:
             raise DataError(path, f"has an empty dimension, shape {list(array.shape)}")
-        first = self._feature_shapes.setdefault(modality, (path, array.shape[1:]))
-        if first[1] != array.shape[1:]:
+        first_path, first_shape = self._feature_shapes.setdefault(modality, (path, array.shape))
+        if first_shape[1:] != array.shape[1:]:
             raise DataError(
                 path,
-                f"shape {list(array.shape)} does not match {first[0].name} "
-                f"{[array.shape[0], *first[1]]} beyond the utterance axis",
+                f"shape {list(array.shape)} does not match {first_path.name} "
+                f"{list(first_shape)} beyond the utterance axis",
             )
 
     def _check_n(self, split: OpenedSplit, path: Path, array: np.ndarray) -> None:
