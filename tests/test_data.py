@@ -208,6 +208,43 @@ def test_cache_is_reused_then_rebuilt_when_a_file_changes(fold, tmp_path, monkey
     assert len(list((tmp_path / "cache").glob("fold01-*"))) == 1
 
 
+def read_only(monkeypatch, folder) -> None:
+    """Make ``folder`` behave as on a read-only mount (root ignores permission bits)."""
+    import errno
+    import tempfile
+
+    from selfcross.utils import io
+
+    def refuse(*args, dir=None, **kw):
+        if str(dir).startswith(str(folder)):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return tempfile.TemporaryFile(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(io.tempfile, "TemporaryFile", refuse)
+
+
+def test_read_only_cache_folder_names_the_folder_and_the_setting(fold, tmp_path, monkeypatch):
+    directory, _ = fold
+    read_only(monkeypatch, tmp_path / "cache")
+    dm = IemocapDataModule(root=str(directory.parent), shapes=SHAPES, batch_size=4,
+                           cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    with pytest.raises(DataError) as caught:
+        dm.setup("fit")
+    assert str(caught.value) == (
+        f"{tmp_path / 'cache'}: cannot write here (Read-only file system); set data.cache_dir "
+        "(paths.cache_dir, or the SELFCROSS_CACHE_DIR environment variable) to a writable folder"
+    )
+
+
+def test_read_only_synthetic_data_folder_names_the_setting(tmp_path, monkeypatch):
+    from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    read_only(monkeypatch, tmp_path / "ro")
+    with pytest.raises(DataError, match=r"ro: cannot write here \(Read-only file system\); "
+                       r"set data.root \(paths.data_dir, or the SELFCROSS_DATA_DIR"):  # fmt: skip
+        ensure_synthetic(tmp_path / "ro", [1], SyntheticSpec((100,) * 7))
+
+
 def test_datamodule_on_device_is_a_no_op_on_the_cpu(fold, tmp_path):
     import lightning as L
 

@@ -26,10 +26,13 @@ from filelock import FileLock
 
 from selfcross.data.npy import SPLITS
 from selfcross.data.reader import FoldData, FoldReader, ReaderOptions, SplitData
+from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+CACHE_SETTING = "data.cache_dir (paths.cache_dir, or the SELFCROSS_CACHE_DIR environment variable)"
+"""Where a run's error sends the user when the cache folder cannot be written."""
 BASE = "base"
 
 
@@ -142,7 +145,7 @@ def load_fold(
     if not fold_dir.is_dir():  # let the reader report it in its words
         return FoldReader(fold_dir, options).load()
     entry = Path(cache_dir) / f"{fold_dir.name}-{cache_key(fold_dir, options)}"
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(entry.parent, CACHE_SETTING)
     with FileLock(entry.parent / f".{entry.name}.lock"):
         missing = tuple(m for m in options.modalities if not (entry / m / "meta.json").is_file())
         if missing or not (entry / BASE / "meta.json").is_file():
