@@ -12,8 +12,6 @@ reads best as one class.)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from selfcross import MODALITIES
+from selfcross.data.fingerprint import fingerprint as fold_fingerprint
 from selfcross.data.npy import (
     EMBEDDING_FILE,
     FEATURE_FILES,
@@ -34,7 +33,6 @@ from selfcross.data.npy import (
     check_embedding,
     check_numeric,
     integers,
-    npy_header,
     open_array,
     release_rows,
     split_file,
@@ -85,7 +83,7 @@ class FoldData:
     audio_mean: np.ndarray | None = None
     audio_std: np.ndarray | None = None
     fingerprint: str = ""
-    """Hash of the fold's files' names, shapes, dtypes and sizes (not their contents)."""
+    """The fold's files' layout and contents (:mod:`selfcross.data.fingerprint`)."""
     embedding_zeroed: int = 0
 
     def class_counts(self, num_classes: int) -> dict[str, list[int]]:
@@ -364,10 +362,11 @@ class FoldReader:
         _warn_zeroed(path, zeroed)
         return out, zeroed
 
-    def load(self, out_dir: Path | None = None) -> FoldData:
+    def load(self, out_dir: Path | None = None, fingerprint: str | None = None) -> FoldData:
         """The kept rows of every split, checked, in memory; with ``out_dir`` the float
         features are streamed into ``out_dir/<modality>/<split>.npy`` instead (memory-mapped),
-        so a fold larger than memory can be processed."""
+        so a fold larger than memory can be processed. ``fingerprint``: the fold's, when the
+        caller has already computed it (it reads every byte)."""
         opened = self.open()
         splits: dict[str, SplitData] = {}
         for name, s in opened.splits.items():
@@ -396,7 +395,7 @@ class FoldReader:
             fold.audio_mean, fold.audio_std = standardize_audio(
                 fold.splits, self.opt.audio_standardize, fold.path
             )
-        fold.fingerprint = fingerprint(self.dir)
+        fold.fingerprint = fingerprint or fold_fingerprint(self.dir)
         missing = missing_classes(splits["train"].labels, self.opt.num_classes)
         if missing:
             log.warning(
@@ -422,19 +421,3 @@ def missing_classes(labels: np.ndarray, num_classes: int) -> list[int]:
 def missing_classes_problem(missing: list[int], names=None) -> str:
     ids = ", ".join(f"{c} ({names[c]})" if names else str(c) for c in missing)
     return f"the train split has no utterance of class id(s) {ids}"
-
-
-def fingerprint(directory: Path) -> str:
-    """A short hash of every ``.npy`` file's name, shape, dtype and size in a fold directory.
-
-    It identifies the fold's data, whichever modalities a run reads, without reading the data.
-    """
-    meta = []
-    for path in sorted(Path(directory).glob("*.npy")):
-        try:
-            header = npy_header(path)
-        except DataError:
-            header = None
-        shape, dtype = (list(header[0]), str(header[1])) if header else (None, None)
-        meta.append((path.name, shape, dtype, path.stat().st_size))
-    return hashlib.sha256(json.dumps(meta).encode()).hexdigest()[:16]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from selfcross.data.fingerprint import current_fingerprint, same_data
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record
 
 log = logging.getLogger("selfcross")
@@ -60,12 +61,33 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def completed_result(out_dir: Path, digest: str) -> RunRecord | None:
-    """The record of a finished run of this configuration in ``out_dir``, if there is one."""
+def completed_result(
+    out_dir: Path, digest: str, fingerprint: str | None = None
+) -> RunRecord | None:
+    """The record of a finished run of this configuration in ``out_dir``, if there is one.
+
+    With the fold's current ``fingerprint``, a record of other data (a fold edited or
+    regenerated since) is not finished: the run is redone.
+    """
     record = read_record(Path(out_dir) / RESULT_FILE)
-    if record is not None and record.config_hash == digest:
-        return record
-    return None
+    if record is None or record.config_hash != digest:
+        return None
+    if fingerprint is not None and not same_data(str(record.data.fingerprint), fingerprint):
+        log.info(
+            "%s was computed on other data (fingerprint %s, the fold's is now %s): redone",
+            Path(out_dir) / RESULT_FILE,
+            record.data.fingerprint,
+            fingerprint,
+        )
+        return None
+    return record
+
+
+def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | None:
+    """:func:`completed_result` against the fold as it is now (its fingerprint is memoised
+    under ``data.cache_dir``, so unchanged data cost a few file metadata reads)."""
+    current = current_fingerprint(cfg.data.root, cfg.fold, cfg.data.get("cache_dir"))
+    return completed_result(out_dir, digest, current)
 
 
 def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
