@@ -181,7 +181,7 @@ def test_fingerprint_covers_contents(fold):
 
 
 def test_same_data_compares_what_both_fingerprints_hold():
-    from selfcross.data.fingerprint import same_data
+    from selfcross.training.record import same_data
 
     assert same_data("aaaa-1111", "aaaa-1111") and not same_data("aaaa-1111", "aaaa-2222")
     assert same_data("aaaa", "aaaa-2222")  # a record from before contents were hashed

@@ -3,7 +3,7 @@
 ``<layout>-<contents>``: ``layout`` hashes every ``.npy`` file's name, shape, dtype and size
 (what fingerprints held before contents were added), ``contents`` hashes the files' bytes
 (BLAKE2b, read in blocks). Records written before contents were hashed hold the layout part
-only; :func:`same_data` compares what both sides have.
+only; ``training.record.same_data`` compares what both sides have.
 
 Hashing a paper-size fold reads about 5 GB (docs/performance.md). Each file's digest is kept in
 a memo under the cache folder, keyed by path, size, inode and the modification and change
@@ -102,11 +102,3 @@ def current_fingerprint(root, fold: int, cache_dir) -> str | None:
         return None
     memo = Path(str(cache_dir)) / MEMO_DIR if cache_dir else None
     return fingerprint(directory, memo)
-
-
-def same_data(a: str, b: str) -> bool:
-    """Whether two fingerprints name the same data; one without contents (an older record)
-    is compared on the layout only."""
-    if "-" in a and "-" in b:
-        return a == b
-    return a.split("-")[0] == b.split("-")[0]
