@@ -411,6 +411,83 @@ def test_class_missing_from_train_is_a_warning(fold, caplog):
     )
 
 
+def warnings_of(directory) -> list[str]:
+    import logging as logging_
+
+    class Keep(logging_.Handler):
+        def __init__(self):
+            super().__init__(logging_.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    handler = Keep()
+    logger = logging_.getLogger("selfcross.data.reader")
+    logger.addHandler(handler)
+    try:
+        read(directory)
+    finally:
+        logger.removeHandler(handler)
+    return handler.messages
+
+
+def test_clean_fold_gives_no_sanity_warning(fold):
+    directory, _ = fold
+    assert warnings_of(directory) == []
+
+
+def test_frames_beyond_the_valid_length_are_counted(fold):
+    directory, arrays = fold
+    audio, lens = arrays["dev_audio_mfcc"].copy(), arrays["dev_audio_seqN"]
+    keep = arrays["dev_video_seqN"] > 0
+    short = [i for i in np.flatnonzero(keep) if lens[i] < audio.shape[1]]
+    assert len(short) >= 2
+    for i in short[:2]:
+        audio[i, lens[i] :, 0] = 1.5  # content where the lengths file says padding
+    audio[np.flatnonzero(~keep)[0], -1, 0] = 1.5  # a dropped utterance does not count
+    save(directory, "dev_audio_mfcc", audio)
+    assert warnings_of(directory) == [
+        f"{directory / 'dev_audio_seqN.npy'}: 2 of {keep.sum()} utterances of the dev split "
+        "hold non-zero frames beyond their valid length in dev_audio_seqN.npy: the model reads "
+        "every frame, so the lengths or the padding are wrong"
+    ]
+
+
+def test_zero_length_audio_and_all_padding_text_are_counted(fold):
+    directory, arrays = fold
+    keep = np.flatnonzero(arrays["test_video_seqN"] > 0)
+    lens, audio = arrays["test_audio_seqN"].copy(), arrays["test_audio_mfcc"].copy()
+    lens[keep[:3]] = 0
+    audio[keep[:3]] = 0
+    ids = arrays["test_nlp_trans"].copy()
+    ids[keep[3]] = 0
+    save(directory, "test_audio_seqN", lens)
+    save(directory, "test_audio_mfcc", audio)
+    save(directory, "test_nlp_trans", ids)
+    assert warnings_of(directory) == [
+        f"{directory / 'test_audio_seqN.npy'}: 3 of {len(keep)} utterances of the test split "
+        "have zero-length audio (only padding): they are kept, with no evidence in that modality",
+        f"{directory / 'test_nlp_trans.npy'}: 1 of {len(keep)} utterances of the test split "
+        "have text that is all padding: they are kept, with no evidence in that modality",
+    ]
+
+
+def test_single_class_dev_and_class_missing_from_test_say_what_wa_means(fold):
+    directory, arrays = fold
+    save(directory, "dev_label", np.full(7, 3))
+    test = arrays["test_label"].copy()
+    test[test == 6] = 0
+    save(directory, "test_label", test)
+    assert warnings_of(directory) == [
+        f"{directory / 'dev_label.npy'}: the dev split holds only class 3: its WA is that "
+        "class's recall, equal to its UWA, so early stopping and the best checkpoint reward "
+        "predicting that class",
+        f"{directory / 'test_label.npy'}: the test split has no utterance of class id(s) 6: "
+        "test WA is the mean recall over the 6 classes present, not over all 7",
+    ]
+
+
 # -- the check: collecting problems, summary, exit status ---------------------------------------
 def run_check(capsys, *overrides: str) -> tuple[int, str]:
     """``python -m selfcross.check overrides`` in-process: (exit status, stdout + stderr)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from selfcross import MODALITIES
+from selfcross.data import sanity
 from selfcross.data.fingerprint import fingerprint as fold_fingerprint
 from selfcross.data.npy import (
     EMBEDDING_FILE,
@@ -352,12 +353,27 @@ class FoldReader:
             release_rows(array, int(idx[0]), int(idx[-1]) + 1)
 
     def _copy_rows(
-        self, path: Path, array: np.ndarray, rows: np.ndarray, split: str, out_path=None
-    ):
+        self, path: Path, array: np.ndarray, rows: np.ndarray, split: str, out_path=None,
+        lengths: tuple[Path, np.ndarray] | None = None,
+    ):  # fmt: skip
         """The kept rows as one contiguous float32 array (in memory, or a new ``.npy`` file at
-        ``out_path``, memory-mapped); returns it and the values zeroed."""
+        ``out_path``, memory-mapped); returns it and the values zeroed. With ``lengths`` (the
+        lengths file and its [N] values), frames beyond the valid lengths are checked to be
+        padding on the way."""
+        beyond = [0]
+
+        def blocks():
+            for idx, block in self.scan(path, array, rows, split):
+                if lengths is not None:
+                    beyond[0] += sanity.frames_beyond_length(block, lengths[1][idx])
+                yield idx, block
+
         shape = (len(rows), *array.shape[1:])
-        out = copy_blocks(self.scan(path, array, rows, split), shape, out_path)
+        out = copy_blocks(blocks(), shape, out_path)
+        if lengths is not None:
+            problem = sanity.padding_problem(beyond[0], len(rows), split, lengths[0].name)
+            if problem:
+                log.warning("%s: %s", lengths[0], problem)
         zeroed = self.nonfinite_zeroed.get(path, 0)
         _warn_zeroed(path, zeroed)
         return out, zeroed
@@ -380,8 +396,11 @@ class FoldReader:
                     if out_dir is not None:
                         (Path(out_dir) / modality).mkdir(parents=True, exist_ok=True)
                         out_path = Path(out_dir) / modality / f"{name}.npy"
+                    lengths = None
+                    if modality in s.lengths:
+                        lengths = (s.paths[f"{modality}_len"], s.lengths[modality])
                     data.features[modality], zeroed = self._copy_rows(
-                        s.paths[modality], src, s.keep, name, out_path
+                        s.paths[modality], src, s.keep, name, out_path, lengths
                     )
                     data.nonfinite_zeroed += zeroed
                 if modality in s.lengths:
@@ -396,6 +415,7 @@ class FoldReader:
                 fold.splits, self.opt.audio_standardize, fold.path
             )
         fold.fingerprint = fingerprint or fold_fingerprint(self.dir)
+        sanity.warn_fold(self.dir, opened.splits, splits, self.opt)
         missing = missing_classes(splits["train"].labels, self.opt.num_classes)
         if missing:
             log.warning(
