@@ -90,35 +90,36 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def completed_result(
-    out_dir: Path, digest: str, fingerprint: str | None = None
-) -> RunRecord | None:
-    """The record of a finished run of this configuration in ``out_dir``, if there is one.
-
-    With the fold's current ``fingerprint``, a record of other data (a fold edited or
-    regenerated since) is not finished: the run is redone.
-    """
+def completed_result(out_dir: Path, digest: str) -> RunRecord | None:
+    """The record of a finished run of this configuration in ``out_dir``, if there is one."""
     record = read_record(Path(out_dir) / RESULT_FILE)
-    if record is None or record.config_hash != digest:
+    if record is not None and record.config_hash == digest:
+        return record
+    return None
+
+
+def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | None:
+    """:func:`completed_result`, unless the fold has changed since: a record of other data (a
+    fold edited or regenerated since the run) is not finished, and the run is redone.
+
+    The fold's fingerprint is computed only when there is a record to check, and memoised
+    under ``data.cache_dir``: unchanged data cost a few file metadata reads.
+    """
+    from selfcross.data.fingerprint import current_fingerprint  # the data package needs torch
+
+    record = completed_result(out_dir, digest)
+    if record is None:
         return None
-    if fingerprint is not None and not same_data(str(record.data.fingerprint), fingerprint):
+    current = current_fingerprint(cfg.data.root, cfg.fold, cfg.data.get("cache_dir"))
+    if current is not None and not same_data(str(record.data.fingerprint), current):
         log.info(
             "%s was computed on other data (fingerprint %s, the fold's is now %s): redone",
             Path(out_dir) / RESULT_FILE,
             record.data.fingerprint,
-            fingerprint,
+            current,
         )
         return None
     return record
-
-
-def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | None:
-    """:func:`completed_result` against the fold as it is now (its fingerprint is memoised
-    under ``data.cache_dir``, so unchanged data cost a few file metadata reads)."""
-    from selfcross.data.fingerprint import current_fingerprint  # the data package needs torch
-
-    current = current_fingerprint(cfg.data.root, cfg.fold, cfg.data.get("cache_dir"))
-    return completed_result(out_dir, digest, current)
 
 
 def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
