@@ -2,7 +2,7 @@
 
 ``<layout>-<contents>``: ``layout`` hashes every ``.npy`` file's name, shape, dtype and size
 (what fingerprints held before contents were added), ``contents`` hashes the files' bytes
-(BLAKE2b, read in blocks). Records written before contents were hashed hold the layout part
+(SHA-256, read in blocks). Records written before contents were hashed hold the layout part
 only; ``training.record.same_data`` compares what both sides have.
 
 Hashing a paper-size fold reads about 5 GB (docs/performance.md). Each file's digest is kept in
@@ -33,8 +33,10 @@ MEMO_DIR = "digests"
 
 
 def file_digest(path: Path) -> str:
-    """BLAKE2b (16 bytes) of the file's contents, read in blocks."""
-    digest = hashlib.blake2b(digest_size=16)
+    """SHA-256 of the file's contents, read in blocks. (Measured on the 2-core AMD EPYC this
+    was written on: 540 MB/s, against 265 MB/s for BLAKE2b, thanks to the CPU's SHA
+    instructions; docs/performance.md.)"""
+    digest = hashlib.sha256()
     buffer = bytearray(BLOCK_BYTES)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
