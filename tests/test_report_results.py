@@ -285,3 +285,26 @@ def test_split_configs_gives_each_configuration_its_own_labelled_cell(tmp_path, 
         assert int(row["n"]) == len(keys)
         assert float(row["mean"]) == pytest.approx(np.mean([wa[k] for k in keys]))
     assert not (out / "table1.md").exists()  # never one table averaging both
+
+
+def test_real_configurations_of_one_cell_differ_only_in_fold_and_seed(tmp_path, capsys):
+    """Resolved configurations as runs record them (composed from conf/, each with its own
+    output folder): other folds, seeds and sweep names are one configuration; a batch size
+    is not."""
+    from selfcross.config import compose, resolved
+
+    root = tmp_path / "multirun"
+
+    def real(fold, seed, *extra):
+        out = root / f"self/TV/fold{fold}/seed{seed}"
+        return resolved(compose([f"paths.output_dir={out}", "modality=TV", f"fold={fold}",
+                                 f"seed={seed}", f"sweep_name=s{seed}", *extra]))  # fmt: skip
+
+    for fold, seed in KEYS[:4]:
+        write_result(root, "self", "TV", fold, seed, 0.5, config=real(fold, seed))
+    run_main("table1", "--results", str(root), "--out", str(tmp_path / "a"), *GRID)
+    capsys.readouterr()
+    odd = write_result(root, "self", "TV", 2, 2, 0.5, config=real(2, 2, "data.batch_size=8"))
+    line = expect_error(capsys, "table1", "--results", str(root), "--out", str(tmp_path / "b"))
+    assert line.startswith(f"error: {odd}: configuration differs from ")
+    assert "(data.batch_size: 8 vs 32)" in line

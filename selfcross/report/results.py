@@ -179,8 +179,9 @@ def describe_source(source: DataSource) -> str:
     return f"{name}" + (f"/{preset}" if preset else "") + f" at {root}"
 
 
-CELL_KEYS = ("fold", "seed")
-"""What may differ between the runs of one cell; every other hashed key must agree."""
+CELL_KEYS = ("fold", "seed", "data.fold")
+"""What may differ between the runs of one cell (``data.fold`` is ``${fold}``); every other
+hashed key must agree."""
 
 
 def config_difference(a: RunResult, b: RunResult) -> dict[str, tuple[str, str]]:
