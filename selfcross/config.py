@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from selfcross import fusion_problem
+from selfcross import MODALITIES, fusion_problem
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -131,6 +131,8 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
             raise ConfigError(
                 f"data.preset={preset}: expected one of {', '.join(cfg.data_presets)}"
             )
+        check_modalities(cfg.modality)
+        check_run_settings(cfg)
         problem = fusion_problem(cfg.model.network.fusion, list(cfg.modality.modalities))
         if problem is not None:
             raise ConfigError(problem)
@@ -150,6 +152,58 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
         if key == "data.root":
             hint = ": point it at the folder holding fold01 .. fold05 (data.root=/path/to/folds)"
         raise ConfigError(f"{key} is not set{hint}") from None
+
+
+MAX_SEED = 2**32 - 1
+"""NumPy's and Lightning's seeds are unsigned 32-bit integers."""
+
+
+def check_modalities(modality: DictConfig) -> None:
+    """The modality subset: distinct letters of T, V, A in the paper's order, and a name that is
+    those letters (the name goes into result.json and the tables)."""
+    chosen = list(modality.modalities)
+    shown = f"modality.modalities=[{', '.join(map(str, chosen))}]"
+    if not chosen or set(chosen) - set(MODALITIES):
+        raise ConfigError(f"{shown}: choose a non-empty subset of T, V, A")
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"{shown}: a modality is listed twice")
+    in_order = [m for m in MODALITIES if m in chosen]
+    if chosen != in_order:
+        raise ConfigError(f"{shown}: list them in the paper's order, [{', '.join(in_order)}]")
+    if modality.name != "".join(chosen):
+        raise ConfigError(
+            f"{shown} does not match modality.name={modality.name}: choose "
+            f"modality={''.join(chosen)} instead of overriding the list"
+        )
+
+
+def _integer(value, key: str, low: int, high: int | None = None) -> None:
+    """ConfigError unless ``value`` is an integer in low..high."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}={value}: expected an integer")
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{key}={value}: must be {bound}")
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Numbers that would fail late (after reading data) or give a meaningless result.json:
+    no epochs, a seed NumPy cannot take, empty batches, an attention width the heads cannot
+    split."""
+    _integer(cfg.seed, "seed", 0, MAX_SEED)
+    _integer(cfg.trainer.max_epochs, "trainer.max_epochs", 1)
+    _integer(cfg.data.batch_size, "data.batch_size", 1)
+    if cfg.data.get("eval_batch_size") is not None:
+        _integer(cfg.data.eval_batch_size, "data.eval_batch_size", 1)
+    network = cfg.model.network
+    _integer(network.hidden, "model.network.hidden", 1)
+    _integer(network.num_heads, "model.network.num_heads", 1)
+    width = 2 * network.hidden
+    if width % network.num_heads:
+        raise ConfigError(
+            f"model.network.num_heads={network.num_heads} does not divide the attention width "
+            f"2 * model.network.hidden = {width}"
+        )
 
 
 def in_multirun() -> bool:

@@ -91,8 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the paper's Table 1, Table 2 or Figure 3 from result.json files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("table1", parents=[common], help="Self vs Cross on all modality subsets")
-    sub.add_parser("table2", parents=[common], help="the five tri-modal models")
+    for name, text in (
+        ("table1", "Self vs Cross on all modality subsets"),
+        ("table2", "the five tri-modal models"),
+    ):
+        table = sub.add_parser(name, parents=[common], help=text)
+        table.add_argument(
+            "--split-configs", action="store_true",
+            help="runs of one cell whose configurations differ (beyond fold and seed) become "
+            "separate tables, labelled with the differing keys, under --out/<label>/ "
+            "(default: refused)",
+        )  # fmt: skip
     fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
     fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
     fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
@@ -109,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             make = {"table1": make_table1, "table2": make_table2}[args.command]
-            make(args.results, args.out, protocol, args.allow_mixed_data)
+            make(args.results, args.out, protocol, args.allow_mixed_data, args.split_configs)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,54 @@ def test_fingerprint_changes_with_the_files(fold):
     assert read(directory).fingerprint != first
 
 
+def edit_keeping_size_and_mtime(path, change) -> None:
+    """A same-size edit of ``path`` whose modification time is put back (as ``cp -p`` or
+    ``rsync -t`` would leave it)."""
+    import os
+
+    st = path.stat()
+    array = np.load(path)
+    change(array)
+    np.save(path, array)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def flip_first_label(labels) -> None:
+    labels[0] = (labels[0] + 1) % 7
+
+
+def test_fingerprint_covers_contents(fold):
+    directory, _ = fold
+    first = read(directory).fingerprint
+    edit_keeping_size_and_mtime(directory / "dev_label.npy", flip_first_label)
+    assert read(directory).fingerprint != first
+    edit_keeping_size_and_mtime(
+        directory / "dev_label.npy", lambda a: a.__setitem__(0, (a[0] + 6) % 7)
+    )
+    assert read(directory).fingerprint == first  # back to the same bytes: the same data
+
+
+def test_same_data_compares_what_both_fingerprints_hold():
+    from selfcross.training.record import same_data
+
+    assert same_data("aaaa-1111", "aaaa-1111") and not same_data("aaaa-1111", "aaaa-2222")
+    assert same_data("aaaa", "aaaa-2222")  # a record from before contents were hashed
+    assert not same_data("aaaa", "bbbb-2222")
+
+
+def test_memoised_digest_follows_a_same_size_edit_with_mtime_put_back(fold, tmp_path):
+    from selfcross.data import fingerprint as fp
+
+    directory, _ = fold
+    memo = tmp_path / "memo"
+    first = fp.fingerprint(directory, memo)
+    assert len(list(memo.glob("*.json"))) == len(list(directory.glob("*.npy")))
+    assert fp.fingerprint(directory, memo) == first == fp.fingerprint(directory)
+    edit_keeping_size_and_mtime(directory / "test_label.npy", flip_first_label)
+    assert fp.fingerprint(directory, memo) == fp.fingerprint(directory) != first
+
+
 def test_datamodule_rejects_bad_arguments(tmp_path):
     with pytest.raises(ConfigError, match="1..5"):
         IemocapDataModule(root=str(tmp_path), fold=6)
@@ -206,6 +254,59 @@ def test_cache_is_reused_then_rebuilt_when_a_file_changes(fold, tmp_path, monkey
     keep = arrays["dev_video_seqN"] > 0
     np.testing.assert_array_equal(data.splits["dev"].labels, labels[keep])
     assert len(list((tmp_path / "cache").glob("fold01-*"))) == 1
+
+
+def test_cache_serves_new_labels_after_a_same_size_edit_with_mtime_put_back(fold, tmp_path):
+    from selfcross.data import cache
+
+    directory, arrays = fold
+    options = ReaderOptions(shapes=SHAPES, modalities=("T",))
+    before = cache.load_fold(directory, options, tmp_path / "cache")
+    edit_keeping_size_and_mtime(directory / "dev_label.npy", flip_first_label)
+    after = cache.load_fold(directory, options, tmp_path / "cache")
+    keep = arrays["dev_video_seqN"] > 0
+    np.testing.assert_array_equal(
+        after.splits["dev"].labels, np.load(directory / "dev_label.npy")[keep]
+    )
+    assert after.fingerprint != before.fingerprint
+    assert len(list((tmp_path / "cache").glob("fold01-*"))) == 1  # the stale entry is removed
+
+
+def read_only(monkeypatch, folder) -> None:
+    """Make ``folder`` behave as on a read-only mount (root ignores permission bits)."""
+    import errno
+    import tempfile
+
+    from selfcross.utils import io
+
+    def refuse(*args, dir=None, **kw):
+        if str(dir).startswith(str(folder)):
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return tempfile.TemporaryFile(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(io.tempfile, "TemporaryFile", refuse)
+
+
+def test_read_only_cache_folder_names_the_folder_and_the_setting(fold, tmp_path, monkeypatch):
+    directory, _ = fold
+    read_only(monkeypatch, tmp_path / "cache")
+    dm = IemocapDataModule(root=str(directory.parent), shapes=SHAPES, batch_size=4,
+                           cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    with pytest.raises(DataError) as caught:
+        dm.setup("fit")
+    assert str(caught.value) == (
+        f"{tmp_path / 'cache'}: cannot write here (Read-only file system); set data.cache_dir "
+        "(paths.cache_dir, or the SELFCROSS_CACHE_DIR environment variable) to a writable folder"
+    )
+
+
+def test_read_only_synthetic_data_folder_names_the_setting(tmp_path, monkeypatch):
+    from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    read_only(monkeypatch, tmp_path / "ro")
+    with pytest.raises(DataError, match=r"ro: cannot write here \(Read-only file system\); "
+                       r"set data.root \(paths.data_dir, or the SELFCROSS_DATA_DIR"):  # fmt: skip
+        ensure_synthetic(tmp_path / "ro", [1], SyntheticSpec((100,) * 7))
 
 
 def test_datamodule_on_device_is_a_no_op_on_the_cpu(fold, tmp_path):

@@ -232,3 +232,79 @@ def test_the_report_imports_neither_torch_nor_a_command():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def run_config(root, fold, seed, lr, generator_seed=0, epochs=6) -> dict:
+    """A resolved configuration as a run records it: its own folder, fold, seed and logger
+    differ from run to run without making it another configuration."""
+    out = str(root / f"self/TV/fold{fold}/seed{seed}")
+    return {
+        "fold": fold,
+        "seed": seed,
+        "sweep_name": f"sweep{seed}",
+        "logger": {"csv": {"save_dir": out}},
+        "paths": {"output_dir": out, "cache_dir": "/c"},
+        "trainer": {"max_epochs": epochs, "default_root_dir": out},
+        "callbacks": {"checkpoint": {"dirpath": f"{out}/checkpoints"}},
+        "model": {"name": "self", "optimizer": {"lr": lr}},
+        "data": {"synthetic": {"seed": generator_seed}, "cache_dir": f"/cache{seed}"},
+    }
+
+
+def test_runs_of_different_configurations_in_one_cell_are_refused(tmp_path, capsys):
+    root = tmp_path / "multirun"
+    for fold, seed in KEYS[:3]:
+        write_result(
+            root, "self", "TV", fold, seed, 0.5, config=run_config(root, fold, seed, 1e-3)
+        )
+    run_main("table1", "--results", str(root), "--out", str(tmp_path / "a"), *GRID)
+    capsys.readouterr()
+    config = run_config(root, 2, 1, 1e-2, generator_seed=3, epochs=2)
+    odd = write_result(root, "self", "TV", 2, 1, 0.6, config=config)
+    first = root / "self/TV/fold1/seed1/result.json"
+    line = expect_error(capsys, "table1", "--results", str(root), "--out", str(tmp_path / "b"))
+    assert line == (
+        f"error: {odd}: configuration differs from {first} (data.synthetic.seed: 3 vs 0; "
+        "model.optimizer.lr: 0.01 vs 0.001; trainer.max_epochs: 2 vs 6): a cell averages runs "
+        "of one configuration; pass --split-configs to show each configuration as its own cell"
+    )
+
+
+def test_split_configs_gives_each_configuration_its_own_labelled_cell(tmp_path, capsys):
+    root, out = tmp_path / "multirun", tmp_path / "tables"
+    lrs = {KEYS[0]: 1e-3, KEYS[1]: 1e-3, KEYS[2]: 1e-2, KEYS[3]: 1e-2, KEYS[4]: 1e-2}
+    wa = {KEYS[0]: 0.40, KEYS[1]: 0.44, KEYS[2]: 0.60, KEYS[3]: 0.62, KEYS[4]: 0.67}
+    for (fold, seed), lr in lrs.items():
+        write_result(root, "self", "TV", fold, seed, wa[(fold, seed)],
+                     config=run_config(root, fold, seed, lr))  # fmt: skip
+    run_main("table1", "--results", str(root), "--out", str(out), *GRID, "--split-configs")
+    for label, keys in (("0.001", KEYS[:2]), ("0.01", KEYS[2:5])):
+        folder = out / f"model.optimizer.lr={label}"
+        assert f"[model.optimizer.lr={label}]" in (folder / "table1.md").read_text()
+        row = read_csv(folder / "table1.csv")[("TV", "wa", "self")]
+        assert int(row["n"]) == len(keys)
+        assert float(row["mean"]) == pytest.approx(np.mean([wa[k] for k in keys]))
+    assert not (out / "table1.md").exists()  # never one table averaging both
+
+
+def test_real_configurations_of_one_cell_differ_only_in_fold_and_seed(tmp_path, capsys):
+    """Resolved configurations as runs record them (composed from conf/, each with its own
+    output folder): other folds, seeds and sweep names are one configuration; a batch size
+    is not."""
+    from selfcross.config import compose, resolved
+
+    root = tmp_path / "multirun"
+
+    def real(fold, seed, *extra):
+        out = root / f"self/TV/fold{fold}/seed{seed}"
+        return resolved(compose([f"paths.output_dir={out}", "modality=TV", f"fold={fold}",
+                                 f"seed={seed}", f"sweep_name=s{seed}", *extra]))  # fmt: skip
+
+    for fold, seed in KEYS[:4]:
+        write_result(root, "self", "TV", fold, seed, 0.5, config=real(fold, seed))
+    run_main("table1", "--results", str(root), "--out", str(tmp_path / "a"), *GRID)
+    capsys.readouterr()
+    odd = write_result(root, "self", "TV", 2, 2, 0.5, config=real(2, 2, "data.batch_size=8"))
+    line = expect_error(capsys, "table1", "--results", str(root), "--out", str(tmp_path / "b"))
+    assert line.startswith(f"error: {odd}: configuration differs from ")
+    assert "(data.batch_size: 8 vs 32)" in line

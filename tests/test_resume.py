@@ -135,3 +135,34 @@ def test_prune_checkpoints(tmp_path, keep):
         (ckpt / name).write_bytes(b"x")
     resume.prune_checkpoints(tmp_path, keep, str(ckpt / "best.ckpt"))
     assert sorted(p.name for p in ckpt.iterdir()) == (["best.ckpt"] if keep == "best" else [])
+
+
+def test_a_result_of_other_data_is_not_complete(tmp_path):
+    """A fold edited after the run (same size, modification time put back): the run is redone;
+    an older record without a contents hash is still complete while the layout matches."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from selfcross.data.fingerprint import fingerprint
+    from tests.foldkit import make_fold
+    from tests.recordkit import write_run
+
+    make_fold(tmp_path / "folds" / "fold02")
+    cfg = OmegaConf.create(
+        {"fold": 2, "data": {"root": str(tmp_path / "folds"), "cache_dir": str(tmp_path / "c")}}
+    )
+    out = tmp_path / "run"
+    now = fingerprint(tmp_path / "folds" / "fold02")
+    write_run(out, "self", "T", 2, 1, 0.5, 0.5, data={"fingerprint": now})
+    assert resume.finished_run(cfg, out, "0" * 16) is not None
+    assert resume.finished_run(cfg, out, "1" * 16) is None  # another configuration
+    labels_path = tmp_path / "folds" / "fold02" / "test_label.npy"
+    st = labels_path.stat()
+    labels = np.load(labels_path)
+    labels[0] = (labels[0] + 1) % 7
+    np.save(labels_path, labels)
+    os.utime(labels_path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert resume.finished_run(cfg, out, "0" * 16) is None
+    write_run(out, "self", "T", 2, 1, 0.5, 0.5, data={"fingerprint": now.split("-")[0]})
+    assert resume.finished_run(cfg, out, "0" * 16) is not None  # written before contents
+    assert resume.completed_result(out, "0" * 16) is not None  # no fingerprint: not checked

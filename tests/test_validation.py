@@ -182,7 +182,7 @@ def test_splits_must_agree_on_feature_shape_without_configured_shapes(fold):
         FoldReader(directory, ReaderOptions()).load()
     assert str(caught.value) == (
         f"{directory / 'test_video.npy'}: shape [14, 4, 4] does not match train_video.npy "
-        "[14, 4, 3] beyond the utterance axis"
+        "[21, 4, 3] beyond the utterance axis"
     )
 
 
@@ -409,6 +409,83 @@ def test_class_missing_from_train_is_a_warning(fold, caplog):
         f"{directory / 'train_label.npy'}: the train split has no utterance of class id(s) 5"
         in caplog.messages
     )
+
+
+def warnings_of(directory) -> list[str]:
+    import logging as logging_
+
+    class Keep(logging_.Handler):
+        def __init__(self):
+            super().__init__(logging_.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    handler = Keep()
+    logger = logging_.getLogger("selfcross.data.reader")
+    logger.addHandler(handler)
+    try:
+        read(directory)
+    finally:
+        logger.removeHandler(handler)
+    return handler.messages
+
+
+def test_clean_fold_gives_no_sanity_warning(fold):
+    directory, _ = fold
+    assert warnings_of(directory) == []
+
+
+def test_frames_beyond_the_valid_length_are_counted(fold):
+    directory, arrays = fold
+    audio, lens = arrays["dev_audio_mfcc"].copy(), arrays["dev_audio_seqN"]
+    keep = arrays["dev_video_seqN"] > 0
+    short = [i for i in np.flatnonzero(keep) if lens[i] < audio.shape[1]]
+    assert len(short) >= 2
+    for i in short[:2]:
+        audio[i, lens[i] :, 0] = 1.5  # content where the lengths file says padding
+    audio[np.flatnonzero(~keep)[0], -1, 0] = 1.5  # a dropped utterance does not count
+    save(directory, "dev_audio_mfcc", audio)
+    assert warnings_of(directory) == [
+        f"{directory / 'dev_audio_seqN.npy'}: 2 of {keep.sum()} utterances of the dev split "
+        "hold non-zero frames beyond their valid length in dev_audio_seqN.npy: the model reads "
+        "every frame, so the lengths or the padding are wrong"
+    ]
+
+
+def test_zero_length_audio_and_all_padding_text_are_counted(fold):
+    directory, arrays = fold
+    keep = np.flatnonzero(arrays["test_video_seqN"] > 0)
+    lens, audio = arrays["test_audio_seqN"].copy(), arrays["test_audio_mfcc"].copy()
+    lens[keep[:3]] = 0
+    audio[keep[:3]] = 0
+    ids = arrays["test_nlp_trans"].copy()
+    ids[keep[3]] = 0
+    save(directory, "test_audio_seqN", lens)
+    save(directory, "test_audio_mfcc", audio)
+    save(directory, "test_nlp_trans", ids)
+    assert warnings_of(directory) == [
+        f"{directory / 'test_audio_seqN.npy'}: 3 of {len(keep)} utterances of the test split "
+        "have zero-length audio (only padding): they are kept, with no evidence in that modality",
+        f"{directory / 'test_nlp_trans.npy'}: 1 of {len(keep)} utterances of the test split "
+        "have text that is all padding: they are kept, with no evidence in that modality",
+    ]
+
+
+def test_single_class_dev_and_class_missing_from_test_say_what_wa_means(fold):
+    directory, arrays = fold
+    save(directory, "dev_label", np.full(7, 3))
+    test = arrays["test_label"].copy()
+    test[test == 6] = 0
+    save(directory, "test_label", test)
+    assert warnings_of(directory) == [
+        f"{directory / 'dev_label.npy'}: the dev split holds only class 3: its WA is that "
+        "class's recall, equal to its UWA, so early stopping and the best checkpoint reward "
+        "predicting that class",
+        f"{directory / 'test_label.npy'}: the test split has no utterance of class id(s) 6: "
+        "test WA is the mean recall over the 6 classes present, not over all 7",
+    ]
 
 
 # -- the check: collecting problems, summary, exit status ---------------------------------------
@@ -644,6 +721,41 @@ def test_config_errors_are_one_line(capsys, overrides, message):
     status, out = run_check(capsys, *overrides)
     assert status == 2
     assert out.strip().splitlines() == [message]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be at least 1"),
+        (["trainer.max_epochs=-3"], "trainer.max_epochs=-3: must be at least 1"),
+        (["modality.modalities=[T,T]"], "modality.modalities=[T, T]: a modality is listed twice"),
+        (["modality=TA", "modality.modalities=[A,T]"],
+            "modality.modalities=[A, T]: list them in the paper's order, [T, A]"),
+        (["modality.modalities=[T,V]"],
+            "modality.modalities=[T, V] does not match modality.name=TVA: choose modality=TV "
+            "instead of overriding the list"),
+        (["modality.modalities=[T,X]"], "modality.modalities=[T, X]: choose a non-empty subset "
+            "of T, V, A"),
+        (["seed=-1"], "seed=-1: must be 0..4294967295"),
+        (["seed=4294967296"], "seed=4294967296: must be 0..4294967295"),
+        (["data.batch_size=0"], "data.batch_size=0: must be at least 1"),
+        (["model.network.hidden=0"], "model.network.hidden=0: must be at least 1"),
+        (["model.network.num_heads=7"],
+            "model.network.num_heads=7 does not divide the attention width 2 * "
+            "model.network.hidden = 120"),
+    ],
+)  # fmt: skip
+def test_run_settings_are_refused_before_data_is_read(make_cfg, overrides, message):
+    cfg = make_cfg(*overrides, "data=iemocap", "data.root=/no/such/dir")
+    with pytest.raises(ConfigError) as caught:  # raised before data.root is even looked at
+        validate(cfg)
+    assert str(caught.value) == message
+
+
+def test_edge_run_settings_are_accepted(make_cfg):
+    validate(make_cfg("seed=0", "trainer.max_epochs=1", "data.batch_size=1",
+                      "model.network.num_heads=4", "model.network.hidden=2"))  # fmt: skip
+    validate(make_cfg("seed=4294967295", "modality=TA"))
 
 
 def test_validate_rejects_bad_folds_and_missing_root(make_cfg):

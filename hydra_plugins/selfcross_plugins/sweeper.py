@@ -101,7 +101,7 @@ class SelfcrossSweeper(BasicSweeper):
         """All valid jobs not yet complete; also how many were invalid and how many complete."""
         from selfcross.config import first_paragraph, validate
         from selfcross.errors import ConfigError
-        from selfcross.training.resume import completed_result, config_hash
+        from selfcross.training.resume import config_hash, finished_run
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
@@ -119,7 +119,7 @@ class SelfcrossSweeper(BasicSweeper):
                 invalid.append((job, str(err)))
                 continue
             out_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
-            if completed_result(out_dir, config_hash(cfg)) is not None:
+            if finished_run(cfg, out_dir, config_hash(cfg)) is not None:
                 complete += 1
                 continue
             todo.append(list(job))

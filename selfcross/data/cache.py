@@ -6,9 +6,11 @@ no private memory: concurrent runs on one machine (several jobs per GPU, a CPU s
 same pages of the operating system's page cache instead of each holding a copy of the fold, and
 a GPU run uploads its fold straight from the mapping.
 
-An entry is keyed by the fold directory, its files' names, sizes and modification times, and the
-reading options; each modality is written (atomically, under a lock) the first time a run needs
-it. A changed or replaced data file gives a new key, so a stale entry is never used.
+An entry is keyed by the fold directory, its fingerprint (the files' layout and contents,
+:mod:`selfcross.data.fingerprint`) and the reading options; each modality is written
+(atomically, under a lock) the first time a run needs it. A changed or replaced data file gives
+a new key, so a stale entry is never used, even after a same-size edit whose modification time
+was put back.
 """
 
 from __future__ import annotations
@@ -24,27 +26,27 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from selfcross.data.fingerprint import MEMO_DIR, fingerprint
 from selfcross.data.npy import SPLITS
 from selfcross.data.reader import FoldData, FoldReader, ReaderOptions, SplitData
+from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+"""2: keyed by the fold's contents (1: by file names, sizes and modification times)."""
+CACHE_SETTING = "data.cache_dir (paths.cache_dir, or the SELFCROSS_CACHE_DIR environment variable)"
+"""Where a run's error sends the user when the cache folder cannot be written."""
 BASE = "base"
 
 
-def _files(fold_dir: Path) -> list:
-    return [
-        [p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(fold_dir.glob("*.npy"))
-    ]
-
-
-def cache_key(fold_dir: Path, options: ReaderOptions) -> str:
-    """Identifies the fold's files (by name, size and mtime) and how they are read."""
+def cache_key(fold_dir: Path, fingerprint: str, options: ReaderOptions) -> str:
+    """Identifies the fold (its directory and fingerprint, contents included) and how it is
+    read."""
     payload = {
         "format": CACHE_FORMAT,
         "dir": str(fold_dir.resolve()),
-        "files": _files(fold_dir),
+        "fingerprint": fingerprint,
         "drop_zero_video": options.drop_zero_video,
         "audio_standardize": options.audio_standardize,
         "text_source": options.text_source,
@@ -69,7 +71,9 @@ def _save_dir(target: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build(entry: Path, fold_dir: Path, options: ReaderOptions, modalities: tuple[str, ...]):
+def _build(
+    entry: Path, fold_dir: Path, options: ReaderOptions, modalities: tuple[str, ...], fp: str
+):
     """Read (and check) the fold for ``modalities`` and write their processed arrays.
 
     Features are streamed from the fold's files into the cache's, block by block, so building
@@ -78,7 +82,9 @@ def _build(entry: Path, fold_dir: Path, options: ReaderOptions, modalities: tupl
     work = entry.parent / f".{entry.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        fold = FoldReader(fold_dir, replace(options, modalities=modalities)).load(out_dir=work)
+        fold = FoldReader(fold_dir, replace(options, modalities=modalities)).load(
+            out_dir=work, fingerprint=fp
+        )
         if not (entry / BASE / "meta.json").is_file():
             _save_dir(
                 entry / BASE,
@@ -87,7 +93,6 @@ def _build(entry: Path, fold_dir: Path, options: ReaderOptions, modalities: tupl
                     "n_dropped": {s: fold.splits[s].n_dropped for s in SPLITS},
                     "fingerprint": fold.fingerprint,
                     "source": str(fold_dir.resolve()),
-                    "files": _files(fold_dir),
                 },
             )
         for m in modalities:
@@ -119,15 +124,15 @@ def _open(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="c", allow_pickle=False)
 
 
-def _prune_stale(cache_dir: Path, fold_dir: Path) -> None:
+def _prune_stale(cache_dir: Path, fold_dir: Path, fp: str) -> None:
     """Remove entries made from this fold directory's earlier files (e.g. regenerated data)."""
-    source, files = str(fold_dir.resolve()), _files(fold_dir)
+    source = str(fold_dir.resolve())
     for meta_path in cache_dir.glob(f"{fold_dir.name}-*/{BASE}/meta.json"):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             continue
-        if meta.get("source") == source and meta.get("files") != files:
+        if meta.get("source") == source and meta.get("fingerprint") != fp:
             log.info("Removing a stale cache entry: %s", meta_path.parent.parent)
             shutil.rmtree(meta_path.parent.parent, ignore_errors=True)
 
@@ -141,14 +146,15 @@ def load_fold(
         return FoldReader(fold_dir, options).load()
     if not fold_dir.is_dir():  # let the reader report it in its words
         return FoldReader(fold_dir, options).load()
-    entry = Path(cache_dir) / f"{fold_dir.name}-{cache_key(fold_dir, options)}"
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(cache_dir, CACHE_SETTING)
+    fp = fingerprint(fold_dir, Path(cache_dir) / MEMO_DIR)
+    entry = Path(cache_dir) / f"{fold_dir.name}-{cache_key(fold_dir, fp, options)}"
     with FileLock(entry.parent / f".{entry.name}.lock"):
         missing = tuple(m for m in options.modalities if not (entry / m / "meta.json").is_file())
         if missing or not (entry / BASE / "meta.json").is_file():
-            _prune_stale(Path(cache_dir), fold_dir)
+            _prune_stale(Path(cache_dir), fold_dir, fp)
             log.info("Caching the processed %s (%s) in %s", fold_dir, "".join(missing), entry)
-            _build(entry, fold_dir, options, missing or options.modalities[:1])
+            _build(entry, fold_dir, options, missing or options.modalities[:1], fp)
     base = json.loads((entry / BASE / "meta.json").read_text())
     splits = {
         s: SplitData(

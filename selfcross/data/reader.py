@@ -12,8 +12,6 @@ reads best as one class.)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from selfcross import MODALITIES
+from selfcross.data import sanity
+from selfcross.data.fingerprint import fingerprint as fold_fingerprint
 from selfcross.data.npy import (
     EMBEDDING_FILE,
     FEATURE_FILES,
@@ -34,7 +34,6 @@ from selfcross.data.npy import (
     check_embedding,
     check_numeric,
     integers,
-    npy_header,
     open_array,
     release_rows,
     split_file,
@@ -85,7 +84,7 @@ class FoldData:
     audio_mean: np.ndarray | None = None
     audio_std: np.ndarray | None = None
     fingerprint: str = ""
-    """Hash of the fold's files' names, shapes, dtypes and sizes (not their contents)."""
+    """The fold's files' layout and contents (:mod:`selfcross.data.fingerprint`)."""
     embedding_zeroed: int = 0
 
     def class_counts(self, num_classes: int) -> dict[str, list[int]]:
@@ -178,6 +177,7 @@ class FoldReader:
         self._source = "ids"
         self._vocab: int | None = None
         self._feature_shapes: dict[str, tuple[Path, tuple[int, ...]]] = {}
+        """Per modality: the first file read and its whole shape (rows included)."""
 
     def attempt(self, check: Callable, *args):
         """Run one check; when collecting, record its problem and return None instead."""
@@ -204,12 +204,12 @@ class FoldReader:
         check_configured_shape(path, array, modality, (self.opt.shapes or {}).get(modality))
         if 0 in array.shape[1:]:
             raise DataError(path, f"has an empty dimension, shape {list(array.shape)}")
-        first = self._feature_shapes.setdefault(modality, (path, array.shape[1:]))
-        if first[1] != array.shape[1:]:
+        first_path, first_shape = self._feature_shapes.setdefault(modality, (path, array.shape))
+        if first_shape[1:] != array.shape[1:]:
             raise DataError(
                 path,
-                f"shape {list(array.shape)} does not match {first[0].name} "
-                f"{[array.shape[0], *first[1]]} beyond the utterance axis",
+                f"shape {list(array.shape)} does not match {first_path.name} "
+                f"{list(first_shape)} beyond the utterance axis",
             )
 
     def _check_n(self, split: OpenedSplit, path: Path, array: np.ndarray) -> None:
@@ -353,20 +353,36 @@ class FoldReader:
             release_rows(array, int(idx[0]), int(idx[-1]) + 1)
 
     def _copy_rows(
-        self, path: Path, array: np.ndarray, rows: np.ndarray, split: str, out_path=None
-    ):
+        self, path: Path, array: np.ndarray, rows: np.ndarray, split: str, out_path=None,
+        lengths: tuple[Path, np.ndarray] | None = None,
+    ):  # fmt: skip
         """The kept rows as one contiguous float32 array (in memory, or a new ``.npy`` file at
-        ``out_path``, memory-mapped); returns it and the values zeroed."""
+        ``out_path``, memory-mapped); returns it and the values zeroed. With ``lengths`` (the
+        lengths file and its [N] values), frames beyond the valid lengths are checked to be
+        padding on the way."""
+        beyond = [0]
+
+        def blocks():
+            for idx, block in self.scan(path, array, rows, split):
+                if lengths is not None:
+                    beyond[0] += sanity.frames_beyond_length(block, lengths[1][idx])
+                yield idx, block
+
         shape = (len(rows), *array.shape[1:])
-        out = copy_blocks(self.scan(path, array, rows, split), shape, out_path)
+        out = copy_blocks(blocks(), shape, out_path)
+        if lengths is not None:
+            problem = sanity.padding_problem(beyond[0], len(rows), split, lengths[0].name)
+            if problem:
+                log.warning("%s: %s", lengths[0], problem)
         zeroed = self.nonfinite_zeroed.get(path, 0)
         _warn_zeroed(path, zeroed)
         return out, zeroed
 
-    def load(self, out_dir: Path | None = None) -> FoldData:
+    def load(self, out_dir: Path | None = None, fingerprint: str | None = None) -> FoldData:
         """The kept rows of every split, checked, in memory; with ``out_dir`` the float
         features are streamed into ``out_dir/<modality>/<split>.npy`` instead (memory-mapped),
-        so a fold larger than memory can be processed."""
+        so a fold larger than memory can be processed. ``fingerprint``: the fold's, when the
+        caller has already computed it (it reads every byte)."""
         opened = self.open()
         splits: dict[str, SplitData] = {}
         for name, s in opened.splits.items():
@@ -380,8 +396,11 @@ class FoldReader:
                     if out_dir is not None:
                         (Path(out_dir) / modality).mkdir(parents=True, exist_ok=True)
                         out_path = Path(out_dir) / modality / f"{name}.npy"
+                    lengths = None
+                    if modality in s.lengths:
+                        lengths = (s.paths[f"{modality}_len"], s.lengths[modality])
                     data.features[modality], zeroed = self._copy_rows(
-                        s.paths[modality], src, s.keep, name, out_path
+                        s.paths[modality], src, s.keep, name, out_path, lengths
                     )
                     data.nonfinite_zeroed += zeroed
                 if modality in s.lengths:
@@ -395,7 +414,8 @@ class FoldReader:
             fold.audio_mean, fold.audio_std = standardize_audio(
                 fold.splits, self.opt.audio_standardize, fold.path
             )
-        fold.fingerprint = fingerprint(self.dir)
+        fold.fingerprint = fingerprint or fold_fingerprint(self.dir)
+        sanity.warn_fold(self.dir, opened.splits, splits, self.opt)
         missing = missing_classes(splits["train"].labels, self.opt.num_classes)
         if missing:
             log.warning(
@@ -421,19 +441,3 @@ def missing_classes(labels: np.ndarray, num_classes: int) -> list[int]:
 def missing_classes_problem(missing: list[int], names=None) -> str:
     ids = ", ".join(f"{c} ({names[c]})" if names else str(c) for c in missing)
     return f"the train split has no utterance of class id(s) {ids}"
-
-
-def fingerprint(directory: Path) -> str:
-    """A short hash of every ``.npy`` file's name, shape, dtype and size in a fold directory.
-
-    It identifies the fold's data, whichever modalities a run reads, without reading the data.
-    """
-    meta = []
-    for path in sorted(Path(directory).glob("*.npy")):
-        try:
-            header = npy_header(path)
-        except DataError:
-            header = None
-        shape, dtype = (list(header[0]), str(header[1])) if header else (None, None)
-        meta.append((path.name, shape, dtype, path.stat().st_size))
-    return hashlib.sha256(json.dumps(meta).encode()).hexdigest()[:16]

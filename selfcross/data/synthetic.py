@@ -31,12 +31,15 @@ import numpy as np
 from filelock import FileLock
 
 from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
+from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)
 
 SPLIT_RATIOS = (8.0, 0.5, 1.5)
 PROSODY_DIM = 35
 FORMAT_VERSION = 1
+DATA_SETTING = "data.root (paths.data_dir, or the SELFCROSS_DATA_DIR environment variable)"
+"""Where a run's error sends the user when the synthetic folds cannot be written."""
 BLOCK = 128
 """Utterances generated per random stream; fixed so that data never depend on fold choice."""
 
@@ -264,7 +267,7 @@ def ensure_synthetic(root: str | Path, folds, spec: SyntheticSpec) -> Path:
     root = Path(root)
     meta_path = root / "synthetic.json"
     meta = {"digest": spec.digest(), "format": FORMAT_VERSION, "spec": asdict(spec)}
-    root.mkdir(parents=True, exist_ok=True)
+    writable_dir(root, DATA_SETTING)
     with FileLock(root / ".lock"):
         if meta_path.is_file():
             try:

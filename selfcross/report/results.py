@@ -14,13 +14,14 @@ import json
 import math
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from selfcross.errors import DataError
-from selfcross.training.record import RESULT_FILE, RunRecord
+from selfcross.training.record import RESULT_FILE, RunRecord, same_data
+from selfcross.training.resume import comparable_config
 
 METRICS = {"wa": "test_wa", "uwa": "test_uwa"}
 """The paper's metric names -> record keys (WA = mean per-class recall, UWA = accuracy)."""
@@ -45,6 +46,8 @@ class RunResult:
     confusion: np.ndarray | None = None
     """[C, C] test counts, rows true class, columns predicted; None if absent."""
     class_names: tuple[str, ...] | None = None
+    config: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The run's configuration as the config hash sees it, flattened (``comparable_config``)."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -126,6 +129,7 @@ def parse_result(path: Path, raw) -> RunResult:
         fingerprint=fingerprint,
         confusion=confusion,
         class_names=class_names,
+        config=comparable_config(record.config) if isinstance(record.config, dict) else {},
     )
 
 
@@ -175,9 +179,55 @@ def describe_source(source: DataSource) -> str:
     return f"{name}" + (f"/{preset}" if preset else "") + f" at {root}"
 
 
+CELL_KEYS = ("fold", "seed", "data.fold")
+"""What may differ between the runs of one cell (``data.fold`` is ``${fold}``); every other
+hashed key must agree."""
+
+
+def config_difference(a: RunResult, b: RunResult) -> dict[str, tuple[str, str]]:
+    """The keys, beyond fold and seed, whose values differ between two runs: key -> (a, b)."""
+    absent = "<absent>"
+    return {
+        key: (a.config.get(key, absent), b.config.get(key, absent))
+        for key in sorted(set(a.config) | set(b.config))
+        if key not in CELL_KEYS and a.config.get(key, absent) != b.config.get(key, absent)
+    }
+
+
+def _shown(value: str) -> str:
+    return value[1:-1] if value.startswith('"') and value.endswith('"') else value
+
+
+def describe_difference(diff: dict[str, tuple[str, str]], limit: int = 4) -> str:
+    """``model.optimizer.lr: 0.01 vs 0.001; ...`` (the first ``limit`` keys)."""
+    parts = [f"{k}: {_shown(a)} vs {_shown(b)}" for k, (a, b) in list(diff.items())[:limit]]
+    if len(diff) > limit:
+        parts.append(f"and {len(diff) - limit} more")
+    return "; ".join(parts)
+
+
+def config_groups(runs: list[RunResult]) -> list[tuple[str, list[RunResult]]]:
+    """The runs split by the keys that differ within some cell, each group with its label
+    (``model.optimizer.lr=0.01``); one unlabelled group when every cell is one configuration."""
+    first: dict[tuple[str, str], RunResult] = {}
+    keys: set[str] = set()
+    for run in runs:
+        keys |= set(config_difference(run, first.setdefault((run.model, run.modality), run)))
+    if not keys:
+        return [("", list(runs))]
+    groups: dict[str, list[RunResult]] = {}
+    for run in runs:
+        label = ", ".join(f"{k}={_shown(run.config.get(k, '<absent>'))}" for k in sorted(keys))
+        groups.setdefault(label, []).append(run)
+    return sorted(groups.items())
+
+
 def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> None:
     """Refuse runs that must not be aggregated together (DataError naming two files).
 
+    - runs of one (model, modality) cell whose configurations differ beyond fold and seed
+      (a learning rate, the epochs, the synthetic generator's seed): always an error, naming
+      the keys (``--split-configs`` shows each configuration as its own cell instead);
     - the same (model, modality, fold, seed) twice: always an error;
     - different data sources (name, preset, root): an error unless ``allow_mixed_data``;
     - the same fold with different ``data.fingerprint`` (a hash of every file of the fold
@@ -186,7 +236,17 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
     first_of_key: dict[tuple, RunResult] = {}
     first_source: RunResult | None = None
     first_of_fold: dict[int, RunResult] = {}
+    first_of_cell: dict[tuple[str, str], RunResult] = {}
     for run in runs:
+        reference = first_of_cell.setdefault((run.model, run.modality), run)
+        diff = config_difference(run, reference)
+        if diff:
+            raise DataError(
+                run.path,
+                f"configuration differs from {reference.path} ({describe_difference(diff)}): "
+                "a cell averages runs of one configuration; pass --split-configs to show "
+                "each configuration as its own cell",
+            )
         other = first_of_key.setdefault(run.key, run)
         if other is not run:
             model, modality, fold, seed = run.key
@@ -207,7 +267,7 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 "pass --allow-mixed-data to aggregate them anyway",
             )
         same_fold = first_of_fold.setdefault(run.fold, run)
-        if same_fold.fingerprint != run.fingerprint:
+        if not same_data(same_fold.fingerprint, run.fingerprint):
             raise DataError(
                 run.path,
                 f"fold {run.fold} data fingerprint {run.fingerprint} differs from "

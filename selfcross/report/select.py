@@ -21,6 +21,7 @@ from selfcross.report.results import (
     RunResult,
     Skipped,
     check_runs,
+    config_groups,
     describe_source,
     load_results,
     warn_skipped,
@@ -191,6 +192,34 @@ def gather(
     runs, skipped = load_results(directory)
     warn_skipped(skipped)
     return select(directory, runs, skipped, protocol, wanted, allow_mixed_data)
+
+
+def gather_groups(
+    directory: Path,
+    protocol: Protocol,
+    wanted: Iterable[tuple[str, str]],
+    allow_mixed_data: bool,
+    split_configs: bool,
+) -> list[tuple[str, Selection]]:
+    """:func:`gather`, or with ``split_configs`` one labelled selection per configuration
+    (``results.config_groups``: the label names the keys that differ and their values)."""
+    if not split_configs:
+        return [("", gather(directory, protocol, wanted, allow_mixed_data))]
+    runs, skipped = load_results(directory)
+    warn_skipped(skipped)
+    wanted = list(wanted)
+    relevant = [r for r in runs if (r.model, r.modality) in set(wanted)]
+    n_files = len(runs) + len(skipped)
+    return [
+        (label, select(directory, group, skipped, protocol, wanted, allow_mixed_data, n_files))
+        for label, group in config_groups(relevant)
+    ]
+
+
+def label_folder(label: str) -> str:
+    """A folder name for a configuration label: ``model.optimizer.lr=0.01`` ->
+    ``model.optimizer.lr=0.01`` with anything but letters, digits and ``.=-_`` as ``_``."""
+    return "".join(c if c.isalnum() or c in ".=-_" else "_" for c in label)[:120]
 
 
 def describe_missing(missing: list[tuple[int, int]], protocol: Protocol) -> str:

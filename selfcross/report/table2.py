@@ -26,7 +26,8 @@ from selfcross.report.select import (
     TRIMODAL,
     Protocol,
     Selection,
-    gather,
+    gather_groups,
+    label_folder,
     missing_report,
     provenance,
 )
@@ -115,11 +116,21 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
 
 
 def make_table2(
-    directory: Path, out_dir: Path, protocol: Protocol, allow_mixed_data: bool = False
-) -> Report:
+    directory: Path,
+    out_dir: Path,
+    protocol: Protocol,
+    allow_mixed_data: bool = False,
+    split_configs: bool = False,
+) -> list[Report]:
     """Table 2 from the ``result.json`` files under ``directory``: printed, and written as
     ``<out_dir>/table2.md``, ``.tex`` and ``.csv``."""
-    selection = gather(directory, protocol, table2_cells(), allow_mixed_data)
-    report = build_table2(selection, allow_mixed_data)
-    publish(report, out_dir)
-    return report
+    reports = []
+    for label, selection in gather_groups(
+        directory, protocol, table2_cells(), allow_mixed_data, split_configs
+    ):
+        report = build_table2(selection, allow_mixed_data)
+        if label:  # --split-configs: one table per configuration, in its own folder
+            report = replace(report, title=f"{report.title} [{label}]")
+        publish(report, out_dir / label_folder(label) if label else out_dir)
+        reports.append(report)
+    return reports

@@ -94,7 +94,7 @@ def train_and_test(cfg: DictConfig) -> RunOutcome:
     out_dir = Path(cfg.paths.output_dir)
     digest = resume.config_hash(cfg)
     if cfg.resume.skip_complete:
-        done = resume.completed_result(out_dir, digest)
+        done = resume.finished_run(cfg, out_dir, digest)
         if done is not None:
             print(
                 f"already complete, skipped: {out_dir / RESULT_FILE} "
@@ -203,7 +203,7 @@ def _record(
         data=DataRecord(
             name=cfg.data.name,
             preset=cfg.data.get("preset"),
-            root=str(cfg.data.root),
+            root=str(Path(str(cfg.data.root)).resolve()),
             fold_path=str(datamodule.fold_path),
             fingerprint=datamodule.fold_data.fingerprint,
             splits=data_summary,

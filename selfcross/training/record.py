@@ -32,8 +32,18 @@ class DataRecord:
     root: str
     fold_path: str
     fingerprint: str
+    """``<layout>-<contents>`` of the fold's files (``data/fingerprint.py``); records written
+    before contents were hashed hold the layout part only (compare with :func:`same_data`)."""
     splits: dict[str, Any]
     """Per split (train, dev, test): ``n``, ``class_counts`` and what was dropped."""
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two data fingerprints name the same data; one without contents (an older
+    record) is compared on the layout only."""
+    if "-" in a and "-" in b:
+        return a == b
+    return a.split("-")[0] == b.split("-")[0]
 
 
 @dataclass

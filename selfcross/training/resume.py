@@ -9,6 +9,7 @@ another hash is stale.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from selfcross.training.record import RESULT_FILE, RunRecord, read_record
+from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
 
 log = logging.getLogger("selfcross")
 
@@ -37,6 +38,44 @@ NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
 ones (``monitor.metric``, ``data.class_names``): hashes stay those of earlier runs."""
 
 
+def drop_unhashed(cfg) -> None:
+    """Remove, in place, the keys that cannot change a run's results (a DictConfig opened for
+    writing, or a plain dict)."""
+    for key in NOT_HASHED:
+        cfg.pop(key, None)
+    for group, keys in (
+        ("trainer", NOT_HASHED_TRAINER),
+        ("data", NOT_HASHED_DATA),
+        ("model", NOT_HASHED_MODEL),
+    ):
+        if group in cfg:
+            for key in keys:
+                cfg[group].pop(key, None)
+
+
+def comparable_config(config: dict) -> dict[str, str]:
+    """A resolved configuration (``result.json``'s ``config``) as :func:`config_hash` sees it,
+    flattened to ``{"model.optimizer.lr": "0.001", ...}``: the unhashed keys removed and the
+    run's own folder shown as ``<output_dir>``, so that two runs compare by what they did."""
+    config = copy.deepcopy(config)
+    own = str((config.pop("paths", None) or {}).get("output_dir") or "") or None
+    drop_unhashed(config)
+    flat: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+            return
+        text = json.dumps(node, sort_keys=True, default=str)
+        if own is not None:
+            text = text.replace(own, "<output_dir>")
+        flat[prefix[:-1]] = text
+
+    walk(config, "")
+    return flat
+
+
 def config_hash(cfg: DictConfig) -> str:
     """A short hash of everything in ``cfg`` that can change a run's results."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
@@ -46,16 +85,7 @@ def config_hash(cfg: DictConfig) -> str:
         if "paths" in cfg:
             cfg.paths.output_dir = "<output_dir>"
             cfg.paths.cache_dir = "<cache_dir>"
-        for key in NOT_HASHED:
-            cfg.pop(key, None)
-        for group, keys in (
-            ("trainer", NOT_HASHED_TRAINER),
-            ("data", NOT_HASHED_DATA),
-            ("model", NOT_HASHED_MODEL),
-        ):
-            for key in keys:
-                if group in cfg:
-                    cfg[group].pop(key, None)
+        drop_unhashed(cfg)
     payload = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -66,6 +96,30 @@ def completed_result(out_dir: Path, digest: str) -> RunRecord | None:
     if record is not None and record.config_hash == digest:
         return record
     return None
+
+
+def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | None:
+    """:func:`completed_result`, unless the fold has changed since: a record of other data (a
+    fold edited or regenerated since the run) is not finished, and the run is redone.
+
+    The fold's fingerprint is computed only when there is a record to check, and memoised
+    under ``data.cache_dir``: unchanged data cost a few file metadata reads.
+    """
+    from selfcross.data.fingerprint import current_fingerprint  # the data package needs torch
+
+    record = completed_result(out_dir, digest)
+    if record is None:
+        return None
+    current = current_fingerprint(cfg.data.root, cfg.fold, cfg.data.get("cache_dir"))
+    if current is not None and not same_data(str(record.data.fingerprint), current):
+        log.info(
+            "%s was computed on other data (fingerprint %s, the fold's is now %s): redone",
+            Path(out_dir) / RESULT_FILE,
+            record.data.fingerprint,
+            current,
+        )
+        return None
+    return record
 
 
 def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:

@@ -49,3 +49,20 @@ def git_commit(directory: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def writable_dir(path: str | Path, setting: str) -> Path:
+    """``path`` created if needed and checked writable; else a DataError naming the folder (as
+    an absolute path) and ``setting``, the configuration that moves it elsewhere."""
+    from selfcross.errors import DataError
+
+    path = Path(path).absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise DataError(
+            path, f"cannot write here ({err.strerror}); set {setting} to a writable folder"
+        ) from None
+    return path
