@@ -45,6 +45,8 @@ class RunResult:
     confusion: np.ndarray | None = None
     """[C, C] test counts, rows true class, columns predicted; None if absent."""
     class_names: tuple[str, ...] | None = None
+    n_params: int | None = None
+    """Trainable parameters of the run's network; None if the record lacks a count."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -126,6 +128,7 @@ def parse_result(path: Path, raw) -> RunResult:
         fingerprint=fingerprint,
         confusion=confusion,
         class_names=class_names,
+        n_params=record.n_params if isinstance(record.n_params, int) else None,
     )
 
 
