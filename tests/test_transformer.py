@@ -188,3 +188,15 @@ def instantiate_network(cfg):
     from hydra.utils import instantiate
 
     return instantiate(cfg.model.network)
+
+
+def test_bad_settings_are_rejected_before_any_work(make_cfg):
+    from selfcross.config import validate
+
+    cfg = make_cfg("model=cross_transformer", "modality=TV", "model.network.norm=middle")
+    with pytest.raises(ConfigError, match=r"model.network.norm='middle': expected one of post"):
+        validate(cfg, need_data=False)
+    cfg = make_cfg("model=self_transformer", "model.network.num_layers=0")
+    with pytest.raises(ConfigError, match="num_layers=0"):
+        validate(cfg, need_data=False)
+    validate(make_cfg("model=self_transformer", "model.network.norm=pre"), need_data=False)

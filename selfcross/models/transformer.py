@@ -16,20 +16,17 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from selfcross import transformer_problem
 from selfcross.errors import ConfigError
 from selfcross.models.attention import CrossModalAttention
 
-NORMS = ("post", "pre")
-
 
 def check_transformer(num_layers: int, ffn_dim: int, norm: str) -> None:
-    """Raise :class:`ConfigError` for settings no stack can be built with."""
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise ConfigError(f"model.network.num_layers={num_layers!r}: expected an integer >= 1")
-    if not isinstance(ffn_dim, int) or ffn_dim < 1:
-        raise ConfigError(f"model.network.ffn_dim={ffn_dim!r}: expected an integer >= 1")
-    if norm not in NORMS:
-        raise ConfigError(f"model.network.norm={norm!r}: expected one of {', '.join(NORMS)}")
+    """Raise :class:`ConfigError` for settings no stack can be built with (the rule is
+    :func:`selfcross.transformer_problem`)."""
+    problem = transformer_problem(num_layers, ffn_dim, norm)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 class TransformerLayer(nn.Module):
