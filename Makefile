@@ -64,6 +64,10 @@ table2: $(STAMP) ## Run the Table 2 sweep (finished runs are skipped) and build 
 	$(PY) -m selfcross.run -m experiment=table2 $(SWEEP_ARGS) $(ARGS)
 	$(PY) -m selfcross.tables table2 $(TABLE_ARGS)
 
+table3: $(STAMP) ## Run the Table 3 sweep (transformer layers vs bare attention) and build tables/table3.*
+	$(PY) -m selfcross.run -m experiment=table3 $(SWEEP_ARGS) $(ARGS)
+	$(PY) -m selfcross.tables table3 $(TABLE_ARGS)
+
 figure3: $(STAMP) ## Run tri-modal Self and Cross on fold FIG_FOLD and draw tables/figure3.png
 	$(PY) -m selfcross.run -m experiment=table2 model=self,cross $(SWEEP_BASE) fold=$(FIG_FOLD) seed=$(SEEDS) $(ARGS)
 	$(PY) -m selfcross.tables figure3 --results multirun/$(SWEEP) --out $(OUT) --fold $(FIG_FOLD) --seeds $(SEEDS)
@@ -72,6 +76,10 @@ demo: $(STAMP) ## A reduced Table 1 on synthetic data (fold 1, seeds 1-2, <= 6 e
 	$(PY) -m selfcross.run -m experiment=demo $(ARGS)
 	$(PY) -m selfcross.tables table1 --results multirun/demo --out $(OUT) --folds 1 --seeds 1,2
 	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1 --seeds 1,2
+
+demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 epochs)
+	$(PY) -m selfcross.run -m experiment=demo3 $(ARGS)
+	$(PY) -m selfcross.tables table3 --results multirun/demo3 --out $(OUT) --folds 1 --seeds 1,2
 
 bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
 	$(PY) -m selfcross.bench $(ARGS)
@@ -91,4 +99,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 figure3 demo bench dashboard lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 bench dashboard lint format clean

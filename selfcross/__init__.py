@@ -24,3 +24,21 @@ def fusion_problem(fusion: str, modalities) -> str | None:
             "cross-attention relates one modality to another"
         )
     return None
+
+
+NORMS = ("post", "pre")
+"""LayerNorm placement of the transformer-encoder layers (selfcross.models.transformer)."""
+
+
+def transformer_problem(num_layers, ffn_dim, norm) -> str | None:
+    """Why no transformer-encoder stack can be built with these settings, or None if it can
+    (asked by the network and, before any work, by config validation)."""
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        return f"model.network.num_layers={num_layers!r}: expected an integer >= 1"
+    if ffn_dim is not None and (
+        isinstance(ffn_dim, bool) or not isinstance(ffn_dim, int) or ffn_dim < 1
+    ):
+        return f"model.network.ffn_dim={ffn_dim!r}: expected an integer >= 1 (or null: 4E)"
+    if norm not in NORMS:
+        return f"model.network.norm={norm!r}: expected one of {', '.join(NORMS)}"
+    return None

@@ -13,7 +13,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+<<<<<<< HEAD
 from selfcross import MODALITIES, fusion_problem
+=======
+from selfcross import fusion_problem, transformer_problem
+>>>>>>> issue11
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -134,6 +138,11 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
         check_modalities(cfg.modality)
         check_run_settings(cfg)
         problem = fusion_problem(cfg.model.network.fusion, list(cfg.modality.modalities))
+        network = cfg.model.network
+        if problem is None and network.get("transformer"):
+            problem = transformer_problem(
+                network.get("num_layers", 1), network.get("ffn_dim"), network.get("norm", "post")
+            )
         if problem is not None:
             raise ConfigError(problem)
         if len(cfg.data.class_names) != cfg.data.num_classes:

@@ -1,7 +1,9 @@
-"""The paper's Table 1, Table 2 and Figure 3, built from the runs' ``result.json`` files.
+"""The paper's Table 1, Table 2 and Figure 3, and our Table 3 (transformer layers), built
+from the runs' ``result.json`` files.
 
     python -m selfcross.tables table1 --results multirun/table1 [--out tables]
     python -m selfcross.tables table2 --results multirun/table2
+    python -m selfcross.tables table3 --results multirun/table3
     python -m selfcross.tables figure3 --results multirun/table1 [--fold 1] [--seed 3]
 
 Every file named ``result.json`` under ``--results`` is read. Each table cell is the mean ± sample
@@ -26,6 +28,7 @@ from selfcross.report.paper import N_RUNS
 from selfcross.report.select import Protocol
 from selfcross.report.table1 import make_table1
 from selfcross.report.table2 import make_table2
+from selfcross.report.table3 import make_table3
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -88,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser = argparse.ArgumentParser(
         prog="python -m selfcross.tables",
-        description="Build the paper's Table 1, Table 2 or Figure 3 from result.json files.",
+        description="Build Table 1, 2, 3 or Figure 3 from result.json files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+<<<<<<< HEAD
     for name, text in (
         ("table1", "Self vs Cross on all modality subsets"),
         ("table2", "the five tri-modal models"),
@@ -102,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
             "separate tables, labelled with the differing keys, under --out/<label>/ "
             "(default: refused)",
         )  # fmt: skip
+=======
+    sub.add_parser("table1", parents=[common], help="Self vs Cross on all modality subsets")
+    sub.add_parser("table2", parents=[common], help="the five tri-modal models")
+    sub.add_parser("table3", parents=[common], help="transformer layers vs bare attention")
+>>>>>>> issue11
     fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
     fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
     fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
@@ -117,8 +126,14 @@ def main(argv: list[str] | None = None) -> None:
                 args.results, args.out, protocol, args.seed, args.fold, args.allow_mixed_data
             )
         else:
+<<<<<<< HEAD
             make = {"table1": make_table1, "table2": make_table2}[args.command]
             make(args.results, args.out, protocol, args.allow_mixed_data, args.split_configs)
+=======
+            make = {"table1": make_table1, "table2": make_table2, "table3": make_table3}
+            make = make[args.command]
+            make(args.results, args.out, protocol, args.allow_mixed_data)
+>>>>>>> issue11
 
 
 if __name__ == "__main__":

@@ -152,3 +152,16 @@ def test_command_line():
     (row,) = json_lines(proc.stdout)
     assert row["model"] == "self" and row["modality"] == "T" and row["train_speedup"] > 0
     assert "self   T" in proc.stderr
+
+
+def test_transformer_variants_against_the_float64_reference_way(capsys):
+    models = "self_transformer,cross_transformer"
+    assert bench.main([*TINY, "--models", models, "--modalities", "TV"]) == 0
+    rows = json_lines(capsys.readouterr().out)
+    assert [r["model"] for r in rows] == ["self_transformer", "cross_transformer"]
+    for r in rows:
+        assert r["baseline_dtype"] == "float64"
+        assert r["max_logit_diff"] < 1e-5  # the same layers, computed the reference way
+        assert r["train_speedup"] == pytest.approx(
+            r["baseline_train_step_ms"] / r["train_step_ms"], abs=0.01
+        )

@@ -97,7 +97,7 @@ def test_unknown_option_is_a_one_line_error_also_in_a_sweep(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "error: model=crosss: no such option; choose one of cross, cross_nosp, cross_self, "
-        "self, self_nosp"
+        "cross_self_transformer, cross_transformer, self, self_nosp, self_transformer"
     )
     assert not any(tmp_path.iterdir())
 

@@ -110,6 +110,10 @@ def test_table_presets_hold_the_papers_sweeps():
     assert {m for m, _ in cells} == {"self", "cross", "self_nosp", "cross_nosp", "cross_self"}
     assert {mod for _, mod in cells} == {"TVA"}
     assert hydra_cfg("experiment=table1", "data=iemocap").sweep_name == "paper-iemocap"
+    cfg, cells = grid("table3")  # Table 1's folder: its Self and Cross runs are reused
+    models = ["self", "cross", "self_transformer", "cross_transformer"]
+    assert sorted(cells) == sorted(itertools.product(models, ["TV", "TA", "VA", "TVA"]))
+    assert len(cells) * 5 * 10 == 800 and cfg.sweep_name == "paper-synthetic-small"
 
 
 def test_slurm_launcher_config_composes_and_instantiates():

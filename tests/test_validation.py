@@ -692,7 +692,7 @@ def test_check_reads_features_in_bounded_blocks(fold, monkeypatch):
         (
             ["model=foo"],
             "error: model=foo: no such option; choose one of cross, cross_nosp, cross_self, "
-            "self, self_nosp",
+            "cross_self_transformer, cross_transformer, self, self_nosp, self_transformer",
         ),
         (["modality=TX"],
             "error: modality=TX: no such option; choose one of A, T, TA, TV, TVA, V, VA"),

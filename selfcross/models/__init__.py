@@ -7,6 +7,7 @@ from selfcross.models.encoders import ModalityEncoder
 from selfcross.models.module import EmotionRecognizer
 from selfcross.models.networks import EmotionNet, count_parameters, cross_pairs
 from selfcross.models.pooling import ConcatPooling, StatisticalPooling, temporal_average
+from selfcross.models.transformer import TransformerLayer, TransformerStack
 
 __all__ = [
     "FUSIONS",
@@ -18,6 +19,8 @@ __all__ = [
     "ModalityEncoder",
     "SelfAttention",
     "StatisticalPooling",
+    "TransformerLayer",
+    "TransformerStack",
     "count_parameters",
     "cross_pairs",
     "temporal_average",

@@ -10,6 +10,10 @@ cross_nosp    cross       concat     the M(M-1) temporal averages, M(M-1)*E
 cross_self    cross_self  stat       [mu_s || sigma_s || mu_c || sigma_c], 4E
 ============  ==========  =========  ============================================
 
+``self_transformer``, ``cross_transformer`` and ``cross_self_transformer`` are self, cross and
+cross_self with every attention module replaced by ``num_layers`` transformer-encoder layers
+(``transformer=True``; :mod:`selfcross.models.transformer`, docs/transformers.md).
+
 Bi- and uni-modal models are the tri-modal ones with the unused modalities' parts removed.
 """
 
@@ -26,6 +30,7 @@ from selfcross.models.attention import CrossModalAttention, SelfAttention
 from selfcross.models.classifier import Classifier
 from selfcross.models.encoders import ModalityEncoder
 from selfcross.models.pooling import POOLINGS, temporal_average
+from selfcross.models.transformer import TransformerStack, check_transformer
 
 
 def cross_pairs(modalities: Sequence[str]) -> list[tuple[str, str]]:
@@ -54,6 +59,10 @@ class EmotionNet(nn.Module):
             does (and then discard them). Off, attention runs fused; on only for the baseline.
         fused_gru, blocked_attention: the exact CPU kernels of :mod:`selfcross.models.kernels`
             for the bi-GRUs and for attention with dropout in training (no effect on CUDA).
+        transformer: replace every attention module by ``num_layers`` transformer-encoder
+            layers with a feed-forward block of width ``ffn_dim`` (default 4E) and ``norm``
+            ``post`` or ``pre`` (:mod:`selfcross.models.transformer`). Off: bare attention, the
+            paper's models; the three settings are then unused.
 
     ``forward`` takes a batch ``{modality: [B, T_m, D_m]}`` and returns logits [B, classes].
     """
@@ -73,6 +82,10 @@ class EmotionNet(nn.Module):
         attention_weights: bool = False,
         fused_gru: bool = True,
         blocked_attention: bool = True,
+        transformer: bool = False,
+        num_layers: int = 1,
+        ffn_dim: int | None = None,
+        norm: str = "post",
     ):
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
@@ -86,6 +99,19 @@ class EmotionNet(nn.Module):
         self.attention_weights = attention_weights
         input_dropout = input_dropout or {}
         embed = 2 * hidden
+        self.transformer = transformer
+        if transformer:
+            ffn_dim = 4 * embed if ffn_dim is None else ffn_dim
+            check_transformer(num_layers, ffn_dim, norm)
+
+        def attention(cross: bool) -> nn.Module:
+            if transformer:
+                return TransformerStack(
+                    embed, num_heads, attn_dropout, ffn_dim, norm, num_layers,
+                    blocked_attention, cross=cross,
+                )  # fmt: skip
+            kind = CrossModalAttention if cross else SelfAttention
+            return kind(embed, num_heads, attn_dropout, blocked_attention)
 
         self.encoders = nn.ModuleDict(
             {
@@ -104,21 +130,11 @@ class EmotionNet(nn.Module):
         self.cross_attention = None
         streams = []  # number of temporal averages in each pooled set
         if fusion in ("self", "cross_self"):
-            self.self_attention = nn.ModuleDict(
-                {
-                    m: SelfAttention(embed, num_heads, attn_dropout, blocked_attention)
-                    for m in self.modalities
-                }
-            )
+            self.self_attention = nn.ModuleDict({m: attention(False) for m in self.modalities})
             streams.append(len(self.self_attention))
         if fusion in ("cross", "cross_self"):
             self.cross_attention = nn.ModuleDict(
-                {
-                    f"{s}2{t}": CrossModalAttention(
-                        embed, num_heads, attn_dropout, blocked_attention
-                    )
-                    for s, t in cross_pairs(self.modalities)
-                }
+                {f"{s}2{t}": attention(True) for s, t in cross_pairs(self.modalities)}
             )
             streams.append(len(self.cross_attention))
         self.pool = POOLINGS[pooling]()

@@ -124,11 +124,12 @@ class Report:
 # -- pieces both tables share ----------------------------------------------------------------
 
 
-def legend_marks(protocol: Protocol, star_where: str) -> list[str]:
-    """The legend lines for our values and their marks (``*``, dagger, ``-``)."""
+def legend_marks(protocol: Protocol, star_where: str, pair: str = "Self and Cross") -> list[str]:
+    """The legend lines for our values and their marks (``*``, dagger, ``-``); ``pair`` names
+    the two models a star's test compares."""
     return [
         "Ours: mean ± sample standard deviation (ddof=1) over n runs, n in parentheses.",
-        f"* {star_where}: Self and Cross differ with p < .05 by Student's two-sample t-test "
+        f"* {star_where}: {pair} differ with p < .05 by Student's two-sample t-test "
         "(scipy.stats.ttest_ind, equal variances, two-tailed, over all runs of both cells): "
         "the paper's test. The paired t-test (scipy.stats.ttest_rel over the runs matched by "
         "fold and seed; pairs = their number) is shown beside it and sets no mark.",

@@ -34,6 +34,9 @@ MODEL_LABELS = {
     "self_nosp": "Self-noSP",
     "cross_nosp": "Cross-noSP",
     "cross_self": "Cross+Self",
+    "self_transformer": "Self-Transformer",
+    "cross_transformer": "Cross-Transformer",
+    "cross_self_transformer": "Cross+Self-Transformer",
 }
 """Model config name -> the paper's name."""
 
