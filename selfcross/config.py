@@ -13,11 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-<<<<<<< HEAD
-from selfcross import MODALITIES, fusion_problem
-=======
-from selfcross import fusion_problem, transformer_problem
->>>>>>> issue11
+from selfcross import MODALITIES, fusion_problem, transformer_problem
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -94,10 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build Table 1, 2, 3 or Figure 3 from result.json files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-<<<<<<< HEAD
     for name, text in (
         ("table1", "Self vs Cross on all modality subsets"),
         ("table2", "the five tri-modal models"),
+        ("table3", "transformer layers vs bare attention"),
     ):
         table = sub.add_parser(name, parents=[common], help=text)
         table.add_argument(
@@ -106,11 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
             "separate tables, labelled with the differing keys, under --out/<label>/ "
             "(default: refused)",
         )  # fmt: skip
-=======
-    sub.add_parser("table1", parents=[common], help="Self vs Cross on all modality subsets")
-    sub.add_parser("table2", parents=[common], help="the five tri-modal models")
-    sub.add_parser("table3", parents=[common], help="transformer layers vs bare attention")
->>>>>>> issue11
     fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
     fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
     fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
@@ -126,14 +121,9 @@ def main(argv: list[str] | None = None) -> None:
                 args.results, args.out, protocol, args.seed, args.fold, args.allow_mixed_data
             )
         else:
-<<<<<<< HEAD
-            make = {"table1": make_table1, "table2": make_table2}[args.command]
-            make(args.results, args.out, protocol, args.allow_mixed_data, args.split_configs)
-=======
             make = {"table1": make_table1, "table2": make_table2, "table3": make_table3}
             make = make[args.command]
-            make(args.results, args.out, protocol, args.allow_mixed_data)
->>>>>>> issue11
+            make(args.results, args.out, protocol, args.allow_mixed_data, args.split_configs)
 
 
 if __name__ == "__main__":

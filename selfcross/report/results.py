@@ -46,13 +46,10 @@ class RunResult:
     confusion: np.ndarray | None = None
     """[C, C] test counts, rows true class, columns predicted; None if absent."""
     class_names: tuple[str, ...] | None = None
-<<<<<<< HEAD
     config: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     """The run's configuration as the config hash sees it, flattened (``comparable_config``)."""
-=======
     n_params: int | None = None
     """Trainable parameters of the run's network; None if the record lacks a count."""
->>>>>>> issue11
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -134,11 +131,8 @@ def parse_result(path: Path, raw) -> RunResult:
         fingerprint=fingerprint,
         confusion=confusion,
         class_names=class_names,
-<<<<<<< HEAD
         config=comparable_config(record.config) if isinstance(record.config, dict) else {},
-=======
         n_params=record.n_params if isinstance(record.n_params, int) else None,
->>>>>>> issue11
     )
 
 

@@ -153,11 +153,22 @@ def build_table3(selection: Selection, allow_mixed_data: bool = False) -> Report
 
 
 def make_table3(
-    directory: Path, out_dir: Path, protocol: Protocol, allow_mixed_data: bool = False
-) -> Report:
+    directory: Path,
+    out_dir: Path,
+    protocol: Protocol,
+    allow_mixed_data: bool = False,
+    split_configs: bool = False,
+) -> list[Report]:
     """Table 3 from the ``result.json`` files under ``directory``: printed, and written as
-    ``<out_dir>/table3.md``, ``.tex`` and ``.csv``."""
-    selection = gather(directory, protocol, table3_cells(), allow_mixed_data)
-    report = build_table3(selection, allow_mixed_data)
-    publish(report, out_dir)
-    return report
+    ``<out_dir>/table3.md``, ``.tex`` and ``.csv`` (one per configuration, each in its own
+    folder, with ``split_configs``)."""
+    reports = []
+    for label, selection in gather_groups(
+        directory, protocol, table3_cells(), allow_mixed_data, split_configs
+    ):
+        report = build_table3(selection, allow_mixed_data)
+        if label:
+            report = replace(report, title=f"{report.title} [{label}]")
+        publish(report, out_dir / label_folder(label) if label else out_dir)
+        reports.append(report)
+    return reports
