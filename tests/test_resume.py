@@ -12,6 +12,7 @@ import time
 import pytest
 
 from selfcross.config import compose
+from selfcross.report.results import find_result_files
 from selfcross.training import resume, rundir
 from selfcross.training.experiment import train_and_test
 from selfcross.training.record import read_record
@@ -52,6 +53,7 @@ def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir)
     # the finished run of the other configuration is kept, not overwritten
     kept = tmp_path / "out" / "superseded" / first.record.config_hash / "result.json"
     assert json.loads(kept.read_text())["test_uwa"] == first.record.test_uwa
+    assert find_result_files(tmp_path / "out") == [path]  # the tables read the current run only
 
 
 def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
