@@ -22,7 +22,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("selfcross")
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+def compose(
+    overrides: list[str] | None = None, config_name: str = "config", with_hydra: bool = False
+) -> DictConfig:
     """The run configuration for ``overrides``, composed without starting a Hydra job.
 
     An unknown option or key raises :class:`ConfigError` with a one-line message (Hydra's own
@@ -34,7 +36,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "config") -> 
 
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3", job_name="selfcross"):
-            return hydra_compose(config_name, overrides=list(overrides or []))
+            return hydra_compose(
+                config_name, overrides=list(overrides or []), return_hydra_config=with_hydra
+            )
     except MissingConfigException as err:
         group, _, name = (err.missing_cfg_file or "").rpartition("/")
         if group and err.options:
@@ -83,10 +87,11 @@ def model_fusion(model: str) -> str:
     return str(OmegaConf.load(path).network.fusion)
 
 
-def check_overrides(argv: list[str]) -> None:
+def check_overrides(argv: list[str]) -> DictConfig:
     """One-line errors for bad overrides, before Hydra's multi-line ones: unknown options of
-    our groups (every value of a sweep list), and anything that fails to compose (a sweep's
-    first combination stands for all of them)."""
+    our groups (every value of a sweep list), anything that fails to compose (a sweep's first
+    combination stands for all of them) and a sweep name that is not one folder name. Returns
+    that first combination's configuration, with its ``hydra`` node."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
@@ -103,7 +108,19 @@ def check_overrides(argv: list[str]) -> None:
             value = next(iter(override.sweep_string_iterator()), None)
             if value is not None:
                 first.append(f"{override.get_key_element()}={value}")
-    compose(first)  # raises ConfigError with a one-line message
+    cfg = compose(first, with_hydra=True)  # raises ConfigError with a one-line message
+    check_sweep_name(cfg.get("sweep_name"))
+    return cfg
+
+
+def check_sweep_name(name) -> None:
+    """``sweep_name`` becomes one folder under ``multirun/``: no separators, ``..`` or root."""
+    text = str(name)
+    if not text or text in (".", "..") or "/" in text or "\\" in text or Path(text).is_absolute():
+        raise ConfigError(
+            f"sweep_name={text}: must be a single folder name under multirun/ (no '/', '\\', "
+            "'..' or absolute path)"
+        )
 
 
 def first_paragraph(text: str) -> str:
@@ -133,6 +150,8 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
             )
         check_modalities(cfg.modality)
         check_run_settings(cfg)
+        if "sweep_name" in cfg:
+            check_sweep_name(cfg.sweep_name)
         problem = fusion_problem(cfg.model.network.fusion, list(cfg.modality.modalities))
         network = cfg.model.network
         if problem is None and network.get("transformer"):
@@ -245,6 +264,12 @@ def user_errors() -> Iterator[None]:
             raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
+    except KeyboardInterrupt:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print("error: interrupted by Ctrl-C (SIGINT) before training; rerun the same command "
+              "to start it again", file=sys.stderr)  # fmt: skip
+        sys.exit(130)
     except OSError as err:
         if err.errno not in DISK_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -25,6 +25,10 @@ class Interrupted(SelfcrossError):
 
     exit_code = 143
 
+    def __init__(self, message: str, exit_code: int = 143):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 class JobFailed(Exception):
     """A sweep job's one-line error, handed to the sweeper (which reports it and goes on)."""

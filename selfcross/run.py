@@ -12,12 +12,14 @@ The work is :func:`selfcross.training.experiment.train_and_test`.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from selfcross.config import CONFIG_DIR, check_overrides, user_errors
 from selfcross.training.experiment import train_and_test
+from selfcross.training.rundir import check_owned
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -25,10 +27,14 @@ def main(cfg: DictConfig) -> dict:
     with user_errors():
         outcome = train_and_test(cfg)
     record = outcome.record
+    if record is None:  # run by another process
+        return {"status": outcome.status}
     return {"status": outcome.status, "test_wa": record.test_wa, "test_uwa": record.test_uwa}
 
 
 if __name__ == "__main__":
     with user_errors():
-        check_overrides(sys.argv[1:])
+        first = check_overrides(sys.argv[1:])
+        if not {"-m", "--multirun"} & set(sys.argv[1:]):  # (the sweeper checks each job folder)
+            check_owned(Path(first.hydra.run.dir), first.resume.allow_foreign_dir)
     main()

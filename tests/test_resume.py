@@ -12,7 +12,8 @@ import time
 import pytest
 
 from selfcross.config import compose
-from selfcross.training import resume
+from selfcross.report.results import find_result_files
+from selfcross.training import resume, rundir
 from selfcross.training.experiment import train_and_test
 from selfcross.training.record import read_record
 from tests.conftest import REPO, base_overrides
@@ -49,6 +50,10 @@ def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir)
     assert changed.status == "done"
     assert changed.record.config_hash != first.record.config_hash
     assert json.loads(path.read_text())["config_hash"] == changed.record.config_hash
+    # the finished run of the other configuration is kept, not overwritten
+    kept = tmp_path / "out" / "superseded" / first.record.config_hash / "result.json"
+    assert json.loads(kept.read_text())["test_uwa"] == first.record.test_uwa
+    assert find_result_files(tmp_path / "out") == [path]  # the tables read the current run only
 
 
 def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
@@ -57,6 +62,7 @@ def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
     out.mkdir(parents=True)
     whole = json.dumps({"test_uwa": 0.99, "config_hash": resume.config_hash(cfg)})
     (out / "result.json").write_text(whole[: len(whole) // 2])  # cut off mid-write
+    resume.mark_checkpoints(out, resume.config_hash(cfg))  # a run writes this first of all
     assert read_record(out / "result.json") is None
     assert resume.completed_result(out, resume.config_hash(cfg)) is None
     outcome = train_and_test(cfg)
@@ -72,14 +78,18 @@ def test_only_the_best_checkpoint_is_kept_by_default(tmp_path, data_dir):
     assert kept == ["best.ckpt", "last.ckpt"]
 
 
-def test_checkpoints_of_another_configuration_are_not_resumed(tmp_path):
+def test_checkpoints_of_another_configuration_are_not_resumed_but_kept(tmp_path, capsys):
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "last.ckpt").write_bytes(b"old")
     resume.mark_checkpoints(out, "aaaa")
-    assert resume.resume_checkpoint(out, "aaaa") == out / "checkpoints" / "last.ckpt"
+    assert rundir.supersede(out, "aaaa") is None  # its own: left in place
     assert resume.resume_checkpoint(out, "bbbb") is None
-    assert not (out / "checkpoints").exists()
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == b"old"  # not touched
+    assert rundir.supersede(out, "bbbb") == out / "superseded" / "aaaa"
+    assert (out / "superseded" / "aaaa" / "checkpoints" / "last.ckpt").read_bytes() == b"old"
+    assert not (out / "checkpoints").exists() and not (out / rundir.HASH_FILE).exists()
+    assert "superseded/aaaa" in capsys.readouterr().out
 
 
 def _sweep(tmp_path, data_dir):

@@ -99,14 +99,18 @@ class SelfcrossSweeper(BasicSweeper):
 
     def plan(self, arguments: list[str]) -> tuple[list[list[str]], int, int]:
         """All valid jobs not yet complete; also how many were invalid and how many complete."""
-        from selfcross.config import first_paragraph, validate
+        from selfcross.config import check_sweep_name, first_paragraph, validate
         from selfcross.errors import ConfigError
         from selfcross.training.resume import config_hash, finished_run
+        from selfcross.training.rundir import check_owned
+
+        check_sweep_name(self.config.get("sweep_name"))
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         jobs = self.split_arguments(overrides, None)[0]
         todo, invalid, complete = [], [], 0
+        self.todo_runs = []  # (folder, config hash) of each job to run
         loader = self.hydra_context.config_loader
         for job in jobs:
             try:
@@ -119,10 +123,12 @@ class SelfcrossSweeper(BasicSweeper):
                 invalid.append((job, str(err)))
                 continue
             out_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            check_owned(out_dir, bool(cfg.resume.get("allow_foreign_dir", False)))
             if finished_run(cfg, out_dir, config_hash(cfg)) is not None:
                 complete += 1
                 continue
             todo.append(list(job))
+            self.todo_runs.append((out_dir, config_hash(cfg)))
         if invalid and not self.skip_invalid:
             first_job, first_error = invalid[0]
             raise ConfigError(
@@ -152,27 +158,45 @@ class SelfcrossSweeper(BasicSweeper):
             n_invalid,
         )
         batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
-        returns, failed, job_idx = [], [], 0
-        for batch in batches:
-            try:
-                results = self.launcher.launch(batch, initial_job_idx=job_idx)
-            except SelfcrossError as err:  # e.g. SLURM refused the jobs
-                _exit_with(err)
-            for job, result in zip(batch, results, strict=True):
-                if result.status == JobStatus.FAILED:
-                    error = result._return_value
-                    message = str(error).splitlines()[0] if str(error) else repr(error)
-                    log_path = _job_log(result)
-                    failed.append((job, f"{message}; log: {log_path}" if log_path else message))
-            job_idx += len(batch)
-            returns.append(results)
+        returns, failed, busy, job_idx = [], [], 0, 0
+        try:
+            for batch in batches:
+                try:
+                    results = self.launcher.launch(batch, initial_job_idx=job_idx)
+                except SelfcrossError as err:  # e.g. SLURM refused the jobs
+                    _exit_with(err)
+                for job, result in zip(batch, results, strict=True):
+                    if result.status == JobStatus.FAILED:
+                        error = result._return_value
+                        first = str(error).splitlines()[0] if str(error) else repr(error)
+                        log_path = _job_log(result)
+                        failed.append((job, f"{first}; log: {log_path}" if log_path else first))
+                    elif (result._return_value or {}).get("status") == "busy":
+                        busy += 1
+                job_idx += len(batch)
+                returns.append(results)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
+            if code not in (130, 143):
+                raise
+            from selfcross.training.resume import completed_result
+
+            done = sum(completed_result(d, h) is not None for d, h in self.todo_runs)
+            log.error(
+                "Sweep %s interrupted: %d of %d jobs finished (and %d complete before); rerun "
+                "the same command to resume, finished jobs are kept",
+                sweep_dir, done, len(todo), n_complete,
+            )  # fmt: skip
+            sys.exit(code)
         for job, error in failed:
             log.error("Failed: [%s]: %s", _describe(job), error)
         log.info(
-            "Sweep %s finished: %d run, %d failed, %d already complete, %d invalid skipped",
+            "Sweep %s finished: %d run, %d failed, %d running in another process, "
+            "%d already complete, %d invalid skipped",
             sweep_dir,
-            len(todo) - len(failed),
+            len(todo) - len(failed) - busy,
             len(failed),
+            busy,
             n_complete,
             n_invalid,
         )

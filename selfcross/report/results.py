@@ -22,6 +22,7 @@ import numpy as np
 from selfcross.errors import DataError
 from selfcross.training.record import RESULT_FILE, RunRecord, same_data
 from selfcross.training.resume import comparable_config
+from selfcross.training.rundir import SUPERSEDED
 
 METRICS = {"wa": "test_wa", "uwa": "test_uwa"}
 """The paper's metric names -> record keys (WA = mean per-class recall, UWA = accuracy)."""
@@ -137,14 +138,19 @@ def parse_result(path: Path, raw) -> RunResult:
 
 
 def find_result_files(directory: str | Path) -> list[Path]:
-    """Every file named exactly ``result.json`` under ``directory``, sorted.
+    """Every file named exactly ``result.json`` under ``directory``, sorted; runs moved to a
+    ``superseded/`` folder (replaced by a run of another configuration) are left out.
 
     DataError if the directory does not exist or holds none.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(directory, "no such results directory")
-    paths = sorted(p for p in directory.rglob(RESULT_FILE) if p.is_file())
+    paths = sorted(
+        p
+        for p in directory.rglob(RESULT_FILE)
+        if p.is_file() and SUPERSEDED not in p.relative_to(directory).parts
+    )
     if not paths:
         raise DataError(directory, f"no {RESULT_FILE} under this directory: nothing to tabulate")
     return paths

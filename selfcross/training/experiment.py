@@ -4,11 +4,13 @@ Everything is built from the configuration with ``hydra.utils.instantiate``: the
 from ``cfg.data``, the LightningModule with its network from ``cfg.model``, the trainer, its
 callbacks and loggers. :func:`train_and_test` writes the run's :class:`RunRecord` to
 ``result.json``; a run already complete for the same configuration is skipped, an interrupted
-one resumes from its last epoch (:mod:`selfcross.training.resume`).
+one resumes from its last epoch (:mod:`selfcross.training.resume`). The run holds a lock on its
+folder and only removes what it wrote (:mod:`selfcross.training.rundir`).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 import warnings
@@ -19,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -26,7 +29,7 @@ import selfcross
 from selfcross.config import CONFIG_DIR, resolved, validate
 from selfcross.errors import Interrupted
 from selfcross.models import EmotionRecognizer, count_parameters
-from selfcross.training import resume, tracking
+from selfcross.training import resume, rundir, tracking
 from selfcross.training.gpus import job_gpu
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.runtime import apply_run_settings
@@ -37,11 +40,12 @@ log = logging.getLogger("selfcross")
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What :func:`train_and_test` did: ``done`` (trained, tested, written) or ``skipped``
-    (``result.json`` already held this configuration's record)."""
+    """What :func:`train_and_test` did: ``done`` (trained, tested, written), ``skipped``
+    (``result.json`` already held this configuration's record) or ``busy`` (another process
+    holds the run's lock; no record)."""
 
     status: str
-    record: RunRecord
+    record: RunRecord | None
     path: Path
     """The ``result.json`` holding ``record``."""
 
@@ -56,12 +60,13 @@ class Timing:
 
 
 def quiet_library_noise() -> None:
-    """Drop Lightning's advertisement and a deprecation notice from inside Lightning."""
+    """Drop Lightning's advertisement, its Ctrl-C notice (the run says it in one line) and a
+    deprecation notice from inside Lightning."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
     class NoTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return "Tip:" not in str(record.msg)
+            return not any(s in str(record.msg) for s in ("Tip:", "Detected KeyboardInterrupt"))
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
@@ -81,6 +86,30 @@ def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
+def keep_csv_history(loggers: list, ckpt_path: Path | None) -> None:
+    """On a resume, keep the CSV rows of the epochs the checkpoint holds (Lightning's CSV logger
+    deletes ``metrics.csv`` when it starts); rows of the unfinished epoch are dropped, as that
+    epoch runs again."""
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        rows, header = [], []
+        if ckpt_path is not None and path.is_file():
+            last_epoch = _best_epoch(str(ckpt_path)) - 1  # 0-based, as the CSV counts
+            with path.open(newline="") as file:
+                reader = csv.DictReader(file)
+                header = list(reader.fieldnames or [])
+                rows = [r for r in reader if r.get("epoch") and float(r["epoch"]) <= last_epoch]
+        writer = logger.experiment  # starting the writer removes the old file
+        if rows:
+            with path.open("w", newline="") as file:
+                out = csv.DictWriter(file, fieldnames=header)
+                out.writeheader()
+                out.writerows(rows)
+            writer.metrics_keys = header
+
+
 def _best_epoch(checkpoint_path: str) -> int:
     """1-based epoch of a Lightning checkpoint, read without unpickling."""
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -92,6 +121,17 @@ def train_and_test(cfg: DictConfig) -> RunOutcome:
     validate(cfg)
     quiet_library_noise()
     out_dir = Path(cfg.paths.output_dir)
+    rundir.check_owned(out_dir, bool(cfg.resume.get("allow_foreign_dir", False)))
+    with rundir.job_lock(out_dir) as mine:
+        if not mine:
+            lock = out_dir / rundir.LOCK_FILE
+            print(f"running in another process, skipped: {out_dir} ({lock} is held)", flush=True)
+            return RunOutcome("busy", None, out_dir / RESULT_FILE)
+        return _train_and_test(cfg, out_dir)
+
+
+def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
+    """:func:`train_and_test` once the run holds its folder's lock."""
     digest = resume.config_hash(cfg)
     if cfg.resume.skip_complete:
         done = resume.finished_run(cfg, out_dir, digest)
@@ -102,6 +142,7 @@ def train_and_test(cfg: DictConfig) -> RunOutcome:
                 flush=True,
             )
             return RunOutcome("skipped", done, out_dir / RESULT_FILE)
+    rundir.supersede(out_dir, digest)
     ckpt_path = resume.resume_checkpoint(out_dir, digest) if cfg.resume.from_checkpoint else None
     resume.mark_checkpoints(out_dir, digest)
 
@@ -115,6 +156,7 @@ def train_and_test(cfg: DictConfig) -> RunOutcome:
     apply_run_settings(module, cfg.get("threads"))
     n_params = count_parameters(module.network)
     loggers = build_loggers(cfg)
+    keep_csv_history(loggers, ckpt_path)
     exit_code = 1
     try:
         for logger in loggers:
@@ -153,6 +195,14 @@ def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir) -> Timing:
         raise Interrupted(
             f"interrupted by SIGTERM in epoch {trainer.current_epoch + 1}; rerun the same "
             f"command to resume from the last finished epoch ({out_dir})"
+        ) from None
+    except SystemExit:
+        if not trainer.interrupted:  # Lightning turns Ctrl-C into exit status 1
+            raise
+        raise Interrupted(
+            f"interrupted by Ctrl-C (SIGINT) in epoch {trainer.current_epoch + 1}; rerun the "
+            f"same command to resume from the last finished epoch ({out_dir})",
+            exit_code=130,
         ) from None
     train_seconds = time.perf_counter() - started
     if trainer.interrupted:

@@ -3,8 +3,10 @@
 A run is identified by the hash of its resolved configuration, leaving out what cannot change
 its numbers (output paths, logger, progress bar, sweep name, launcher). A run directory holding
 a ``result.json`` with the same hash is complete and is skipped; one holding
-``checkpoints/last.ckpt`` written under the same hash resumes from it; anything written under
-another hash is stale.
+``checkpoints/last.ckpt`` written under the same hash resumes from it; what was written under
+another hash is kept aside (:mod:`selfcross.training.rundir`), never deleted. A checkpoint that
+cannot be read is renamed ``<name>.corrupt-<UTC time>`` and the run goes on from the best
+checkpoint it wrote, or starts over.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ import copy
 import hashlib
 import json
 import logging
-import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
+from selfcross.training.rundir import HASH_FILE
 
 log = logging.getLogger("selfcross")
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
-HASH_FILE = "checkpoints.hash"
-"""Beside ``checkpoints/``: the configuration hash its checkpoints were written under."""
+BEST_CHECKPOINT = "best.ckpt"
 NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
@@ -123,18 +126,38 @@ def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | Non
 
 
 def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
-    """``last.ckpt`` of an interrupted run of this configuration; stale checkpoints are removed."""
+    """The checkpoint an interrupted run of this configuration continues from: ``last.ckpt``,
+    or ``best.ckpt`` when ``last.ckpt`` is unreadable (then set aside); None to start over.
+
+    Checkpoints of another configuration have been moved aside already (``rundir.supersede``);
+    any still here under another hash are not resumed and not touched."""
     ckpt_dir = Path(out_dir) / CHECKPOINT_DIR
-    if not ckpt_dir.is_dir():
-        return None
     hash_file = Path(out_dir) / HASH_FILE
     stored = hash_file.read_text().strip() if hash_file.is_file() else None
-    if stored != digest:
-        log.warning("Removing checkpoints of a different configuration in %s", ckpt_dir)
-        shutil.rmtree(ckpt_dir)
+    if not ckpt_dir.is_dir() or stored != digest:
         return None
-    last = ckpt_dir / LAST_CHECKPOINT
-    return last if last.is_file() else None
+    for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+        path = ckpt_dir / name
+        if path.is_file() and _readable(path):
+            return path
+    return None
+
+
+def _readable(path: Path) -> bool:
+    """Whether ``path`` loads as a checkpoint; an unreadable one is renamed, not deleted."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "state_dict" not in state:
+            raise ValueError("no state_dict")
+        return True
+    except Exception as err:  # a cut-off zip, garbage bytes, a foreign object: all unusable
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        path.rename(aside)
+        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+        print(f"warning: {path}: unreadable checkpoint ({reason}); kept as {aside.name}, "
+              "resuming from the last good state", flush=True)  # fmt: skip
+        return False
 
 
 def mark_checkpoints(out_dir: Path, digest: str) -> None:
