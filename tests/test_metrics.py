@@ -87,6 +87,7 @@ def test_report_recall_and_confusion():
     assert confusion.tolist() == expected
     assert per_class_recall(confusion).tolist() == pytest.approx([0.5, 1.0, 2 / 3])
     assert confusion_matrix(y_true, y_pred, 3).tolist() == expected
+    assert confusion_matrix(y_true, y_pred, 3).dtype == np.int64  # counts, written to JSON
 
 
 class ScriptedNetwork(torch.nn.Module):
@@ -119,3 +120,5 @@ def test_module_test_step_confusion_is_true_by_predicted_and_recall_is_per_true_
     assert report["recall"] == pytest.approx([0.5, 1.0, 0.5])
     assert report["wa"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
     assert report["uwa"] == pytest.approx(4 / 7)
+    # macro-F1 by hand: a P 2/3 R 1/2 -> 4/7; b P 1/2 R 1 -> 2/3; c P 1/2 R 1/2 -> 1/2
+    assert report["f1"] == pytest.approx((4 / 7 + 2 / 3 + 1 / 2) / 3)
