@@ -80,7 +80,7 @@ MUTATE ?= selfcross.models.metrics* selfcross.report.stats* selfcross.data.prepr
 
 mutation: $(STAMP) ## Mutation testing, not in CI (docs/mutation.md; 10-20 min per MUTATE= group)
 	rm -rf mutants
-	$(VENV)/bin/mutmut run $(MUTATE)
+	$(VENV)/bin/mutmut run $(foreach m,$(MUTATE),'$(m)')
 	$(VENV)/bin/mutmut results
 
 lint: $(STAMP) ## ruff: lint and format check
