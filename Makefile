@@ -87,6 +87,14 @@ bench: $(STAMP) ## Time training steps at paper size against the float64 referen
 dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B credentials, --entity)
 	$(PY) -m selfcross.dashboard $(ARGS)
 
+# Modules whose mutants `make mutation` runs (mutmut name patterns; the scope is [tool.mutmut]).
+MUTATE ?= selfcross.models.metrics* selfcross.report.stats* selfcross.data.preprocess*
+
+mutation: $(STAMP) ## Mutation testing, not in CI (docs/mutation.md; 10-20 min per MUTATE= group)
+	rm -rf mutants
+	$(VENV)/bin/mutmut run $(foreach m,$(MUTATE),'$(m)')
+	$(VENV)/bin/mutmut results
+
 lint: $(STAMP) ## ruff: lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -96,7 +104,7 @@ format: $(STAMP) ## ruff: fix what can be fixed and format
 	$(VENV)/bin/ruff format .
 
 clean: ## Remove outputs, caches and tables (keeps .venv and data)
-	rm -rf outputs multirun tables .pytest_cache .ruff_cache
+	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 bench dashboard lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 bench dashboard mutation lint format clean

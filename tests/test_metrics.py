@@ -87,3 +87,38 @@ def test_report_recall_and_confusion():
     assert confusion.tolist() == expected
     assert per_class_recall(confusion).tolist() == pytest.approx([0.5, 1.0, 2 / 3])
     assert confusion_matrix(y_true, y_pred, 3).tolist() == expected
+    assert confusion_matrix(y_true, y_pred, 3).dtype == np.int64  # counts, written to JSON
+
+
+class ScriptedNetwork(torch.nn.Module):
+    """Predicts the class given in ``batch["pred"]`` (large one-hot logits)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.classifier = torch.nn.Sequential(torch.nn.Linear(1, num_classes))
+
+    def forward(self, batch):
+        return 10.0 * torch.nn.functional.one_hot(batch["pred"], 3).float()
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_module_test_step_confusion_is_true_by_predicted_and_recall_is_per_true_class():
+    """An asymmetric case through EmotionRecognizer's real test step, in two batches."""
+    from selfcross.models import EmotionRecognizer
+
+    module = EmotionRecognizer(ScriptedNetwork(3), torch.optim.SGD, class_names=["a", "b", "c"])
+    y_true = [0, 0, 0, 0, 1, 2, 2]
+    y_pred = [0, 0, 1, 2, 1, 0, 2]
+    for rows in (slice(0, 4), slice(4, 7)):
+        batch = {"label": torch.tensor(y_true[rows]), "pred": torch.tensor(y_pred[rows])}
+        module.test_step(batch, 0)
+    module.on_test_epoch_end()
+    report = module.test_report
+    # rows true, columns predicted: true a -> a, a, b, c; true b -> b; true c -> a, c
+    assert report["confusion"] == [[2, 1, 1], [0, 1, 0], [1, 0, 1]]
+    # recall by hand: a 2/4, b 1/1, c 1/2 (precision would be 2/3, 1/2, 1/2)
+    assert report["recall"] == pytest.approx([0.5, 1.0, 0.5])
+    assert report["wa"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert report["uwa"] == pytest.approx(4 / 7)
+    # macro-F1 by hand: a P 2/3 R 1/2 -> 4/7; b P 1/2 R 1 -> 2/3; c P 1/2 R 1/2 -> 1/2
+    assert report["f1"] == pytest.approx((4 / 7 + 2 / 3 + 1 / 2) / 3)

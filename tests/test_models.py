@@ -174,3 +174,55 @@ def test_unknown_choices_are_config_errors():
         EmotionNet(["T", "V"], SMALL_SHAPES, pooling="max")
     with pytest.raises(ConfigError, match="subset"):
         EmotionNet(["T", "X"], SMALL_SHAPES)
+
+
+# -- roles and modes that shape checks cannot see -------------------------------------------
+
+
+@pytest.mark.parametrize("attention_weights", [False, True])
+def test_network_cross_path_queries_the_target_with_the_source_as_key_and_value(
+    attention_weights,
+):
+    """Each cross stream s2t is nn.MultiheadAttention(query=t, key=s, value=s), time-averaged;
+    the streams have different lengths and contents, so swapped roles give other numbers."""
+    torch.manual_seed(0)
+    m = net("cross_nosp", "TA", attn_dropout=0.0, attention_weights=attention_weights).eval()
+    encoded = {"T": torch.randn(2, 7, E), "A": 3 * torch.randn(2, 5, E) + 1}
+    (streams,) = m.attend(encoded)
+    assert streams.shape == (2, 2, E)
+    for i, (s, t) in enumerate(cross_pairs(["T", "A"])):
+        reference = torch.nn.MultiheadAttention(E, 6, batch_first=True).eval()
+        reference.load_state_dict(m.cross_attention[f"{s}2{t}"].mha.state_dict())
+        with torch.no_grad():
+            out, _ = reference(query=encoded[t], key=encoded[s], value=encoded[s])
+            swapped, _ = reference(query=encoded[s], key=encoded[t], value=encoded[t])
+        assert out.shape == (2, encoded[t].shape[1], E)
+        assert torch.allclose(streams[:, i], out.mean(dim=1), atol=1e-5)
+        assert not torch.allclose(streams[:, i], swapped.mean(dim=1), atol=1e-2)
+
+
+def test_dropout_is_off_in_eval_and_on_in_training():
+    """Input dropout (every modality) and attention dropout act only in train mode."""
+    torch.manual_seed(0)
+    dropout = {"T": 0.5, "V": 0.5, "A": 0.5}
+    for model in ("self", "cross"):
+        m = net(model, "TVA", input_dropout=dropout, attn_dropout=0.3)
+        batch = batch_for(SMALL_SHAPES, "TVA")
+        with torch.no_grad():
+            m.eval()
+            first, second = m(batch), m(batch)
+            assert torch.equal(first, second)
+            m.train()
+            assert not torch.allclose(m(batch), m(batch))
+            assert not torch.allclose(m(batch), first)
+
+
+def test_each_modalitys_input_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    x = torch.randn(4, 7, 11)
+    enc = ModalityEncoder(seq_len=7, feat_dim=11, input_dropout=0.5)
+    with torch.no_grad():
+        enc.eval()
+        assert torch.equal(enc(x), enc(x))
+        enc.train()
+        assert not torch.allclose(enc(x), enc(x))

@@ -39,6 +39,16 @@ def test_two_identical_cpu_runs_give_identical_results(tmp_path, data_dir):
     assert a.record.config_hash == b.record.config_hash
 
 
+def test_another_seed_gives_another_run(tmp_path, data_dir):
+    """The seed reaches the initialisation and the shuffling: seed 2 differs from seed 1
+    (the same seed twice is identical: the test above)."""
+    a = train_and_test(tiny(tmp_path / "a", data_dir, "trainer.max_epochs=1", "seed=1"))
+    b = train_and_test(tiny(tmp_path / "b", data_dir, "trainer.max_epochs=1", "seed=2"))
+    assert (a.record.seed, b.record.seed) == (1, 2)
+    assert a.record.history[0]["train/loss"] != b.record.history[0]["train/loss"]
+    assert a.record.test_loss != b.record.test_loss
+
+
 def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir):
     first = train_and_test(tiny(tmp_path, data_dir))
     path = tmp_path / "out" / "result.json"

@@ -1,0 +1,104 @@
+"""The protocol a result depends on: early stopping, the tested checkpoint, the seed.
+
+A scripted validation metric (a callback logging given values, one per epoch) is monitored
+instead of val/uwa, so the best epoch and the epoch early stopping fires at are known in advance;
+everything else is the real run built from the composed configuration.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from selfcross.config import compose
+from selfcross.training.experiment import train_and_test
+from tests.conftest import base_overrides
+
+SCRIPT = [0.5, 0.9, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1]
+"""Best at epoch 2; with patience 2 (mode max) early stopping fires after epoch 4. With mode
+min it would fire after epoch 3 (0.5 is never beaten from below), never at 4."""
+
+
+class ScriptedMetric(L.Callback):
+    """Logs ``val/scripted`` = ``values[epoch]`` at the end of each validation epoch, and saves
+    the weights training ended with to ``final_weights`` (Lightning's last.ckpt is written only
+    with a new best, so it does not hold them)."""
+
+    def __init__(self, values, final_weights: str):
+        self.values = list(values)
+        self.final_weights = final_weights
+        self.epochs = 0
+
+    def on_train_end(self, trainer, pl_module):
+        torch.save(
+            {"epoch": self.epochs - 1, "state_dict": pl_module.state_dict()},
+            self.final_weights,
+        )
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            value = torch.tensor(self.values[trainer.current_epoch])
+            self.epochs += 1
+            pl_module.log("val/scripted", value)
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("protocol")
+    cfg = compose(
+        [
+            *base_overrides(tmp),
+            f"paths.data_dir={data_dir}",
+            "debug=fast",
+            "model=cross",
+            "modality=TV",
+            "trainer.max_epochs=8",
+            "callbacks.early_stopping.patience=2",
+            "monitor.metric=val/scripted",
+            f"+callbacks.scripted._target_={__name__}.ScriptedMetric",
+            f"+callbacks.scripted.values={SCRIPT}",
+            f"+callbacks.scripted.final_weights={tmp / 'final.pt'}",
+        ]
+    )
+    outcome = train_and_test(cfg)
+    assert outcome.status == "done"
+    return cfg, outcome.record
+
+
+def test_early_stopping_fires_patience_epochs_after_the_best(scripted_run):
+    cfg, record = scripted_run
+    assert cfg.monitor.mode == "max" and cfg.callbacks.early_stopping.patience == 2
+    assert record.best_epoch == 2
+    assert record.epochs == 4 and [h["epoch"] for h in record.history] == [1, 2, 3, 4]
+    assert record.val_uwa == record.history[1]["val/uwa"]
+
+
+def test_the_best_checkpoint_is_tested_not_the_last_epoch(scripted_run, tmp_path):
+    """Test metrics recomputed from best.ckpt are those in the record; the last epoch's
+    weights give others."""
+    cfg, record = scripted_run
+
+    def test_report(path: str) -> tuple[int, dict]:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module = instantiate(cfg.model)
+        module.load_state_dict(state["state_dict"])
+        datamodule = instantiate(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        trainer = L.Trainer(
+            accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+        )
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        return int(state["epoch"]) + 1, module.test_report
+
+    best_epoch, best = test_report(f"{cfg.paths.output_dir}/checkpoints/best.ckpt")
+    last_epoch, last = test_report(cfg.callbacks.scripted.final_weights)
+    assert (best_epoch, last_epoch) == (2, 4)
+    assert best["confusion"] == record.confusion
+    assert best["loss"] == pytest.approx(record.test_loss, rel=1e-6)
+    assert best["uwa"] == pytest.approx(record.test_uwa) and best["wa"] == pytest.approx(
+        record.test_wa
+    )
+    assert last["loss"] != pytest.approx(record.test_loss, rel=1e-6)
