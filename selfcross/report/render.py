@@ -5,13 +5,13 @@ Markdown, LaTeX, CSV rows and on the console (rich), and the files ``<out>/<name
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from selfcross.errors import DataError
 from selfcross.report import paper
-from selfcross.report.select import Cell, Protocol
+from selfcross.report.select import Cell, Protocol, Selection, gather_groups, label_folder
 from selfcross.report.stats import Comparison
 
 DAGGER = "†"
@@ -299,3 +299,27 @@ def publish(report: Report, out_dir: Path) -> None:
     """Print ``report`` and write its .md, .tex and .csv into ``out_dir``."""
     print_report(report)
     say_written(save_report(report, out_dir))
+
+
+def make_tables(
+    build: Callable[[Selection, bool], Report],
+    cells: Iterable[tuple[str, str]],
+    directory: Path,
+    out_dir: Path,
+    protocol: Protocol,
+    allow_mixed_data: bool = False,
+    split_configs: bool = False,
+) -> list[Report]:
+    """Build a table from the ``result.json`` files under ``directory``, print it and write it
+    into ``out_dir``; with ``split_configs``, one table per configuration, each titled with its
+    label and written into its own folder ``out_dir/<label>/``."""
+    reports = []
+    for label, selection in gather_groups(
+        directory, protocol, cells, allow_mixed_data, split_configs
+    ):
+        report = build(selection, allow_mixed_data)
+        if label:
+            report = replace(report, title=f"{report.title} [{label}]")
+        publish(report, out_dir / label_folder(label) if label else out_dir)
+        reports.append(report)
+    return reports

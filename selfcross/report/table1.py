@@ -15,16 +15,14 @@ from selfcross.report.render import (
     csv_row,
     format_p,
     legend_marks,
+    make_tables,
     our_value,
     paper_value,
-    publish,
 )
 from selfcross.report.results import METRICS
 from selfcross.report.select import (
     Protocol,
     Selection,
-    gather_groups,
-    label_folder,
     missing_report,
     modality_label,
     provenance,
@@ -135,13 +133,12 @@ def make_table1(
 ) -> list[Report]:
     """Table 1 from the ``result.json`` files under ``directory``: printed, and written as
     ``<out_dir>/table1.md``, ``.tex`` and ``.csv``."""
-    reports = []
-    for label, selection in gather_groups(
-        directory, protocol, table1_cells(), allow_mixed_data, split_configs
-    ):
-        report = build_table1(selection, allow_mixed_data)
-        if label:  # --split-configs: one table per configuration, in its own folder
-            report = replace(report, title=f"{report.title} [{label}]")
-        publish(report, out_dir / label_folder(label) if label else out_dir)
-        reports.append(report)
-    return reports
+    return make_tables(
+        build_table1,
+        table1_cells(),
+        directory,
+        out_dir,
+        protocol,
+        allow_mixed_data,
+        split_configs,
+    )

@@ -16,9 +16,9 @@ from selfcross.report.render import (
     csv_row,
     format_p,
     legend_marks,
+    make_tables,
     our_value,
     paper_value,
-    publish,
 )
 from selfcross.report.results import METRICS
 from selfcross.report.select import (
@@ -26,8 +26,6 @@ from selfcross.report.select import (
     TRIMODAL,
     Protocol,
     Selection,
-    gather_groups,
-    label_folder,
     missing_report,
     provenance,
 )
@@ -124,13 +122,12 @@ def make_table2(
 ) -> list[Report]:
     """Table 2 from the ``result.json`` files under ``directory``: printed, and written as
     ``<out_dir>/table2.md``, ``.tex`` and ``.csv``."""
-    reports = []
-    for label, selection in gather_groups(
-        directory, protocol, table2_cells(), allow_mixed_data, split_configs
-    ):
-        report = build_table2(selection, allow_mixed_data)
-        if label:  # --split-configs: one table per configuration, in its own folder
-            report = replace(report, title=f"{report.title} [{label}]")
-        publish(report, out_dir / label_folder(label) if label else out_dir)
-        reports.append(report)
-    return reports
+    return make_tables(
+        build_table2,
+        table2_cells(),
+        directory,
+        out_dir,
+        protocol,
+        allow_mixed_data,
+        split_configs,
+    )

@@ -19,8 +19,8 @@ from selfcross.report.render import (
     csv_row,
     format_p,
     legend_marks,
+    make_tables,
     our_value,
-    publish,
 )
 from selfcross.report.results import METRICS
 from selfcross.report.select import (
@@ -28,8 +28,6 @@ from selfcross.report.select import (
     Cell,
     Protocol,
     Selection,
-    gather_groups,
-    label_folder,
     missing_report,
     modality_label,
     provenance,
@@ -163,13 +161,12 @@ def make_table3(
     """Table 3 from the ``result.json`` files under ``directory``: printed, and written as
     ``<out_dir>/table3.md``, ``.tex`` and ``.csv`` (one per configuration, each in its own
     folder, with ``split_configs``)."""
-    reports = []
-    for label, selection in gather_groups(
-        directory, protocol, table3_cells(), allow_mixed_data, split_configs
-    ):
-        report = build_table3(selection, allow_mixed_data)
-        if label:
-            report = replace(report, title=f"{report.title} [{label}]")
-        publish(report, out_dir / label_folder(label) if label else out_dir)
-        reports.append(report)
-    return reports
+    return make_tables(
+        build_table3,
+        table3_cells(),
+        directory,
+        out_dir,
+        protocol,
+        allow_mixed_data,
+        split_configs,
+    )

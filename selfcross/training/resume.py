@@ -18,7 +18,6 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
@@ -145,6 +144,8 @@ def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
 
 def _readable(path: Path) -> bool:
     """Whether ``path`` loads as a checkpoint; an unreadable one is renamed, not deleted."""
+    import torch  # here: the reports import this module for its hashing and must not load torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "state_dict" not in state:
