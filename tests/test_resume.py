@@ -186,3 +186,20 @@ def test_a_result_of_other_data_is_not_complete(tmp_path):
     write_run(out, "self", "T", 2, 1, 0.5, 0.5, data={"fingerprint": now.split("-")[0]})
     assert resume.finished_run(cfg, out, "0" * 16) is not None  # written before contents
     assert resume.completed_result(out, "0" * 16) is not None  # no fingerprint: not checked
+
+
+def test_a_new_key_at_its_backward_compatible_default_keeps_the_hash(monkeypatch):
+    cfg = compose(["data=synthetic", "data.preset=tiny"])
+    before = resume.config_hash(cfg)
+    monkeypatch.setitem(resume.HASHED_UNLESS_DEFAULT, "model.network.new_knob", 0.0)
+    monkeypatch.setitem(resume.HASHED_UNLESS_DEFAULT, "absent.group.key", 1)
+    with_default = compose(["data=synthetic", "data.preset=tiny", "+model.network.new_knob=0.0"])
+    assert resume.config_hash(with_default) == before
+    assert "model.network.new_knob" not in resume.comparable_config(
+        {"model": {"network": {"new_knob": 0.0}}}
+    )
+    other = compose(["data=synthetic", "data.preset=tiny", "+model.network.new_knob=0.5"])
+    assert resume.config_hash(other) != before
+    assert resume.comparable_config({"model": {"network": {"new_knob": 0.5}}}) == {
+        "model.network.new_knob": "0.5"
+    }

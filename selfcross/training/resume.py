@@ -39,12 +39,31 @@ NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
 """The module's class (code, which the hash never covers) and two keys that repeat hashed
 ones (``monitor.metric``, ``data.class_names``): hashes stay those of earlier runs."""
 
+HASHED_UNLESS_DEFAULT: dict[str, object] = {}
+"""Keys added after runs were first written, each with the value that reproduces the earlier
+behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so
+finished runs are still recognised; any other value is hashed as usual. Extend it whenever a
+new setting is introduced with a backward-compatible default."""
+
+
+def _drop_if_default(cfg, dotted: str, default) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for key in parents:
+        if not hasattr(node, "get") or node.get(key) is None:
+            return
+        node = node[key]
+    if hasattr(node, "get") and leaf in node and node.get(leaf) == default:
+        node.pop(leaf)
+
 
 def drop_unhashed(cfg) -> None:
     """Remove, in place, the keys that cannot change a run's results (a DictConfig opened for
     writing, or a plain dict)."""
     for key in NOT_HASHED:
         cfg.pop(key, None)
+    for dotted, default in HASHED_UNLESS_DEFAULT.items():
+        _drop_if_default(cfg, dotted, default)
     for group, keys in (
         ("trainer", NOT_HASHED_TRAINER),
         ("data", NOT_HASHED_DATA),
