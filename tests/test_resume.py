@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from selfcross.config import compose
 from selfcross.report.results import find_result_files
@@ -121,7 +122,7 @@ def test_sweep_killed_mid_job_resumes_without_redoing_finished_work(tmp_path, da
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1200  # generous: a loaded CI machine
     while not (second / "checkpoints" / "last.ckpt").exists():  # job 2 has finished an epoch
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.monotonic() < deadline
@@ -203,3 +204,20 @@ def test_a_new_key_at_its_backward_compatible_default_keeps_the_hash(monkeypatch
     assert resume.comparable_config({"model": {"network": {"new_knob": 0.5}}}) == {
         "model.network.new_knob": "0.5"
     }
+
+
+def test_last_checkpoint_is_the_last_finished_epoch_not_the_best(tmp_path, data_dir):
+    # lr=0: validation UWA never improves after epoch 1, so the best epoch is 1 of 3.
+    settings = (
+        "trainer.max_epochs=3", "model.optimizer.lr=0.0",
+        "callbacks.early_stopping.patience=100", "resume.keep_checkpoints=all",
+    )  # fmt: skip
+    outcome = train_and_test(tiny(tmp_path, data_dir, *settings))
+    assert outcome.record.best_epoch == 1 and outcome.record.epochs == 3
+    ckpts = tmp_path / "out" / "checkpoints"
+    epoch = {p.name: torch.load(p, weights_only=True)["epoch"] for p in ckpts.iterdir()}
+    assert epoch == {"best.ckpt": 0, "last.ckpt": 2}  # 0-based
+    # Finished runs written before the callback existed keep their hash.
+    old = tiny(tmp_path, data_dir, *settings, "~callbacks.last_checkpoint",
+               "callbacks.model_checkpoint.save_last=true")  # fmt: skip
+    assert resume.config_hash(old) == outcome.record.config_hash

@@ -110,6 +110,13 @@ def keep_csv_history(loggers: list, ckpt_path: Path | None) -> None:
             writer.metrics_keys = header
 
 
+def _best_path(trainer: L.Trainer) -> str:
+    """The best-validation checkpoint: that of the checkpoint callback with a monitor ("" if
+    none; the ``last_checkpoint`` callback has none)."""
+    monitored = [c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None)]
+    return monitored[0].best_model_path if monitored else ""
+
+
 def _best_epoch(checkpoint_path: str) -> int:
     """1-based epoch of a Lightning checkpoint, read without unpickling."""
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
@@ -171,8 +178,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
         exit_code = 0
     finally:
         tracking.finish(loggers, exit_code)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-    resume.prune_checkpoints(out_dir, cfg.resume.keep_checkpoints, best)
+    resume.prune_checkpoints(out_dir, cfg.resume.keep_checkpoints, _best_path(trainer) or None)
     print(
         f"test WA {record.test_wa:.3f}  UWA {record.test_uwa:.3f}  "
         f"(majority-class rate {record.majority_rate:.3f}; {cfg.model.name} "
@@ -208,7 +214,7 @@ def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir) -> Timing:
     if trainer.interrupted:
         raise Interrupted(f"training was interrupted; rerun to resume ({out_dir})")
 
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_path = _best_path(trainer)
     started = time.perf_counter()
     if best_path:
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)

@@ -38,6 +38,9 @@ so that the hashes of runs written before these keys existed still match."""
 NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
 """The module's class (code, which the hash never covers) and two keys that repeat hashed
 ones (``monitor.metric``, ``data.class_names``): hashes stay those of earlier runs."""
+NOT_HASHED_PATHS = ("callbacks.last_checkpoint", "callbacks.model_checkpoint.save_last")
+"""Where an interrupted run's state is saved (every epoch, by its own callback, since Lightning
+2.6 writes ``save_last`` only when the best checkpoint changes): not what the run computes."""
 
 HASHED_UNLESS_DEFAULT: dict[str, object] = {}
 """Keys added after runs were first written, each with the value that reproduces the earlier
@@ -46,14 +49,18 @@ finished runs are still recognised; any other value is hashed as usual. Extend i
 new setting is introduced with a backward-compatible default."""
 
 
-def _drop_if_default(cfg, dotted: str, default) -> None:
+_ANY = object()
+
+
+def _drop(cfg, dotted: str, only_if=_ANY) -> None:
+    """Pop the dotted key from nested mappings, where present (and equal to ``only_if``)."""
     *parents, leaf = dotted.split(".")
     node = cfg
     for key in parents:
         if not hasattr(node, "get") or node.get(key) is None:
             return
         node = node[key]
-    if hasattr(node, "get") and leaf in node and node.get(leaf) == default:
+    if hasattr(node, "get") and leaf in node and (only_if is _ANY or node.get(leaf) == only_if):
         node.pop(leaf)
 
 
@@ -62,8 +69,10 @@ def drop_unhashed(cfg) -> None:
     writing, or a plain dict)."""
     for key in NOT_HASHED:
         cfg.pop(key, None)
+    for dotted in NOT_HASHED_PATHS:
+        _drop(cfg, dotted)
     for dotted, default in HASHED_UNLESS_DEFAULT.items():
-        _drop_if_default(cfg, dotted, default)
+        _drop(cfg, dotted, default)
     for group, keys in (
         ("trainer", NOT_HASHED_TRAINER),
         ("data", NOT_HASHED_DATA),
