@@ -346,12 +346,9 @@ def _optimize(study, settings: Settings, overrides, directory: Path, run) -> int
         study.tell(trial, value, state=state)
         ran += 1
         shown = f"{value:.4f}" if state == TrialState.COMPLETE else state.name.lower()
-        print(
-            f"trial {trial.number} ({done + 1} of {settings.n_trials}): {shown}   ".join(
-                as_override(k, v) for k, v in trial.user_attrs.get("values", {}).items()
-            ),
-            flush=True,
-        )
+        values = trial.user_attrs.get("values", {})
+        shown_values = " ".join(as_override(k, v) for k, v in values.items())
+        print(f"trial {trial.number} ({done + 1} of {settings.n_trials}): {shown}  {shown_values}")
         write_best(study, directory, study.user_attrs.get("identity"), settings.n_trials)
 
 
