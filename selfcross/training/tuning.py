@@ -306,6 +306,8 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
         stored = study.user_attrs.get("identity")
         if stored is None:
             study.set_user_attr("identity", ident)
+            untuned = {p.key: OmegaConf.select(cfg, p.key) for p in settings.space}
+            study.set_user_attr("untuned", untuned)
         elif stored != ident:
             keys = sorted(k for k in ident if stored.get(k) != ident.get(k))
             raise ConfigError(
