@@ -262,3 +262,18 @@ def test_the_command_tunes_one_cell_only():
     ]
     result = run_cli("selfcross.tune", "model=crosss")
     assert result.returncode == 2 and "model=crosss: no such option" in result.stderr
+
+
+def test_a_tuned_sweep_without_its_study_launches_nothing(tmp_path):
+    result = run_cli(
+        "selfcross.run", "-m", "experiment=tuned", "model=self", "modality=TA", "fold=1",
+        "seed=1", f"hydra.sweep.dir={tmp_path / 'tuned'}", f"tuned.study={tmp_path / 'none'}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: 1 of 1 jobs are invalid, nothing was launched; first: [model=self modality=TA "
+        f"fold=1 seed=1 experiment=tuned tuned.study={tmp_path / 'none'}]: tuned.study="
+        f"{tmp_path / 'none'}: no best.json (run python -m selfcross.tune for this cell first, "
+        "or point tuned.study at its study folder)"
+    )
+    assert not (tmp_path / "tuned" / "self").exists()

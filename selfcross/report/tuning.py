@@ -75,6 +75,8 @@ def importances(study) -> tuple[dict[str, float], str]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         return {}, f"not computed: {len(complete)} complete trial(s), at least 2 needed"
+    if len({t.value for t in complete}) == 1:
+        return {}, "not computed: every complete trial has the same value"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
