@@ -194,3 +194,14 @@ def test_the_tuning_table_of_a_study(tmp_path):
     kinds = {r["kind"] for r in rows}
     assert kinds == {"trial", "setting", "best", "importance"}
     assert sum(r["kind"] == "trial" for r in rows) == 13
+
+
+def test_tuning_runs_are_never_tabulated(tmp_path):
+    from selfcross.report.results import load_results
+
+    write_result(tmp_path, "cross", "TA", 1, 1, 0.5)
+    write_result(tmp_path, "cross", "TA", 1, 2, 0.5, folder="trials/000/fold1", test_wa=None,
+                 test_uwa=None, config={"run_test": False})  # fmt: skip
+    runs, skipped = load_results(tmp_path)
+    assert [r.seed for r in runs] == [1]
+    assert [s.problem for s in skipped] == ["a tuning run (run_test=false): it has no test metrics"]

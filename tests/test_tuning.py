@@ -277,3 +277,14 @@ def test_a_tuned_sweep_without_its_study_launches_nothing(tmp_path):
         "or point tuned.study at its study folder)"
     )
     assert not (tmp_path / "tuned" / "self").exists()
+
+
+def test_run_test_at_its_default_keeps_the_hashes_of_earlier_runs():
+    from selfcross.training.resume import config_hash
+
+    default = compose(["paths.output_dir=/x", "model=cross", "modality=TA"])
+    assert default.run_test is True
+    without = compose(["paths.output_dir=/x", "model=cross", "modality=TA", "~run_test"])
+    skipped = compose(["paths.output_dir=/x", "model=cross", "modality=TA", "run_test=false"])
+    assert config_hash(default) == config_hash(without)
+    assert config_hash(skipped) != config_hash(default)
