@@ -204,4 +204,6 @@ def test_tuning_runs_are_never_tabulated(tmp_path):
                  test_uwa=None, config={"run_test": False})  # fmt: skip
     runs, skipped = load_results(tmp_path)
     assert [r.seed for r in runs] == [1]
-    assert [s.problem for s in skipped] == ["a tuning run (run_test=false): it has no test metrics"]
+    assert [s.problem for s in skipped] == [
+        "a tuning run (run_test=false): it has no test metrics"
+    ]
