@@ -288,3 +288,13 @@ def test_run_test_at_its_default_keeps_the_hashes_of_earlier_runs():
     skipped = compose(["paths.output_dir=/x", "model=cross", "modality=TA", "run_test=false"])
     assert config_hash(default) == config_hash(without)
     assert config_hash(skipped) != config_hash(default)
+
+
+def test_a_run_or_sweep_of_experiment_tune_points_to_the_tuning_command(tmp_path, make_cfg):
+    with pytest.raises(ConfigError, match="use python -m selfcross.tune model=cross modality=TA"):
+        experiment.train_and_test(make_cfg("experiment=tune", "model=cross", "modality=TA"))
+    result = run_cli("selfcross.run", "-m", "experiment=tune", "model=cross", "modality=TA",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    assert result.returncode == 2
+    assert "experiment=tune configures a study, not a run" in result.stderr.splitlines()[-1]
+    assert not (tmp_path / "sweep" / "cross").exists()

@@ -465,7 +465,15 @@ def read_best(study: str | Path) -> dict[str, Any]:
 def apply_tuned(cfg: DictConfig) -> DictConfig:
     """``cfg`` with the best settings of the study ``tuned.study`` (a copy; ``cfg`` itself when
     ``tuned.study`` is not set). The study must be of this run's cell and finished (unless
-    ``tuned.allow_unfinished``); ``tuned.trial`` and ``tuned.value`` record which trial."""
+    ``tuned.allow_unfinished``); ``tuned.trial`` and ``tuned.value`` record which trial.
+
+    Also refuses the study settings of ``experiment=tune`` in a run: a study is started with
+    ``python -m selfcross.tune`` (whose runs do not carry them)."""
+    if "tune" in cfg:
+        raise ConfigError(
+            "experiment=tune configures a study, not a run: use python -m selfcross.tune "
+            f"model={cfg.model.name} modality={cfg.modality.name} [overrides]"
+        )
     tuned = cfg.get("tuned")
     if not tuned or not tuned.get("study"):
         return cfg
