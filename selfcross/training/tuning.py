@@ -332,8 +332,9 @@ def _optimize(study, settings: Settings, overrides, directory: Path, run) -> int
         done = n_counted(study.get_trials(deepcopy=False))
         if done >= settings.n_trials:
             return ran
-        # One sampler per trial, seeded by the trial's place in the study: a resumed study
-        # samples what an uninterrupted one would have (the interrupted trial aside).
+        # One sampler per trial, seeded by the trial's place in the study: a resumed study does
+        # not repeat its first draws, and given the same values draws what an uninterrupted
+        # one would (TPE ignores the failed, interrupted trial).
         study.sampler = optuna.samplers.TPESampler(
             seed=settings.seed + done, n_startup_trials=settings.n_startup_trials
         )
