@@ -298,3 +298,37 @@ def test_a_run_or_sweep_of_experiment_tune_points_to_the_tuning_command(tmp_path
     assert result.returncode == 2
     assert "experiment=tune configures a study, not a run" in result.stderr.splitlines()[-1]
     assert not (tmp_path / "sweep" / "cross").exists()
+
+
+class FakeRun:
+    """A stand-in for train_and_test that trains nothing: the validation UWA is a fixed function
+    of the settings; it can stop the process (KeyboardInterrupt) on one call."""
+
+    def __init__(self, stop_on: int | None = None):
+        self.stop_on, self.calls = stop_on, 0
+
+    def __call__(self, cfg):
+        from types import SimpleNamespace
+
+        self.calls += 1
+        if self.calls - 1 == self.stop_on:
+            raise KeyboardInterrupt
+        net = cfg.model.network
+        value = 0.3 + 20 * cfg.model.optimizer.lr + net.hidden / 1000 - net.attn_dropout / 10
+        record = SimpleNamespace(val_uwa=value)
+        return SimpleNamespace(status="done", record=record, path=None)
+
+
+def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path, data_dir):
+    extra = ("tune.n_trials=5", "tune.sampler.n_startup_trials=2")
+    plain = tmp_path / "plain"
+    tuning.run_study(tune_overrides(plain, data_dir, *extra), run=FakeRun())
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        tuning.run_study(tune_overrides(cut, data_dir, *extra), run=FakeRun(stop_on=3))
+    tuning.run_study(tune_overrides(cut, data_dir, *extra), run=FakeRun())
+    expected = [t.params for t in load(plain).trials]
+    trials = load(cut).trials
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1  # trial 3, retried as 4
+    assert [t.params for t in trials if t.number != 3] == expected
+    assert len({json.dumps(p, sort_keys=True) for p in expected}) == 5  # no draw repeated
