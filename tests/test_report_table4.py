@@ -185,7 +185,7 @@ def test_the_tuning_table_of_a_study(tmp_path):
     title = next(t for t in tables if t.startswith(f"Best trial {best.number}:"))
     rows = {r["Setting"]: r for r in tables[title]}
     assert rows["model.optimizer.lr"]["Tuned"] == f"{best.params['model.optimizer.lr']:.4g}"
-    assert rows["data.batch_size"]["Untuned (the paper's)"] == "32"
+    assert rows["data.batch_size"]["Untuned (base configuration)"] == "32"
     importances = {r["Parameter"]: float(r["Importance"])
                    for r in tables["Parameter importances"]}  # fmt: skip
     assert importances["model.optimizer.lr"] > importances["data.batch_size"]

@@ -135,7 +135,7 @@ def build_tuning(study, directory: Path) -> Report:
         sections.append(
             Section(
                 f"Best trial {best.number}: {format_rate(best.value)} ({per_fold})",
-                ["Setting", "Tuned", "Untuned (the paper's)"],
+                ["Setting", "Tuned", "Untuned (base configuration)"],
                 best_rows,
             )  # fmt: skip
         )

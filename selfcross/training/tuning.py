@@ -299,7 +299,8 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = optuna.storages.RDBStorage(f"sqlite:///{(directory / STUDY_DB).resolve()}")
-        name = directory.name
+        existing = optuna.get_all_study_names(storage)  # a renamed folder keeps its study
+        name = existing[0] if len(existing) == 1 else directory.name
         study = optuna.create_study(
             storage=storage, study_name=name, direction="maximize", load_if_exists=True
         )
