@@ -180,7 +180,8 @@ def build_tuning(study, directory: Path) -> Report:
 def save_tuning(report: Report, out_dir: Path) -> list[Path]:
     make_out_dir(out_dir)
     md, tex, table = (out_dir / f"{report.name}.{ext}" for ext in ("md", "tex", "csv"))
-    md.write_text(to_markdown(report))
+    no_cells = "## Missing runs\n\nNone: every cell is complete.\n\n"  # a study has no cells
+    md.write_text(to_markdown(report).replace(no_cells, ""))
     tex.write_text(to_latex(report))
     with table.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
