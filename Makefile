@@ -15,6 +15,12 @@ SEEDS ?= 1,2,3,4,5,6,7,8,9,10
 LAUNCHER ?= basic
 OUT ?= tables
 FIG_FOLD ?= 1
+# Tuning (docs/tuning.md): `make tune MODEL=cross MODALITY=TA TRIALS=40`; TUNE_ARGS= adds overrides
+MODEL ?= cross
+MODALITY ?= TA
+TRIALS ?= 40
+TUNE_ARGS ?=
+TUNE_CELLS := self-TV cross-TV self-TA cross-TA self-VA cross-VA
 ifeq ($(DATA),iemocap)
   DATA_ARGS := data=iemocap data.root=$(DATA_ROOT)
   LABEL := iemocap
@@ -81,6 +87,22 @@ demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 
 	$(PY) -m selfcross.run -m experiment=demo3 $(ARGS)
 	$(PY) -m selfcross.tables table3 --results multirun/demo3 --out $(OUT) --folds 1 --seeds 1,2
 
+tune: $(STAMP) ## Tune one cell with Optuna (MODEL= MODALITY= TRIALS=; reruns continue) and build tables/tuning-*
+	$(PY) -m selfcross.tune model=$(MODEL) modality=$(MODALITY) tune.n_trials=$(TRIALS) $(DATA_ARGS) $(TUNE_ARGS)
+	$(PY) -m selfcross.tables tuning --results multirun/tune-$(LABEL)-$(MODEL)-$(MODALITY) --out $(OUT)
+
+table4: $(STAMP) ## Tune the six bi-modal Self/Cross cells, run them tuned and untuned, build tables/table4.*
+	for cell in $(TUNE_CELLS); do \
+	  $(PY) -m selfcross.tune model=$${cell%-*} modality=$${cell#*-} tune.n_trials=$(TRIALS) $(DATA_ARGS) $(TUNE_ARGS) || exit $$?; \
+	done
+	$(PY) -m selfcross.run -m experiment=table1 model=self,cross modality=TV,TA,VA $(SWEEP_ARGS) $(ARGS)
+	$(PY) -m selfcross.run -m experiment=tuned $(DATA_ARGS) hydra/launcher=$(LAUNCHER) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
+	$(PY) -m selfcross.tables table4 $(TABLE_ARGS) --tuned multirun/tuned-$(LABEL)
+
+demo-tune: $(STAMP) ## A 4-trial tuning run on synthetic data (Cross T+A, fold 1, <= 4 epochs) and its table
+	$(PY) -m selfcross.tune experiment=demo_tune $(ARGS)
+	$(PY) -m selfcross.tables tuning --results multirun/demo-tune --out $(OUT)
+
 bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
 	$(PY) -m selfcross.bench $(ARGS)
 
@@ -107,4 +129,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 bench dashboard mutation lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 tune table4 demo-tune bench dashboard mutation lint format clean

@@ -5,6 +5,9 @@ from the runs' ``result.json`` files.
     python -m selfcross.tables table2 --results multirun/table2
     python -m selfcross.tables table3 --results multirun/table3
     python -m selfcross.tables figure3 --results multirun/table1 [--fold 1] [--seed 3]
+    python -m selfcross.tables tuning --results multirun/tune-synthetic-small-cross-TA
+    python -m selfcross.tables table4 --results multirun/paper-synthetic-small \
+        --tuned multirun/tuned-synthetic-small
 
 Every file named ``result.json`` under ``--results`` is read. Each table cell is the mean ± sample
 std (ddof=1) of the runs of one model on one modality subset, with their number n; a cell with
@@ -29,6 +32,8 @@ from selfcross.report.select import Protocol
 from selfcross.report.table1 import make_table1
 from selfcross.report.table2 import make_table2
 from selfcross.report.table3 import make_table3
+from selfcross.report.table4 import make_table4
+from selfcross.report.tuning import make_tuning
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -91,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser = argparse.ArgumentParser(
         prog="python -m selfcross.tables",
-        description="Build Table 1, 2, 3 or Figure 3 from result.json files.",
+        description="Build Table 1, 2, 3, 4, Figure 3 or a tuning table from result files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -106,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
             "separate tables, labelled with the differing keys, under --out/<label>/ "
             "(default: refused)",
         )  # fmt: skip
+    table4 = sub.add_parser(
+        "table4", parents=[common], help="untuned vs tuned Self and Cross on T+V, T+A, V+A"
+    )
+    table4.add_argument(
+        "--tuned", type=Path, required=True,
+        help="directory of the experiment=tuned runs (--results: the untuned Table 1 runs)",
+    )  # fmt: skip
+    tuning = sub.add_parser("tuning", help="one study's trials, best settings, importances")
+    tuning.add_argument(
+        "--results", type=Path, required=True, help="the study folder (holding study.db)"
+    )
+    tuning.add_argument("--out", type=Path, default=Path("tables"), help="output directory")
     fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
     fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
     fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
@@ -115,8 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with user_errors():
+        if args.command == "tuning":
+            make_tuning(args.results, args.out)
+            return
         protocol = protocol_from(args)
-        if args.command == "figure3":
+        if args.command == "table4":
+            make_table4(args.results, args.tuned, args.out, protocol, args.allow_mixed_data)
+        elif args.command == "figure3":
             make_figure3(
                 args.results, args.out, protocol, args.seed, args.fold, args.allow_mixed_data
             )

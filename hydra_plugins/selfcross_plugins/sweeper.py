@@ -103,6 +103,7 @@ class SelfcrossSweeper(BasicSweeper):
         from selfcross.errors import ConfigError
         from selfcross.training.resume import config_hash, finished_run
         from selfcross.training.rundir import check_owned
+        from selfcross.training.tuning import apply_tuned
 
         check_sweep_name(self.config.get("sweep_name"))
 
@@ -118,6 +119,7 @@ class SelfcrossSweeper(BasicSweeper):
             except HydraException as err:
                 raise ConfigError(f"[{_describe(job)}]: {first_paragraph(str(err))}") from None
             try:
+                cfg = apply_tuned(cfg)  # experiment=tuned: hashed as the job will run
                 validate(cfg)
             except ConfigError as err:
                 invalid.append((job, str(err)))

@@ -109,6 +109,8 @@ def parse_result(path: Path, raw) -> RunResult:
     modality = _checked(record.modality, str, "modality")
     fold = _checked(record.fold, int, "fold")
     seed = _checked(record.seed, int, "seed")
+    if record.test_wa is None and (record.config or {}).get("run_test") is False:
+        raise ValueError("a tuning run (run_test=false): it has no test metrics")
     scores = {}
     for name, key in METRICS.items():
         value = float(_checked(getattr(record, key), float, key))

@@ -6,6 +6,10 @@ callbacks and loggers. :func:`train_and_test` writes the run's :class:`RunRecord
 ``result.json``; a run already complete for the same configuration is skipped, an interrupted
 one resumes from its last epoch (:mod:`selfcross.training.resume`). The run holds a lock on its
 folder and only removes what it wrote (:mod:`selfcross.training.rundir`).
+
+``run_test: false`` (the tuning runs, :mod:`selfcross.training.tuning`) skips ``trainer.test``:
+after the data module's setup nothing reads the test split, and the record holds no test
+metric, no test counts and no majority-class rate (all None).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
@@ -33,6 +38,7 @@ from selfcross.training import resume, rundir, tracking
 from selfcross.training.gpus import job_gpu
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.runtime import apply_run_settings
+from selfcross.training.tuning import apply_tuned
 from selfcross.utils.io import git_commit
 
 log = logging.getLogger("selfcross")
@@ -125,6 +131,7 @@ def _best_epoch(checkpoint_path: str) -> int:
 
 def train_and_test(cfg: DictConfig) -> RunOutcome:
     """One experiment; its record is also written to ``result.json`` in the output folder."""
+    cfg = apply_tuned(cfg)  # experiment=tuned: the study's best settings
     validate(cfg)
     quiet_library_noise()
     out_dir = Path(cfg.paths.output_dir)
@@ -144,9 +151,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
         done = resume.finished_run(cfg, out_dir, digest)
         if done is not None:
             print(
-                f"already complete, skipped: {out_dir / RESULT_FILE} "
-                f"(test WA {done.test_wa:.3f}  UWA {done.test_uwa:.3f})",
-                flush=True,
+                f"already complete, skipped: {out_dir / RESULT_FILE} ({_scores(done)})", flush=True
             )
             return RunOutcome("skipped", done, out_dir / RESULT_FILE)
     rundir.supersede(out_dir, digest)
@@ -170,18 +175,23 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
             logger.log_hyperparams({**resolved(cfg), "n_params": n_params, "config_hash": digest})
         with job_gpu() as gpu:
             trainer = build_trainer(cfg, loggers, gpu)
-            timing = _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir)
+            timing = _fit_and_test(
+                trainer, datamodule, module, ckpt_path, out_dir, test=run_test(cfg)
+            )
         record = _record(cfg, trainer, datamodule, module, timing, ckpt_path,
                          n_params=n_params, digest=digest, gpu=gpu)  # fmt: skip
-        tracking.log_test_report(loggers, record)
+        if record.test_wa is not None:
+            tracking.log_test_report(loggers, record)
         path = write_record(out_dir, record)
         exit_code = 0
     finally:
         tracking.finish(loggers, exit_code)
     resume.prune_checkpoints(out_dir, cfg.resume.keep_checkpoints, _best_path(trainer) or None)
+    rate = (
+        "" if record.majority_rate is None else f"majority-class rate {record.majority_rate:.3f}; "
+    )
     print(
-        f"test WA {record.test_wa:.3f}  UWA {record.test_uwa:.3f}  "
-        f"(majority-class rate {record.majority_rate:.3f}; {cfg.model.name} "
+        f"{_scores(record)}  ({rate}{cfg.model.name} "
         f"{cfg.modality.name}, fold {cfg.fold}, seed {cfg.seed}; best epoch "
         f"{record.best_epoch} of {record.epochs}, {record.train_seconds:.0f} s)  "
         f"-> {path}",
@@ -190,8 +200,22 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
     return RunOutcome("done", record, path)
 
 
-def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir) -> Timing:
-    """Fit (resuming from ``ckpt_path``), then test the best-validation checkpoint."""
+def run_test(cfg: DictConfig) -> bool:
+    """Whether the run evaluates the test split (``run_test``, default true; false for tuning)."""
+    return bool(cfg.get("run_test", True))
+
+
+def _scores(record: RunRecord) -> str:
+    """``test WA .. UWA ..``, or the best validation UWA of a run that skipped the test."""
+    if record.test_wa is None:
+        val = "-" if record.val_uwa is None else f"{record.val_uwa:.3f}"
+        return f"best validation UWA {val} (test split not evaluated: run_test=false)"
+    return f"test WA {record.test_wa:.3f}  UWA {record.test_uwa:.3f}"
+
+
+def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir, test: bool = True) -> Timing:
+    """Fit (resuming from ``ckpt_path``), then test the best-validation checkpoint (unless
+    ``test`` is false: then only the best epoch is read from the checkpoint)."""
     if ckpt_path is not None:
         log.info("Resuming from %s", ckpt_path)
     started = time.perf_counter()
@@ -216,6 +240,9 @@ def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir) -> Timing:
 
     best_path = _best_path(trainer)
     started = time.perf_counter()
+    if not test:
+        best_epoch = _best_epoch(best_path) if best_path else _history_best(module)
+        return Timing(train_seconds, 0.0, best_epoch)
     if best_path:
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
         best_epoch = _best_epoch(best_path)
@@ -232,11 +259,18 @@ def _record(
 ) -> RunRecord:
     """The run's record from its configuration, data, module (test report, history) and
     trainer (device, precision)."""
-    test = module.test_report
     best_val = next((h for h in module.history if h["epoch"] == timing.best_epoch), {})
     class_names = list(cfg.data.class_names)
-    data_summary = datamodule.summary()
-    counts = data_summary["test"]["class_counts"]
+    if run_test(cfg):
+        test = module.test_report
+        data_summary = datamodule.summary()
+        counts = data_summary["test"]["class_counts"]
+        recall = dict(zip(class_names, test["recall"], strict=True))
+        majority = max(counts) / sum(counts)
+    else:  # the test split is not read: no test metric, no test counts
+        test = dict.fromkeys(("wa", "uwa", "f1", "loss", "confusion"))
+        data_summary = _summary_without_test(datamodule)
+        recall = majority = None
     return RunRecord(
         model=cfg.model.name,
         modality=cfg.modality.name,
@@ -246,14 +280,14 @@ def _record(
         test_uwa=test["uwa"],
         test_f1=test["f1"],
         test_loss=test["loss"],
-        test_recall=dict(zip(class_names, test["recall"], strict=True)),
+        test_recall=recall,
         val_wa=best_val.get("val/wa"),
         val_uwa=best_val.get("val/uwa"),
         val_f1=best_val.get("val/f1"),
         val_loss=best_val.get("val/loss"),
         best_epoch=timing.best_epoch,
         epochs=len(module.history),
-        majority_rate=max(counts) / sum(counts),
+        majority_rate=majority,
         confusion=test["confusion"],
         class_names=class_names,
         data=DataRecord(
@@ -278,3 +312,23 @@ def _record(
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         config=resolved(cfg),
     )
+
+
+def _history_best(module) -> int:
+    """1-based epoch of the best validation UWA in the module's history (no checkpoints)."""
+    scores = [h.get(module.best_metric, float("-inf")) for h in module.history]
+    return 1 + max(range(len(scores)), key=scores.__getitem__) if scores else 0
+
+
+def _summary_without_test(datamodule) -> dict:
+    """The data module's per-split counts for train and dev only (the test split unread)."""
+    fold = datamodule.fold_data
+    n = datamodule.num_classes
+    return {
+        split: {
+            "n": len(fold.splits[split]),
+            "dropped_no_video": fold.splits[split].n_dropped,
+            "class_counts": np.bincount(fold.splits[split].labels, minlength=n).tolist(),
+        }
+        for split in ("train", "dev")
+    }

@@ -57,11 +57,12 @@ class RunRecord:
     modality: str
     fold: int
     seed: int
-    test_wa: float
-    test_uwa: float
-    test_f1: float
-    test_loss: float
-    test_recall: dict[str, float]
+    test_wa: float | None
+    """The test metrics are None in a run with ``run_test: false`` (tuning runs)."""
+    test_uwa: float | None
+    test_f1: float | None
+    test_loss: float | None
+    test_recall: dict[str, float] | None
     """Per-class recall on the test split, keyed by class name."""
     val_wa: float | None
     val_uwa: float | None
@@ -70,9 +71,9 @@ class RunRecord:
     best_epoch: int
     """1-based epoch of the tested (best-validation) checkpoint."""
     epochs: int
-    majority_rate: float
+    majority_rate: float | None
     """Share of the test split's largest class: the UWA of always guessing it."""
-    confusion: list[list[int]]
+    confusion: list[list[int]] | None
     """[C, C] test counts, rows the true class, columns the predicted one."""
     class_names: list[str]
     data: DataRecord

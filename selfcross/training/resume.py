@@ -42,7 +42,9 @@ NOT_HASHED_PATHS = ("callbacks.last_checkpoint", "callbacks.model_checkpoint.sav
 """Where an interrupted run's state is saved (every epoch, by its own callback, since Lightning
 2.6 writes ``save_last`` only when the best checkpoint changes): not what the run computes."""
 
-HASHED_UNLESS_DEFAULT: dict[str, object] = {}
+HASHED_UNLESS_DEFAULT: dict[str, object] = {
+    "run_test": True,  # false: tuning runs, which never evaluate the test split
+}
 """Keys added after runs were first written, each with the value that reproduces the earlier
 behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so
 finished runs are still recognised; any other value is hashed as usual. Extend it whenever a

@@ -1,0 +1,244 @@
+"""Table 4 (ours): the bi-modal Self and Cross models untuned (Table 1's runs) vs tuned for their
+own case (``experiment=tuned``, docs/tuning.md), beside the paper's values and the best
+published T+A figures.
+
+The paper's first hypothesis for its bi-modal gap: its bi-modal models are the tri-modal
+architecture with a modality removed, never tuned for the bi-modal case. Each tuned model is
+tested against its untuned one, and tuned Self against tuned Cross (does the paper's conclusion
+survive tuning?). The untuned and the tuned runs come from two folders (``--results``,
+``--tuned``); every tuned run must carry ``tuned.study`` in its configuration and no untuned one
+may.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from selfcross.errors import DataError
+from selfcross.report import paper
+from selfcross.report.render import (
+    Report,
+    Section,
+    Value,
+    cell_csv,
+    comparison_csv,
+    csv_row,
+    format_p,
+    legend_marks,
+    our_value,
+    paper_value,
+    publish,
+)
+from selfcross.report.results import METRICS, config_difference, describe_source
+from selfcross.report.select import (
+    MODEL_LABELS,
+    Protocol,
+    Selection,
+    gather,
+    missing_report,
+    modality_label,
+    provenance,
+)
+from selfcross.report.stats import compare
+from selfcross.training.record import same_data
+
+TABLE4_MODELS = ("self", "cross")
+TABLE4_MODALITIES = ("TV", "TA", "VA")
+TUNED_KEYS = ("tuned.study", "tuned.trial", "tuned.value", "tuned.allow_unfinished")
+"""The keys ``experiment=tuned`` adds to a run's configuration."""
+METRIC_TITLES = {
+    "wa": "WA (weighted accuracy: mean per-class recall)",
+    "uwa": "UWA (unweighted accuracy: share classified correctly)",
+}
+
+
+def table4_cells() -> list[tuple[str, str]]:
+    return [(m, mod) for mod in TABLE4_MODALITIES for m in TABLE4_MODELS]
+
+
+def check_kinds(untuned: Selection, tuned: Selection) -> None:
+    """Refuse a tuned run among the untuned ones and an untuned run among the tuned ones."""
+    for selection, want, where in ((untuned, False, "--results"), (tuned, True, "--tuned")):
+        for cell in selection.cells.values():
+            for run in cell.runs.values():
+                if ("tuned.study" in run.config) != want:
+                    kind = "a tuned run (tuned.study set)" if not want else "not a tuned run"
+                    raise DataError(
+                        run.path,
+                        f"{kind} in {where}; give the untuned runs (Table 1's sweep) with "
+                        "--results and the experiment=tuned runs with --tuned",
+                    )
+
+
+def check_same_data(untuned: Selection, tuned: Selection) -> None:
+    """The two folders' runs must share the data source and, fold by fold, the fingerprint."""
+    runs = [r for s in (untuned, tuned) for c in s.cells.values() for r in c.runs.values()]
+    first, by_fold = None, {}
+    for run in runs:
+        first = first or run
+        if run.source != first.source:
+            raise DataError(
+                run.path,
+                f"data {describe_source(run.source)} differs from "
+                f"{describe_source(first.source)} in {first.path}; pass --allow-mixed-data "
+                "to compare them anyway",
+            )
+        other = by_fold.setdefault(run.fold, run)
+        if not same_data(other.fingerprint, run.fingerprint):
+            raise DataError(
+                run.path,
+                f"fold {run.fold} data fingerprint {run.fingerprint} differs from "
+                f"{other.fingerprint} in {other.path}; pass --allow-mixed-data to compare anyway",
+            )
+
+
+def tuned_settings(untuned: Selection, tuned: Selection, model: str, modality: str) -> str:
+    """What tuning changed in a cell: the study, its trial and value, and the settings that
+    differ from the untuned runs' configuration (read from the result files)."""
+    runs = list(tuned.cell(model, modality).runs.values())
+    if not runs:
+        return "-"
+    run = runs[0]
+    study = run.config.get("tuned.study", "?").strip('"')
+    value = run.config.get("tuned.value")
+    head = f"study {study}, trial {run.config.get('tuned.trial', '?')}"
+    if value not in (None, "null"):
+        head += f" (validation UWA {float(value):.3f})"
+    base = list(untuned.cell(model, modality).runs.values())
+    if not base:
+        return head + "; untuned runs missing: no comparison of settings"
+    diff = {k: v for k, v in config_difference(base[0], run).items() if not k.startswith("tuned.")}
+    changed = ", ".join(f"{k} {a.strip(chr(34))} -> {b.strip(chr(34))}"
+                        for k, (a, b) in diff.items())  # fmt: skip
+    return f"{head}: {changed or 'the untuned settings'}"
+
+
+def build_table4(untuned: Selection, tuned: Selection, allow_mixed_data: bool = False) -> Report:
+    protocol = untuned.protocol
+    tests = {}
+    for modality in TABLE4_MODALITIES:
+        for metric in METRICS:
+            for m in TABLE4_MODELS:
+                tests[(f"{m}_tuned", m, modality, metric)] = compare(
+                    tuned.cell(m, modality).runs, untuned.cell(m, modality).runs, metric
+                )
+            tests[("self_tuned", "cross_tuned", modality, metric)] = compare(
+                tuned.cell("self", modality).runs, tuned.cell("cross", modality).runs, metric
+            )
+    header = ["Modality"]
+    for m in TABLE4_MODELS:
+        label = MODEL_LABELS[m]
+        header += [f"{label} (paper)", label, f"{label} tuned"]
+    header.append("Published best (T+A)")
+    sections, csv_rows = [], []
+    for metric in METRICS:
+        rows = []
+        for modality in TABLE4_MODALITIES:
+            ours = {}
+            for m in TABLE4_MODELS:
+                ours[m] = our_value(untuned.cell(m, modality), metric)
+                ours[f"{m}_tuned"] = our_value(tuned.cell(m, modality), metric)
+            best = max((v.mean for v in ours.values() if v.mean is not None), default=None)
+            for m in TABLE4_MODELS:
+                a, b = ours[f"{m}_tuned"], ours[m]
+                if tests[(f"{m}_tuned", m, modality, metric)].significant:
+                    higher = f"{m}_tuned" if a.mean >= b.mean else m
+                    ours[higher] = replace(ours[higher], star=True)
+            ours = {
+                k: replace(v, bold=v.mean is not None and v.mean == best) for k, v in ours.items()
+            }
+            row: list = [modality_label(modality)]
+            for m in TABLE4_MODELS:
+                row += [
+                    paper_value(paper.TABLE1[modality][metric][m]),
+                    ours[m],
+                    ours[f"{m}_tuned"],
+                ]
+                for key, selection in ((m, untuned), (f"{m}_tuned", tuned)):
+                    stat = paper.TABLE1[modality][metric][m] if key == m else None
+                    csv_rows.append(
+                        csv_row("table4", modality, metric, key,
+                                **cell_csv(selection.cell(m, modality), metric, protocol),
+                                paper_mean=stat[0] if stat else None,
+                                paper_std=stat[1] if stat else None, bold=ours[key].bold)
+                    )  # fmt: skip
+            published = paper.PUBLISHED_BEST_TA[metric] if modality == "TA" else None
+            row.append(Value(published))
+            if published is not None:
+                csv_rows.append(csv_row("table4", modality, metric, "published_best",
+                                        paper_mean=published))  # fmt: skip
+            rows.append(row)
+        sections.append(Section(METRIC_TITLES[metric], header, rows))
+    test_rows = []
+    for (a, b, modality, metric), test in tests.items():
+        label = f"{pretty(a)} vs {pretty(b)}"
+        test_rows.append([label, modality_label(modality), metric.upper(),
+                          format_p(test.p_ind) + ("*" if test.significant else ""),
+                          format_p(test.p_rel), str(test.n_pairs)])  # fmt: skip
+        csv_rows.append(csv_row("table4-test", modality, metric, a, **comparison_csv(b, test)))
+    sections.append(
+        Section(
+            "t-tests: tuned vs untuned, and tuned Self vs tuned Cross",
+            ["Comparison", "Modality", "Metric", "p t-test", "p paired", "pairs"],
+            test_rows,
+        )
+    )
+    setting_rows = []
+    for modality in TABLE4_MODALITIES:
+        for m in TABLE4_MODELS:
+            text = tuned_settings(untuned, tuned, m, modality)
+            setting_rows.append([f"{MODEL_LABELS[m]} {modality_label(modality)}", text])
+            csv_rows.append(csv_row("table4-settings", modality, "settings", m, mean=text))
+    title = "Tuned settings (from the tuned runs' result.json)"
+    header = ["Cell", "Study, best trial, settings changed"]
+    sections.append(Section(title, header, setting_rows))
+    legend = [
+        "Untuned: Table 1's runs (the paper's settings); tuned: experiment=tuned, the same 5-fold "
+        "x 10-seed protocol with the best settings of the cell's Optuna study (objective: "
+        "validation UWA only; docs/tuning.md). Bold: the best of our four values in the row.",
+        *legend_marks(
+            protocol, "on the higher of a tuned model and its untuned model", "the two"
+        ),  # fmt: skip
+        "Published best (T+A): the best text+audio figures the paper quotes (0.560 WA, 0.612 "
+        "UWA; its reference [16]), which its bi-modal models stay below.",
+    ]
+    missing = [f"untuned {line}" for line in missing_report(untuned)]
+    missing += [f"tuned {line}" for line in missing_report(tuned)]
+    notes = [f"Untuned: {n}" for n in provenance(untuned, allow_mixed_data)]
+    notes += [f"Tuned: {n}" for n in provenance(tuned, allow_mixed_data)]
+    return Report(
+        name="table4",
+        title="Table 4: bi-modal models untuned vs tuned for their own case, mean ± std over runs",
+        sections=sections,
+        legend=legend,
+        notes=notes,
+        missing=missing,
+        csv_rows=csv_rows,
+    )
+
+
+def pretty(key: str) -> str:
+    """``self_tuned`` -> ``Self tuned``; ``cross`` -> ``Cross``."""
+    model = key.removesuffix("_tuned")
+    return MODEL_LABELS[model] + (" tuned" if model != key else "")
+
+
+def make_table4(
+    untuned_dir: Path,
+    tuned_dir: Path,
+    out_dir: Path,
+    protocol: Protocol,
+    allow_mixed_data: bool = False,
+) -> Report:
+    """Table 4 from the untuned runs under ``untuned_dir`` and the tuned runs under
+    ``tuned_dir``: printed, and written as ``<out_dir>/table4.md``, ``.tex`` and ``.csv``."""
+    cells = table4_cells()
+    untuned = gather(untuned_dir, protocol, cells, allow_mixed_data)
+    tuned = gather(tuned_dir, protocol, cells, allow_mixed_data)
+    check_kinds(untuned, tuned)
+    if not allow_mixed_data:
+        check_same_data(untuned, tuned)
+    report = build_table4(untuned, tuned, allow_mixed_data)
+    publish(report, out_dir)
+    return report

@@ -1,0 +1,200 @@
+"""The tuning table of one study (``python -m selfcross.tables tuning --results <study dir>``):
+every trial, the best settings beside the untuned ones, and Optuna's parameter importances.
+
+The study is read from ``<study dir>/study.db`` (selfcross.training.tuning); the values are the
+trials' objective, the mean best-validation UWA over the tuning folds (no test split is ever
+read while tuning). Importances are Optuna's default evaluator, PED-ANOVA, which needs no
+extra package and handles the per-width head counts; they are computed over the complete
+trials and are only indicative with few of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+
+from selfcross.errors import DataError
+from selfcross.report.render import (
+    Report,
+    Section,
+    Value,
+    format_rate,
+    make_out_dir,
+    print_report,
+    say_written,
+    to_latex,
+    to_markdown,
+)
+from selfcross.report.select import MODEL_LABELS, modality_label
+from selfcross.training.tuning import STUDY_DB, interrupted
+
+CSV_FIELDS = ("kind", "trial", "state", "value", "param", "setting", "untuned", "importance",
+              "note")  # fmt: skip
+"""Rows of tuning-<cell>.csv: ``trial`` (state, value, note), ``setting`` (one per trial and
+parameter), ``best`` (the best trial's settings beside the untuned ones), ``importance``."""
+
+
+def load_study(directory: Path):
+    """The Optuna study stored in ``directory`` (DataError if there is none)."""
+    import optuna
+
+    db = Path(directory) / STUDY_DB
+    if not db.is_file():
+        raise DataError(directory, f"no {STUDY_DB}: not a study folder of selfcross.tune")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if len(names) != 1:
+        raise DataError(db, f"expected one study, found {len(names)}")
+    return optuna.load_study(study_name=names[0], storage=storage)
+
+
+def shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def trial_note(trial, retried: set[int]) -> str:
+    attrs = trial.user_attrs
+    if trial.number in retried:
+        return "interrupted; retried"
+    if "retry_of" in attrs:
+        return f"retries trial {attrs['retry_of']}"
+    return str(attrs.get("invalid") or attrs.get("error") or "")
+
+
+def importances(study) -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances (PED-ANOVA) and a note; empty with the reason when they
+    cannot be computed (too few complete trials, a constant objective)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}, f"not computed: {len(complete)} complete trial(s), at least 2 needed"
+    if len({t.value for t in complete}) == 1:
+        return {}, "not computed: every complete trial has the same value"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as err:
+        return {}, f"not computed: {str(err).splitlines()[0]}"
+    result = {k: float(v) for k, v in result.items() if math.isfinite(v)}
+    return result, (
+        f"PED-ANOVA (Optuna's default evaluator) over {len(complete)} complete trials; "
+        "normalised to sum 1; indicative only with few trials"
+    )
+
+
+def build_tuning(study, directory: Path) -> Report:
+    from optuna.trial import TrialState
+
+    ident = study.user_attrs.get("identity") or {}
+    model, modality = ident.get("model", "?"), ident.get("modality", "?")
+    trials = study.get_trials(deepcopy=False)
+    retried = interrupted(trials)
+    settings_keys: list[str] = []
+    for t in trials:
+        for key in t.user_attrs.get("values", {}):
+            if key not in settings_keys:
+                settings_keys.append(key)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    rows, csv_rows = [], []
+    for t in trials:
+        values = t.user_attrs.get("values", {})
+        value = Value(t.value, bold=best is not None and t.number == best.number)
+        note = trial_note(t, retried)
+        rows.append([str(t.number), t.state.name.lower(), value,
+                     *(shown(values.get(k)) for k in settings_keys), note])  # fmt: skip
+        csv_rows.append(dict(kind="trial", trial=t.number, state=t.state.name.lower(),
+                             value=t.value, note=note))  # fmt: skip
+        for key, setting in values.items():
+            csv_rows.append(dict(kind="setting", trial=t.number, param=key, setting=setting))
+    sections = [
+        Section(
+            "Trials (value: mean best-validation UWA over the tuning folds)",
+            ["Trial", "State", "Value", *settings_keys, "Note"],
+            rows,
+        ),  # fmt: skip
+    ]
+    untuned = study.user_attrs.get("untuned", {})
+    if best is not None:
+        best_rows = []
+        for key in settings_keys:
+            setting = best.user_attrs.get("values", {}).get(key)
+            best_rows.append([key, shown(setting), shown(untuned.get(key))])
+            csv_rows.append(dict(kind="best", trial=best.number, value=best.value, param=key,
+                                 setting=setting, untuned=untuned.get(key)))  # fmt: skip
+        folds = best.user_attrs.get("fold_scores") or {}
+        per_fold = ", ".join(f"fold {f}: {format_rate(v)}" for f, v in folds.items())
+        sections.append(
+            Section(
+                f"Best trial {best.number}: {format_rate(best.value)} ({per_fold})",
+                ["Setting", "Tuned", "Untuned (base configuration)"],
+                best_rows,
+            )  # fmt: skip
+        )
+    ranked, importance_note = importances(study)
+    if ranked:
+        sections.append(
+            Section(
+                "Parameter importances",
+                ["Parameter", "Importance"],
+                [[k, f"{v:.3f}"] for k, v in ranked.items()],
+            )  # fmt: skip
+        )
+        for key, value in ranked.items():
+            csv_rows.append(dict(kind="importance", param=key, importance=value))
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    legend = [
+        "Value: the objective, mean over the tuning folds of the best validation UWA (the "
+        "paper's UWA: accuracy) of one run per fold; the test split is never evaluated while "
+        "tuning. Bold: the best trial.",
+        "pruned: the trial's configuration is invalid (Note says why); fail: a run failed "
+        "(Note); interrupted trials are retried with the same settings in the same folder.",
+        f"Importances: {importance_note}.",
+    ]
+    notes = [
+        f"Study: {directory / STUDY_DB} ({len(trials)} trials: {tally})",
+        f"Cell: {MODEL_LABELS.get(model, model)} {modality_label(modality)}; tuning folds "
+        f"{ident.get('folds')}, training seed {ident.get('seed')}; TPE sampler seed "
+        f"{ident.get('sampler_seed')}, {ident.get('n_startup_trials')} random startup trials",
+    ]
+    return Report(
+        name=f"tuning-{model}-{modality}",
+        title=f"Tuning {MODEL_LABELS.get(model, model)} on {modality_label(modality)}",
+        sections=sections,
+        legend=legend,
+        notes=notes,
+        missing=[],
+        csv_rows=csv_rows,
+    )
+
+
+def save_tuning(report: Report, out_dir: Path) -> list[Path]:
+    make_out_dir(out_dir)
+    md, tex, table = (out_dir / f"{report.name}.{ext}" for ext in ("md", "tex", "csv"))
+    no_cells = "## Missing runs\n\nNone: every cell is complete.\n\n"  # a study has no cells
+    md.write_text(to_markdown(report).replace(no_cells, ""))
+    tex.write_text(to_latex(report))
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()}
+                         for r in report.csv_rows)  # fmt: skip
+    return [md, tex, table]
+
+
+def make_tuning(directory: Path, out_dir: Path) -> Report:
+    """The tuning table of the study in ``directory``: printed, and written as
+    ``<out_dir>/tuning-<model>-<modality>.md``, ``.tex`` and ``.csv``."""
+    report = build_tuning(load_study(directory), Path(directory))
+    print_report(report)
+    say_written(save_tuning(report, out_dir))
+    return report

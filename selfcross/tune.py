@@ -1,0 +1,58 @@
+"""Tune one (model, modality) cell with Optuna: the paper's hypothesis that its bi-modal models,
+never tuned for their own case, lose accuracy to that.
+
+    python -m selfcross.tune model=cross modality=TA                  # 40 trials x 5 folds
+    python -m selfcross.tune model=self modality=TV tune.n_trials=20 data=iemocap data.root=...
+    python -m selfcross.tune model=cross modality=TA tune.folds=[1] trainer.max_epochs=4
+
+Arguments are Hydra overrides of ``conf/`` with ``experiment=tune`` added. The study is stored
+in ``multirun/<sweep_name>/study.db`` (default ``tune-<data>-<model>-<modality>``); rerunning the
+same command continues it. The objective is the mean best-validation UWA over ``tune.folds``;
+the test split is never evaluated. Afterwards: ``python -m selfcross.tables tuning --results
+multirun/<sweep_name>``, and ``experiment=tuned`` trains the full protocol with the best
+settings. The work is :func:`selfcross.training.tuning.run_study`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from selfcross.config import check_group_choices, user_errors
+from selfcross.errors import ConfigError
+
+
+def _is_list(arg: str) -> bool:
+    """A sweep list such as ``model=self,cross`` (a bracketed value is one list value)."""
+    value = arg.split("=", 1)[-1]
+    return "," in value and not value.startswith(("[", "{"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    with user_errors():
+        if any(a in ("-m", "--multirun") or _is_list(a) for a in argv):
+            raise ConfigError(
+                "python -m selfcross.tune tunes one cell: give one model and one modality "
+                "(no -m, no comma lists); run one command per cell"
+            )
+        check_group_choices(argv)
+        from selfcross.training.tuning import run_study
+
+        outcome = run_study(argv)
+        best = outcome.best
+        if best is None:
+            print(f"study {outcome.directory}: no trial completed", flush=True)
+            sys.exit(1)
+        settings = " ".join(f"{k}={v}" for k, v in best["settings"].items())
+        print(
+            f"study {outcome.directory}: {best['n_finished']} of {outcome.n_trials} trials "
+            f"finished ({outcome.ran} now); best trial {best['trial']}: mean validation UWA "
+            f"{best['value']:.4f} over folds {best['folds']}  {settings}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
