@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfcross.data import FoldReader, IemocapDataModule, ReaderOptions
+from selfcross.data import FoldReader, IemocapDataModule, ReaderOptions, npy, preprocess
 from selfcross.errors import ConfigError, DataError
 from tests.foldkit import SHAPES, SIZES, make_fold
 
@@ -95,6 +95,36 @@ def test_frame_feature_standardisation_is_per_position(fold):
     np.testing.assert_allclose(
         data.splits["dev"].features["A"], (arrays["dev_audio_mfcc"] - mean) / std, atol=1e-4
     )
+
+
+@pytest.mark.parametrize("mode", ["feature", "frame_feature"])
+def test_standardisation_in_small_blocks_equals_one_block_and_bounds_the_float64_copy(
+    fold, monkeypatch, mode
+):
+    """The statistics are summed over blocks of rows, each copied to float64: with blocks of
+    three train utterances (8 bytes a value), every row is counted once and the result is the
+    one-block result; a block never holds more than the three rows that fit."""
+    directory, _ = fold
+    whole = read(directory, drop_zero_video=False, audio_standardize=mode)
+    monkeypatch.setattr(npy, "BLOCK_BYTES", 3 * 8 * 2 * 8)  # 3 utterances of [8, 2] float64
+    spans = []
+    release = preprocess.release_rows
+
+    def spy(array, start, stop, written=False):
+        spans.append((array, start, stop, written))
+        release(array, start, stop, written)
+
+    monkeypatch.setattr(preprocess, "release_rows", spy)
+    blocked = read(directory, drop_zero_video=False, audio_standardize=mode)
+    np.testing.assert_allclose(blocked.audio_mean, whole.audio_mean, rtol=1e-6)
+    np.testing.assert_allclose(blocked.audio_std, whole.audio_std, rtol=1e-6)
+    for split in SIZES:
+        np.testing.assert_allclose(
+            blocked.splits[split].features["A"], whole.splits[split].features["A"], atol=1e-6
+        )
+    train = blocked.splits["train"].features["A"]
+    fitted = [(start, stop) for a, start, stop, written in spans if a is train and not written]
+    assert fitted == [(start, start + 3) for start in range(0, 21, 3)]
 
 
 def test_dense_text_file_is_accepted_and_equals_the_lookup(fold):
