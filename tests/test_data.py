@@ -97,6 +97,27 @@ def test_frame_feature_standardisation_is_per_position(fold):
     )
 
 
+def test_constant_feature_keeps_std_one_and_small_stds_are_not_floored(fold):
+    """A feature constant over the valid train frames has std 0: it is divided by 1, not
+    blown up; a feature of std 0.1 is divided by its own std, whatever its size."""
+    directory, arrays = fold
+    lens = arrays["train_audio_seqN"]
+    valid = (np.arange(8)[None, :] < lens[:, None])[..., None]
+    audio = np.random.default_rng(5).normal(0.0, 0.1, (21, 8, 2)).astype(np.float32)
+    audio[..., 0] = 5.0
+    np.save(directory / "train_audio_mfcc.npy", audio * valid, allow_pickle=False)
+    data = read(directory, drop_zero_video=False)
+    assert data.audio_mean.dtype == np.float32 and data.audio_std.dtype == np.float32
+    frames = np.concatenate([audio[i, : lens[i], 1] for i in range(21)]).astype(np.float64)
+    np.testing.assert_allclose(data.audio_mean, [5.0, frames.mean()], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(data.audio_std, [1.0, frames.std()], rtol=1e-5)
+    assert 0.05 < data.audio_std[1] < 0.2
+    dev, n = arrays["dev_audio_mfcc"], arrays["dev_audio_seqN"]
+    got = data.splits["dev"].features["A"]
+    for i in range(len(dev)):
+        np.testing.assert_allclose(got[i, : n[i], 0], dev[i, : n[i], 0] - 5.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["feature", "frame_feature"])
 def test_standardisation_in_small_blocks_equals_one_block_and_bounds_the_float64_copy(
     fold, monkeypatch, mode
