@@ -68,6 +68,22 @@ def test_iemocap_class_counts_are_the_published_ones_and_synthetic_inherits_them
     assert synthetic.n_folds == dataset("iemocap").n_folds == 5
 
 
+def test_spec_names_the_same_data_however_the_class_counts_are_given():
+    """Counts read from a config list, numpy or whole floats: one tuple of ints, one digest."""
+    for given in (
+        list(IEMOCAP_CLASS_COUNTS),
+        np.array(IEMOCAP_CLASS_COUNTS),
+        [float(c) for c in IEMOCAP_CLASS_COUNTS],
+    ):
+        spec = SyntheticSpec(given, n_utterances=400, shapes=SHAPES, vocab_size=60)
+        assert spec.class_counts == IEMOCAP_CLASS_COUNTS
+        assert all(type(c) is int for c in spec.class_counts)
+        assert spec.digest() == SPEC.digest()
+    with pytest.raises(ValueError) as caught:
+        SyntheticSpec((5, 6, 7))
+    assert str(caught.value) == "class_counts=[5, 6, 7]: the generator has 7 classes"
+
+
 def test_class_proportions_follow_iemocap():
     counts = class_counts(IEMOCAP_CLASS_COUNTS, 7487)
     assert counts.tolist() == list(IEMOCAP_CLASS_COUNTS)
