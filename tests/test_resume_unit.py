@@ -7,11 +7,14 @@ runs, which checkpoint an interrupted run resumes from, and which are kept after
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 
 import pytest
 import torch
 
 from selfcross.config import compose
+from selfcross.data.fingerprint import MEMO_DIR, fingerprint
 from selfcross.training import resume
 from selfcross.training.rundir import HASH_FILE
 from tests.conftest import base_overrides
@@ -141,6 +144,55 @@ def test_resume_takes_last_then_best_and_sets_unreadable_ones_aside(tmp_path, ca
     names = {p.name.split(".corrupt-")[0] for p in ckpt.iterdir()}
     assert names == {"best.ckpt", "last.ckpt"}  # both set aside, none left to resume from
     assert not (ckpt / "best.ckpt").exists() and not (ckpt / "last.ckpt").exists()
+
+
+class Foreign:
+    """An object only unpickling can rebuild: a checkpoint holding one is not loaded."""
+
+
+def test_unreadable_checkpoints_are_named_by_their_error_and_stamped_in_utc(
+    tmp_path, capsys, monkeypatch
+):
+    out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    resume.mark_checkpoints(out, "d1")
+    _checkpoint(ckpt / "last.ckpt", {"state_dict": {}, "extra": Foreign()})
+    with pytest.raises(Exception) as refused:  # what torch says, first line, 80 characters
+        torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=True)
+    reason = str(refused.value).splitlines()[0][:80]
+    assert len(reason) == 80
+    (ckpt / "best.ckpt").write_bytes(b"")  # an empty file: an error with no message
+    monkeypatch.setenv("TZ", "Etc/GMT-9")  # local time 9 hours ahead of UTC
+    time.tzset()
+    try:
+        assert resume.resume_checkpoint(out, "d1") is None
+        now = datetime.now(UTC).replace(tzinfo=None)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    said = capsys.readouterr().out
+    assert f"last.ckpt: unreadable checkpoint ({reason}); kept as last.ckpt.corrupt-" in said
+    assert "best.ckpt: unreadable checkpoint (EOFError); kept as best.ckpt.corrupt-" in said
+    for path in ckpt.iterdir():
+        stamp = datetime.strptime(path.name.split(".corrupt-")[1], "%Y%m%dT%H%M%SZ")
+        assert abs((now - stamp).total_seconds()) < 120
+
+
+def test_finished_run_memoises_the_fold_fingerprint_under_the_cache_dir(tmp_path):
+    from omegaconf import OmegaConf
+
+    from tests.foldkit import make_fold
+    from tests.recordkit import write_run
+
+    make_fold(tmp_path / "folds" / "fold02")
+    cache = tmp_path / "cache"
+    cfg = OmegaConf.create(
+        {"fold": 2, "data": {"root": str(tmp_path / "folds"), "cache_dir": str(cache)}}
+    )
+    now = fingerprint(tmp_path / "folds" / "fold02")  # computed here without a memo
+    write_run(tmp_path / "run", "self", "T", 2, 1, 0.5, 0.5, data={"fingerprint": now})
+    assert not cache.exists()
+    assert resume.finished_run(cfg, tmp_path / "run", "0" * 16) is not None
+    assert any((cache / MEMO_DIR).iterdir())
 
 
 def test_mark_checkpoints_creates_the_run_folder(tmp_path):
