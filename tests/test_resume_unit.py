@@ -6,10 +6,13 @@ runs, which checkpoint an interrupted run resumes from, and which are kept after
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,6 +95,8 @@ def test_comparable_config_flattens_and_hides_the_runs_own_folder():
         "callbacks": {"checkpoint": {"dirpath": "/runs/a/checkpoints"}},
         "extra": {},
         "tags": ["a", 1],
+        "groups": [{"b": 1, "a": 2}],  # dicts inside lists: keys sorted
+        "where": Path("/data/x"),  # not JSON: written as text
     }
     before = repr(config)
     assert resume.comparable_config(config) == {
@@ -102,6 +107,8 @@ def test_comparable_config_flattens_and_hides_the_runs_own_folder():
         "callbacks.checkpoint.dirpath": '"<output_dir>/checkpoints"',
         "extra": "{}",
         "tags": '["a", 1]',
+        "groups": '[{"a": 2, "b": 1}]',
+        "where": '"/data/x"',
     }
     assert repr(config) == before  # the caller's record is not modified
     # without an output folder nothing is replaced
@@ -177,7 +184,7 @@ def test_unreadable_checkpoints_are_named_by_their_error_and_stamped_in_utc(
         assert abs((now - stamp).total_seconds()) < 120
 
 
-def test_finished_run_memoises_the_fold_fingerprint_under_the_cache_dir(tmp_path):
+def test_finished_run_memoises_the_fingerprint_and_says_why_a_run_is_redone(tmp_path, caplog):
     from omegaconf import OmegaConf
 
     from tests.foldkit import make_fold
@@ -193,6 +200,14 @@ def test_finished_run_memoises_the_fold_fingerprint_under_the_cache_dir(tmp_path
     assert not cache.exists()
     assert resume.finished_run(cfg, tmp_path / "run", "0" * 16) is not None
     assert any((cache / MEMO_DIR).iterdir())
+    np.save(tmp_path / "folds" / "fold02" / "test_label.npy", np.zeros(14, np.int64))
+    with caplog.at_level(logging.INFO, logger="selfcross"):
+        assert resume.finished_run(cfg, tmp_path / "run", "0" * 16) is None
+    later = fingerprint(tmp_path / "folds" / "fold02")
+    assert caplog.messages == [
+        f"{tmp_path / 'run' / 'result.json'} was computed on other data (fingerprint {now}, "
+        f"the fold's is now {later}): redone"
+    ]
 
 
 def test_mark_checkpoints_creates_the_run_folder(tmp_path):
