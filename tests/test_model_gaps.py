@@ -1,0 +1,49 @@
+"""Model behaviours that mutation testing found unchecked (docs/mutation.md).
+
+Each test works through the public interfaces (outputs on hand-made inputs, calls into
+PyTorch's own modules), so it holds whatever the attention internals become.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from selfcross.models import EmotionNet
+from tests.conftest import SMALL_SHAPES
+
+
+def _count_calls(monkeypatch, cls) -> list:
+    calls = []
+    forward = cls.forward
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("need_weights"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize("attention_weights", [False, True])
+def test_attention_weights_are_computed_only_when_asked_for(monkeypatch, attention_weights):
+    """By default every attention module runs without weights (the fast path); with
+    ``attention_weights`` each of the 3 self and 6 cross modules of Cross+Self asks for them."""
+    torch.manual_seed(0)
+    kw = {"attention_weights": True} if attention_weights else {}
+    net = EmotionNet(["T", "V", "A"], SMALL_SHAPES, fusion="cross_self", **kw).eval()
+    calls = _count_calls(monkeypatch, nn.MultiheadAttention)
+    batch = {m: torch.randn(2, s["seq_len"], s["feat_dim"]) for m, s in SMALL_SHAPES.items()}
+    net(batch)
+    assert calls == ([True] * 9 if attention_weights else [])
+
+
+def test_the_default_encoder_runs_the_fused_gru_on_the_cpu(monkeypatch):
+    net = EmotionNet(["A"], SMALL_SHAPES).eval()
+    calls = _count_calls(monkeypatch, nn.GRU)
+    net({"A": torch.randn(2, 10, 9)})
+    assert calls == []
+    unfused = EmotionNet(["A"], SMALL_SHAPES, fused_gru=False).eval()
+    unfused({"A": torch.randn(2, 10, 9)})
+    assert len(calls) == 1
