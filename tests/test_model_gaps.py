@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from selfcross.errors import ConfigError
 from selfcross.models import EmotionNet
 from tests.conftest import SMALL_SHAPES
 
@@ -47,3 +48,9 @@ def test_the_default_encoder_runs_the_fused_gru_on_the_cpu(monkeypatch):
     unfused = EmotionNet(["A"], SMALL_SHAPES, fused_gru=False).eval()
     unfused({"A": torch.randn(2, 10, 9)})
     assert len(calls) == 1
+
+
+def test_an_unknown_pooling_lists_the_choices():
+    with pytest.raises(ConfigError) as caught:
+        EmotionNet(["T", "V"], SMALL_SHAPES, pooling="max")
+    assert str(caught.value) == "pooling='max': expected one of stat, concat"
