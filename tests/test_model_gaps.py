@@ -54,3 +54,29 @@ def test_an_unknown_pooling_lists_the_choices():
     with pytest.raises(ConfigError) as caught:
         EmotionNet(["T", "V"], SMALL_SHAPES, pooling="max")
     assert str(caught.value) == "pooling='max': expected one of stat, concat"
+
+
+def test_each_modalitys_input_dropout_reaches_its_own_encoder():
+    """``input_dropout={"T": 0.5}`` drops text features in training and nothing else: with no
+    attention dropout, the audio encoding of a batch is the same on every call."""
+    torch.manual_seed(0)
+    net = EmotionNet(["T", "A"], SMALL_SHAPES, input_dropout={"T": 0.5}, attn_dropout=0.0)
+    batch = {
+        m: torch.randn(2, SMALL_SHAPES[m]["seq_len"], SMALL_SHAPES[m]["feat_dim"]) for m in "TA"
+    }
+    net.train()
+    with torch.no_grad():
+        first, second = net.encode(batch), net.encode(batch)
+    assert not torch.allclose(first["T"], second["T"])
+    assert torch.equal(first["A"], second["A"])
+
+
+def test_the_hidden_size_reaches_the_encoders():
+    """E = 2 * hidden everywhere: hidden=8 gives 16-wide encodings and a working network."""
+    net = EmotionNet(["T", "A"], SMALL_SHAPES, fusion="cross", hidden=8, num_heads=2).eval()
+    batch = {
+        m: torch.randn(3, SMALL_SHAPES[m]["seq_len"], SMALL_SHAPES[m]["feat_dim"]) for m in "TA"
+    }
+    encoded = net.encode(batch)
+    assert encoded["T"].shape == (3, 7, 16) and encoded["A"].shape == (3, 5, 16)
+    assert net(batch).shape == (3, 7)
