@@ -6,6 +6,8 @@ runs, which checkpoint an interrupted run resumes from, and which are kept after
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from selfcross.config import compose
 from selfcross.data.fingerprint import MEMO_DIR, fingerprint
@@ -232,3 +235,32 @@ def test_prune_keeps_all_or_the_best_by_its_resolved_path(tmp_path):
     resume.prune_checkpoints(tmp_path, "best", None)  # no best checkpoint: none is kept
     assert sorted(p.name for p in ckpt.iterdir()) == ["notes.txt"]
     resume.prune_checkpoints(tmp_path / "never-ran", "none", None)  # no folder: nothing to do
+
+
+def test_the_hash_of_a_known_configuration_never_changes():
+    """Finished runs are recognised by this hash: a change in how it is computed (placeholders,
+    key order, digest, length) would redo every run already written. The payload is written
+    out by hand: unhashed keys gone, the run's folders as placeholders, interpolations resolved
+    against them."""
+    cfg = OmegaConf.create(
+        {
+            "seed": 1,
+            "paths": {"output_dir": "/runs/a", "cache_dir": "/data/cache", "data_dir": "/data"},
+            "model": {"name": "cross", "optimizer": {"lr": 0.001}},
+            "callbacks": {"checkpoint": {"dirpath": "${paths.output_dir}/checkpoints"}},
+            "data": {"root": "${paths.data_dir}/fold01", "cache_dir": "${paths.cache_dir}",
+                     "num_workers": 2},
+            "logger": {"name": "csv"},
+            "trainer": {"max_epochs": 3, "enable_progress_bar": False},
+        }
+    )  # fmt: skip
+    payload = {
+        "callbacks": {"checkpoint": {"dirpath": "<output_dir>/checkpoints"}},
+        "data": {"root": "/data/fold01"},
+        "model": {"name": "cross", "optimizer": {"lr": 0.001}},
+        "paths": {"cache_dir": "<cache_dir>", "data_dir": "/data", "output_dir": "<output_dir>"},
+        "seed": 1,
+        "trainer": {"max_epochs": 3},
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert resume.config_hash(cfg) == digest == "d32fc5aaf1202d46"
