@@ -69,14 +69,20 @@ def test_each_modalitys_input_dropout_reaches_its_own_encoder():
         first, second = net.encode(batch), net.encode(batch)
     assert not torch.allclose(first["T"], second["T"])
     assert torch.equal(first["A"], second["A"])
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net.encode(batch)["A"], first["A"])  # audio: no dropout at all
 
 
-def test_the_hidden_size_reaches_the_encoders():
-    """E = 2 * hidden everywhere: hidden=8 gives 16-wide encodings and a working network."""
-    net = EmotionNet(["T", "A"], SMALL_SHAPES, fusion="cross", hidden=8, num_heads=2).eval()
+def test_the_hidden_size_and_class_count_reach_the_encoders_and_classifier():
+    """E = 2 * hidden everywhere: hidden=8 gives 16-wide encodings and a working network; the
+    class count reaches the classifier."""
+    net = EmotionNet(
+        ["T", "A"], SMALL_SHAPES, fusion="cross", hidden=8, num_heads=2, num_classes=4
+    ).eval()
     batch = {
         m: torch.randn(3, SMALL_SHAPES[m]["seq_len"], SMALL_SHAPES[m]["feat_dim"]) for m in "TA"
     }
     encoded = net.encode(batch)
     assert encoded["T"].shape == (3, 7, 16) and encoded["A"].shape == (3, 5, 16)
-    assert net(batch).shape == (3, 7)
+    assert net(batch).shape == (3, 4)
