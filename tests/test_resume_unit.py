@@ -264,3 +264,9 @@ def test_the_hash_of_a_known_configuration_never_changes():
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     assert resume.config_hash(cfg) == digest == "d32fc5aaf1202d46"
+
+
+def test_a_path_in_a_configuration_built_in_python_hashes_as_its_text():
+    as_path = OmegaConf.create({"data": {"root": Path("/data/fold01")}})
+    as_text = OmegaConf.create({"data": {"root": "/data/fold01"}})
+    assert resume.config_hash(as_path) == resume.config_hash(as_text)
