@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from selfcross.errors import ConfigError
-from selfcross.models import EmotionNet
+from selfcross.models import CrossModalAttention, EmotionNet
 from tests.conftest import SMALL_SHAPES
 
 
@@ -86,3 +86,17 @@ def test_the_hidden_size_and_class_count_reach_the_encoders_and_classifier():
     encoded = net.encode(batch)
     assert encoded["T"].shape == (3, 7, 16) and encoded["A"].shape == (3, 5, 16)
     assert net(batch).shape == (3, 4)
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_attention_dropout_acts_in_training_on_either_cpu_kernel(blocked):
+    """Training with attention dropout: the blocked kernel and PyTorch's own (the CUDA and
+    ``blocked_attention=false`` path) both drop weights; evaluation drops nothing."""
+    torch.manual_seed(0)
+    attn = CrossModalAttention(12, 2, dropout=0.5, blocked=blocked)
+    target, source = torch.randn(2, 4, 12), torch.randn(2, 6, 12)
+    with torch.no_grad():
+        attn.train()
+        assert not torch.allclose(attn(target, source), attn(target, source))
+        attn.eval()
+        assert torch.equal(attn(target, source), attn(target, source))
