@@ -112,9 +112,11 @@ dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B crede
 # Modules whose mutants `make mutation` runs (mutmut name patterns; the scope is [tool.mutmut]).
 MUTATE ?= selfcross.models.metrics* selfcross.report.stats* selfcross.data.preprocess*
 
-mutation: $(STAMP) ## Mutation testing, not in CI (docs/mutation.md; 10-20 min per MUTATE= group)
+# One thread: mutmut forks each mutant from a process that has run torch, and a forked child of
+# a multi-threaded torch can hang forever on a lock (no CPU used, so no timeout fires).
+mutation: $(STAMP) ## Mutation testing, not in CI (docs/mutation.md; 15-60 min per MUTATE= group)
 	rm -rf mutants
-	$(VENV)/bin/mutmut run $(foreach m,$(MUTATE),'$(m)')
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run $(foreach m,$(MUTATE),'$(m)')
 	$(VENV)/bin/mutmut results
 
 lint: $(STAMP) ## ruff: lint and format check

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfcross.data import FoldReader, IemocapDataModule, ReaderOptions
+from selfcross.data import FoldReader, IemocapDataModule, ReaderOptions, npy, preprocess
 from selfcross.errors import ConfigError, DataError
 from tests.foldkit import SHAPES, SIZES, make_fold
 
@@ -95,6 +95,63 @@ def test_frame_feature_standardisation_is_per_position(fold):
     np.testing.assert_allclose(
         data.splits["dev"].features["A"], (arrays["dev_audio_mfcc"] - mean) / std, atol=1e-4
     )
+
+
+def test_constant_feature_keeps_std_one_and_small_stds_are_not_floored(fold):
+    """A feature constant over the valid train frames has std 0: it is divided by 1, not
+    blown up; a feature of std 0.1 is divided by its own std, whatever its size."""
+    directory, arrays = fold
+    lens = arrays["train_audio_seqN"]
+    valid = (np.arange(8)[None, :] < lens[:, None])[..., None]
+    audio = np.random.default_rng(5).normal(0.0, 0.1, (21, 8, 2)).astype(np.float32)
+    audio[..., 0] = 5.0
+    np.save(directory / "train_audio_mfcc.npy", audio * valid, allow_pickle=False)
+    data = read(directory, drop_zero_video=False)
+    assert data.audio_mean.dtype == np.float32 and data.audio_std.dtype == np.float32
+    frames = np.concatenate([audio[i, : lens[i], 1] for i in range(21)]).astype(np.float64)
+    np.testing.assert_allclose(data.audio_mean, [5.0, frames.mean()], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(data.audio_std, [1.0, frames.std()], rtol=1e-5)
+    assert 0.05 < data.audio_std[1] < 0.2
+    dev, n = arrays["dev_audio_mfcc"], arrays["dev_audio_seqN"]
+    got = data.splits["dev"].features["A"]
+    for i in range(len(dev)):
+        np.testing.assert_allclose(got[i, : n[i], 0], dev[i, : n[i], 0] - 5.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["feature", "frame_feature"])
+def test_standardisation_in_small_blocks_equals_one_block_and_bounds_the_float64_copy(
+    fold, monkeypatch, mode
+):
+    """The statistics are summed over blocks of rows, each copied to float64: with blocks of
+    three train utterances (8 bytes a value), every row is counted once and the result is the
+    one-block result; a block never holds more rows than fit, and each is released after use."""
+    directory, _ = fold
+    whole = read(directory, drop_zero_video=False, audio_standardize=mode)
+    monkeypatch.setattr(npy, "BLOCK_BYTES", 3 * 8 * 2 * 8)  # 3 utterances of [8, 2] float64
+    spans = []
+    release = preprocess.release_rows
+
+    def spy(array, start, stop, written=False):
+        spans.append((array, start, stop, written))
+        release(array, start, stop, written)
+
+    monkeypatch.setattr(preprocess, "release_rows", spy)
+    blocked = read(directory, drop_zero_video=False, audio_standardize=mode)
+    np.testing.assert_allclose(blocked.audio_mean, whole.audio_mean, rtol=1e-6)
+    np.testing.assert_allclose(blocked.audio_std, whole.audio_std, rtol=1e-6)
+    for split in SIZES:
+        np.testing.assert_allclose(
+            blocked.splits[split].features["A"], whole.splits[split].features["A"], atol=1e-6
+        )
+    # every block is released from memory once used: copied rows (6 float32 utterances a
+    # block) flushed, rows read for the statistics (3 in float64) dropped, standardised rows
+    # flushed
+    train = blocked.splits["train"].features["A"]
+    assert [(start, stop, written) for a, start, stop, written in spans if a is train] == [
+        *[(start, min(start + 6, 21), True) for start in range(0, 21, 6)],
+        *[(start, start + 3, False) for start in range(0, 21, 3)],
+        *[(start, start + 6, True) for start in range(0, 21, 6)],
+    ]
 
 
 def test_dense_text_file_is_accepted_and_equals_the_lookup(fold):

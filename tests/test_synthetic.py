@@ -68,6 +68,22 @@ def test_iemocap_class_counts_are_the_published_ones_and_synthetic_inherits_them
     assert synthetic.n_folds == dataset("iemocap").n_folds == 5
 
 
+def test_spec_names_the_same_data_however_the_class_counts_are_given():
+    """Counts read from a config list, numpy or whole floats: one tuple of ints, one digest."""
+    for given in (
+        list(IEMOCAP_CLASS_COUNTS),
+        np.array(IEMOCAP_CLASS_COUNTS),
+        [float(c) for c in IEMOCAP_CLASS_COUNTS],
+    ):
+        spec = SyntheticSpec(given, n_utterances=400, shapes=SHAPES, vocab_size=60)
+        assert spec.class_counts == IEMOCAP_CLASS_COUNTS
+        assert all(type(c) is int for c in spec.class_counts)
+        assert spec.digest() == SPEC.digest()
+    with pytest.raises(ValueError) as caught:
+        SyntheticSpec((5, 6, 7))
+    assert str(caught.value) == "class_counts=[5, 6, 7]: the generator has 7 classes"
+
+
 def test_class_proportions_follow_iemocap():
     counts = class_counts(IEMOCAP_CLASS_COUNTS, 7487)
     assert counts.tolist() == list(IEMOCAP_CLASS_COUNTS)
@@ -185,3 +201,14 @@ def test_fusion_helps_on_the_small_preset(tmp_path):
     majority = np.bincount(y_test).max() / len(y_test)
     assert all(acc > majority + 0.1 for acc in single.values()), single  # each one learns
     assert every > max(single.values()) + 0.1, (every, single)  # and fusion clearly helps
+
+
+def test_within_group_zero_is_a_valid_corpus(tmp_path):
+    """``within_group=0`` (classes of a group identical in that modality) is a limit of the
+    knob, not a division by zero: the fold is finite and reads back."""
+    spec = SyntheticSpec(
+        IEMOCAP_CLASS_COUNTS, n_utterances=200, shapes=SHAPES, vocab_size=60, within_group=0.0
+    )
+    root = ensure_synthetic(tmp_path, [1], spec)
+    fold = FoldReader(root / "fold01", ReaderOptions(shapes=SHAPES)).load()
+    assert len(fold.splits["train"]) > 0

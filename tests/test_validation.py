@@ -397,6 +397,22 @@ def test_split_with_no_utterance(fold):
     expect_error(directory, "test_label.npy", "the test split is empty")
 
 
+def test_train_audio_with_no_valid_frame_names_the_lengths_file(fold):
+    directory, arrays = fold
+    save(directory, "train_audio_seqN", np.zeros(21, np.int64))
+    save(directory, "train_audio_mfcc", np.zeros_like(arrays["train_audio_mfcc"]))
+    expect_error(
+        directory,
+        "train_audio_seqN.npy",
+        "all 21 kept train utterances have audio length 0: no valid frame to standardise with "
+        "(data.audio_standardize=feature); set data.audio_standardize=frame_feature or none",
+        drop_zero_video=False,
+    )
+    # the other modes do not need a valid frame: padding only, standardised to zero
+    data = read(directory, drop_zero_video=False, audio_standardize="frame_feature")
+    assert not data.splits["train"].features["A"].any()
+
+
 def test_class_missing_from_train_is_a_warning(fold, caplog):
     directory, arrays = fold
     labels = arrays["train_label"].copy()

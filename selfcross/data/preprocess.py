@@ -90,7 +90,7 @@ def _valid_mask(lengths: np.ndarray, seq_len: int) -> np.ndarray:
 
 
 def standardize_audio(
-    splits: Mapping[str, Any], mode: str, path: Path
+    splits: Mapping[str, Any], mode: str, lengths_path: Path
 ) -> tuple[np.ndarray, np.ndarray]:
     """Standardise the audio of every split in place with statistics of the train split only.
 
@@ -99,6 +99,9 @@ def standardize_audio(
     (unpadded) frames; padded frames stay exactly zero, i.e. at the standardised mean.
     ``frame_feature``: one mean/std per (frame, feature) position over all train utterances,
     padding included, as the reference code fitted its scaler.
+
+    ``lengths_path``: the train split's audio lengths file (``train_audio_seqN.npy``), named in
+    the error raised when ``feature`` finds no valid frame (every kept length is 0).
     """
     train = splits["train"]
     x = train.features["A"]
@@ -116,7 +119,12 @@ def standardize_audio(
             count += int(mask.sum())
             release_rows(x, start, start + step)
         if count == 0:
-            raise DataError(path, "the train split has no valid audio frame to standardise")
+            raise DataError(
+                lengths_path,
+                f"all {len(x)} kept train utterances have audio length 0: no valid frame "
+                "to standardise with (data.audio_standardize=feature); set "
+                "data.audio_standardize=frame_feature or none",
+            )
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     else:

@@ -412,7 +412,7 @@ class FoldReader:
         _warn_zeroed(self.dir / EMBEDDING_FILE, fold.embedding_zeroed)
         if "A" in self.opt.modalities and self.opt.audio_standardize != "none":
             fold.audio_mean, fold.audio_std = standardize_audio(
-                fold.splits, self.opt.audio_standardize, fold.path
+                fold.splits, self.opt.audio_standardize, opened.splits["train"].paths["A_len"]
             )
         fold.fingerprint = fingerprint or fold_fingerprint(self.dir)
         sanity.warn_fold(self.dir, opened.splits, splits, self.opt)

@@ -1,0 +1,59 @@
+"""EmotionRecognizer's epoch values and test report on hand-made logits (docs/mutation.md).
+
+Behaviours mutation testing found unchecked: the epoch loss over batches of unequal size, and
+the per-class recall of a class absent from the test split.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from selfcross.models import EmotionRecognizer
+
+
+class GivenLogits(torch.nn.Module):
+    """Returns ``batch["logits"]``: the test decides every prediction and loss."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.classifier = torch.nn.Sequential(torch.nn.Linear(1, num_classes))
+
+    def forward(self, batch):
+        return batch["logits"]
+
+
+def _recognizer(monkeypatch) -> tuple[EmotionRecognizer, dict]:
+    module = EmotionRecognizer(GivenLogits(3), torch.optim.SGD, class_names=["a", "b", "c"])
+    logged: dict = {}
+    monkeypatch.setattr(module, "log_dict", lambda values, **kw: logged.update(values))
+    return module, logged
+
+
+def test_the_epoch_loss_weights_each_utterance_not_each_batch(monkeypatch):
+    """A batch of 4 and a last batch of 1: the test loss is the mean over the 5 utterances,
+    as with one batch, not the mean of the two batch means."""
+    module, _ = _recognizer(monkeypatch)
+    torch.manual_seed(0)
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    for rows in (slice(0, 4), slice(4, 5)):
+        module.test_step({"logits": logits[rows], "label": labels[rows]}, 0)
+    module.on_test_epoch_end()
+    per_batch = (
+        F.cross_entropy(logits[:4], labels[:4]) + F.cross_entropy(logits[4:], labels[4:])
+    ) / 2
+    assert module.test_report["loss"] == pytest.approx(float(F.cross_entropy(logits, labels)))
+    assert module.test_report["loss"] != pytest.approx(float(per_batch))
+
+
+def test_a_class_absent_from_the_test_split_has_no_recall_and_logs_none(monkeypatch):
+    """Class c never occurs: its recall is None in the report (JSON has no NaN) and no
+    ``test/recall_c`` is logged; the others are logged under their class names."""
+    module, logged = _recognizer(monkeypatch)
+    labels, preds = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 2, 1, 1, 0])
+    module.test_step({"logits": 10.0 * F.one_hot(preds, 3).float(), "label": labels}, 0)
+    module.on_test_epoch_end()
+    assert module.test_report["recall"] == [0.5, pytest.approx(2 / 3), None]
+    recalls = {k: v for k, v in logged.items() if k.startswith("test/recall_")}
+    assert recalls == {"test/recall_a": 0.5, "test/recall_b": pytest.approx(2 / 3)}
