@@ -177,8 +177,10 @@ def score_subsets(run_dir: Path, record: RunRecord, ckpt: Path, fill: str) -> li
 
     from selfcross.data.datamodule import keep_batch
     from selfcross.models.blanking import train_means
+    from selfcross.training.experiment import quiet_library_noise
     from selfcross.training.runtime import apply_run_settings
 
+    quiet_library_noise()
     cfg = OmegaConf.create(record.config)
     with open_dict(cfg):
         cfg.data.root = record.data.root
