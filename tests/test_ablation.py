@@ -179,8 +179,15 @@ def test_module_drops_modalities_in_training_only(make_cfg):
 def test_modality_dropout_default_keeps_config_hashes(make_cfg):
     from selfcross.training.resume import config_hash
 
-    default = config_hash(make_cfg())
-    assert config_hash(make_cfg("model.modality_dropout=0.0")) == default
+    from omegaconf import open_dict
+
+    default = make_cfg()
+    before = make_cfg()  # a configuration written before these keys existed
+    with open_dict(before):
+        del before.model["modality_dropout"]
+        del before.model["modality_dropout_fill"]
+    assert config_hash(before) == config_hash(default)
+    default = config_hash(default)
     assert config_hash(make_cfg("model.modality_dropout=0.1")) != default
 
 
