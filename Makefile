@@ -15,6 +15,7 @@ SEEDS ?= 1,2,3,4,5,6,7,8,9,10
 LAUNCHER ?= basic
 OUT ?= tables
 FIG_FOLD ?= 1
+FILL ?= zeros
 ifeq ($(DATA),iemocap)
   DATA_ARGS := data=iemocap data.root=$(DATA_ROOT)
   LABEL := iemocap
@@ -81,6 +82,14 @@ demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 
 	$(PY) -m selfcross.run -m experiment=demo3 $(ARGS)
 	$(PY) -m selfcross.tables table3 --results multirun/demo3 --out $(OUT) --folds 1 --seeds 1,2
 
+ablation: $(STAMP) ## Modality-dropout sweep (Self/Cross T+V+A, p 0/0.1/0.3), missing-modality scores, tables/ablation.*
+	$(PY) -m selfcross.run -m experiment=modality_dropout $(DATA_ARGS) hydra/launcher=$(LAUNCHER) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
+	$(PY) -m selfcross.ablate --results multirun/modality-dropout-$(LABEL) --out $(OUT) --fill $(FILL)
+
+demo-ablation: $(STAMP) ## A reduced modality-dropout sweep and missing-modality evaluation on synthetic data (8 runs)
+	$(PY) -m selfcross.run -m experiment=demo_ablation $(ARGS)
+	$(PY) -m selfcross.ablate --results multirun/demo-ablation --out $(OUT) --fill $(FILL)
+
 bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
 	$(PY) -m selfcross.bench $(ARGS)
 
@@ -107,4 +116,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 bench dashboard mutation lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 ablation demo-ablation bench dashboard mutation lint format clean
