@@ -176,10 +176,35 @@ def test_module_drops_modalities_in_training_only(make_cfg):
     assert torch.equal(first, second)
 
 
-def test_modality_dropout_default_keeps_config_hashes(make_cfg):
-    from selfcross.training.resume import config_hash
+def test_module_dropout_fills_with_train_means(make_cfg):
+    from hydra.utils import instantiate
 
+    cfg = make_cfg(
+        "data.preset=tiny",
+        "modality=TV",
+        "model.modality_dropout=0.5",
+        "model.modality_dropout_fill=train_mean",
+    )
+    module = instantiate(cfg.model)
+    module.network = Recording(module.network)
+    module.log = lambda *args, **kwargs: None
+    module.fill_means = {"T": torch.arange(16.0) + 100.0, "V": -torch.arange(24.0) - 100.0}
+    batch = {"T": torch.randn(40, 8, 16), "V": torch.randn(40, 5, 24)}
+    batch["label"] = torch.randint(0, 7, (40,))
+    torch.manual_seed(1)
+    module.training_step(batch, 0)
+    seen = module.network.seen[-1]
+    for m in "TV":
+        filled = (seen[m] == module.fill_means[m]).all(dim=(1, 2))
+        untouched = (seen[m] == batch[m]).all(dim=(1, 2))
+        assert filled.any() and torch.equal(filled, ~untouched)
+    assert not ((seen["T"][:, 0, 0] >= 100) & (seen["V"][:, 0, 0] <= -100)).any()
+
+
+def test_modality_dropout_default_keeps_config_hashes(make_cfg):
     from omegaconf import open_dict
+
+    from selfcross.training.resume import config_hash
 
     default = make_cfg()
     before = make_cfg()  # a configuration written before these keys existed
