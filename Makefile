@@ -21,6 +21,7 @@ MODALITY ?= TA
 TRIALS ?= 40
 TUNE_ARGS ?=
 TUNE_CELLS := self-TV cross-TV self-TA cross-TA self-VA cross-VA
+FILL ?= zeros
 ifeq ($(DATA),iemocap)
   DATA_ARGS := data=iemocap data.root=$(DATA_ROOT)
   LABEL := iemocap
@@ -102,6 +103,13 @@ table4: $(STAMP) ## Tune the six bi-modal Self/Cross cells, run them tuned and u
 demo-tune: $(STAMP) ## A 4-trial tuning run on synthetic data (Cross T+A, fold 1, <= 4 epochs) and its table
 	$(PY) -m selfcross.tune experiment=demo_tune $(ARGS)
 	$(PY) -m selfcross.tables tuning --results multirun/demo-tune --out $(OUT)
+ablation: $(STAMP) ## Modality-dropout sweep (Self/Cross T+V+A, p 0/0.1/0.3), missing-modality scores, tables/ablation.*
+	$(PY) -m selfcross.run -m experiment=modality_dropout $(DATA_ARGS) hydra/launcher=$(LAUNCHER) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
+	$(PY) -m selfcross.ablate --results multirun/modality-dropout-$(LABEL) --out $(OUT) --fill $(FILL)
+
+demo-ablation: $(STAMP) ## A reduced modality-dropout sweep and missing-modality evaluation on synthetic data (8 runs)
+	$(PY) -m selfcross.run -m experiment=demo_ablation $(ARGS)
+	$(PY) -m selfcross.ablate --results multirun/demo-ablation --out $(OUT) --fill $(FILL)
 
 bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
 	$(PY) -m selfcross.bench $(ARGS)
@@ -131,4 +139,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 tune table4 demo-tune bench dashboard mutation lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 tune table4 demo-tune ablation demo-ablation bench dashboard mutation lint format clean

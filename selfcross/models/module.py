@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 
+from selfcross import MODALITIES
+from selfcross.models.blanking import blank, check_fill, dropout_masks, train_means
 from selfcross.models.metrics import per_class_recall, report_metric, scalar_metrics
 
 STAGES = ("train", "val", "test")
@@ -33,6 +35,11 @@ class EmotionRecognizer(L.LightningModule):
         compile, tf32: the run settings ``model.compile`` and ``model.tf32``. The module only
             carries them (as ``compile_setting`` and ``tf32``: ``compile`` is a method of every
             ``nn.Module``); :func:`selfcross.training.runtime.apply_run_settings` applies them.
+        modality_dropout: in training only, the probability that each modality of each sample
+            is blanked (never all of a sample's modalities: :func:`blanking.dropout_masks`);
+            0 is the paper's training.
+        modality_dropout_fill: how a dropped modality is filled, ``zeros`` or ``train_mean``
+            (:mod:`selfcross.models.blanking`).
     """
 
     def __init__(
@@ -46,8 +53,16 @@ class EmotionRecognizer(L.LightningModule):
         name: str | None = None,
         compile: bool | Mapping = False,
         tf32: bool = True,
+        modality_dropout: float = 0.0,
+        modality_dropout_fill: str = "zeros",
     ):
         super().__init__()
+        self.modality_dropout = float(modality_dropout)
+        self.modality_dropout_fill = check_fill(
+            modality_dropout_fill, "model.modality_dropout_fill"
+        )
+        dropout_masks(0, (), self.modality_dropout)  # checks the probability
+        self.fill_means: dict[str, torch.Tensor] | None = None
         self.model_name = name
         self.compile_setting = compile
         self.tf32 = tf32
@@ -93,6 +108,14 @@ class EmotionRecognizer(L.LightningModule):
         return values
 
     def training_step(self, batch, batch_idx):
+        if self.modality_dropout > 0:
+            present = [m for m in MODALITIES if m in batch]
+            masks = dropout_masks(
+                len(batch["label"]), present, self.modality_dropout, batch["label"].device
+            )
+            if self.modality_dropout_fill == "train_mean" and self.fill_means is None:
+                self.fill_means = train_means(self.trainer.datamodule, present)
+            batch = blank(batch, masks, self.modality_dropout_fill, self.fill_means)
         loss = self._step(batch, "train")
         self.log("loss", loss, prog_bar=True, logger=False, on_step=True, on_epoch=False)
         return loss

@@ -47,7 +47,9 @@ def our_value(cell: Cell, metric: str) -> Value:
 
 
 def format_rate(x: float) -> str:
-    """0.5871 -> ``.587`` (the paper's style)."""
+    """0.5871 -> ``.587`` (the paper's style); -0.0104 -> ``-.010``."""
+    if x < 0:
+        return "-" + format_rate(-x)
     text = f"{x:.3f}"
     return text[1:] if text.startswith("0.") else text
 
@@ -119,6 +121,8 @@ class Report:
     notes: list[str]
     missing: list[str]
     csv_rows: list[dict]
+    csv_fields: tuple[str, ...] = CSV_FIELDS
+    """The columns of ``<name>.csv``."""
 
 
 # -- pieces both tables share ----------------------------------------------------------------
@@ -220,7 +224,7 @@ def to_latex(report: Report) -> str:
 
 def write_csv(report: Report, path: Path) -> None:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=report.csv_fields)
         writer.writeheader()
         writer.writerows(report.csv_rows)
 

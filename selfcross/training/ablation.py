@@ -1,0 +1,275 @@
+"""Missing-modality evaluation of finished runs: ``<run>/ablation.json``.
+
+For a run trained on two or three modalities, its configuration is rebuilt from
+``result.json``, its best checkpoint is loaded (weights only) and its test split is scored once
+per non-empty subset of its modalities, the absent ones blanked (:mod:`selfcross.models.blanking`).
+Scoring is the training code's own: the run's ``EmotionRecognizer.test_step`` under a Lightning
+``Trainer.test`` (eval mode, the run's device and precision), so WA, UWA and the confusion matrix
+come from :mod:`selfcross.models.metrics`. The full set must reproduce ``result.json`` exactly;
+otherwise the checkpoint or the data changed, and the run is refused by name.
+
+``ablation.json`` records the checkpoint's SHA-256, the data fingerprint and the run's
+``config_hash``/``finished``; a rerun reuses the file while they match and only adds a fill it
+lacks. Runs whose checkpoint is gone (``resume.keep_checkpoints``) and that have no matching file
+are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import combinations
+from pathlib import Path
+
+from selfcross import MODALITIES
+from selfcross.errors import DataError
+from selfcross.report.results import find_result_files
+from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
+from selfcross.training.resume import BEST_CHECKPOINT, CHECKPOINT_DIR
+from selfcross.utils.io import write_json_atomic
+
+log = logging.getLogger("selfcross")
+
+ABLATION_FILE = "ablation.json"
+ABLATION_SCHEMA = 1
+
+
+def present_subsets(modality: str) -> list[str]:
+    """The non-empty subsets of ``modality``, largest first: TVA, TV, TA, VA, T, V, A."""
+    letters = [m for m in MODALITIES if m in modality]
+    return ["".join(c) for k in range(len(letters), 0, -1) for c in combinations(letters, k)]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The run's best-validation checkpoint (``checkpoints/best.ckpt``; ``best-v<k>.ckpt`` when
+    a resumed run wrote a second one and pruning kept only it), or None."""
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    path = ckpt_dir / BEST_CHECKPOINT
+    if path.is_file():
+        return path
+    others = sorted(ckpt_dir.glob("best-v*.ckpt")) if ckpt_dir.is_dir() else []
+    return others[-1] if len(others) == 1 else None
+
+
+@dataclass
+class RunAblation:
+    """What the ablation did for one run: ``scored``, ``reused`` or ``skipped`` (with why)."""
+
+    run_dir: Path
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class AblationOutcome:
+    runs: list[RunAblation] = field(default_factory=list)
+    not_applicable: int = 0
+    """Uni-modal runs: nothing to leave out."""
+
+    def with_status(self, status: str) -> list[RunAblation]:
+        return [r for r in self.runs if r.status == status]
+
+
+def read_ablation(path: Path) -> dict | None:
+    """A decoded ``ablation.json`` of this schema, or None if absent or unusable."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or raw.get("schema_version") != ABLATION_SCHEMA:
+        return None
+    if not isinstance(raw.get("fills"), dict):
+        return None
+    return raw
+
+
+def _matches(stored: dict | None, record: RunRecord, ckpt_sha: str | None) -> bool:
+    """Whether a stored ablation belongs to this run's record and (if present) checkpoint."""
+    if stored is None:
+        return False
+    if (
+        stored.get("config_hash") != record.config_hash
+        or stored.get("finished") != record.finished
+    ):
+        return False
+    if not same_data(str(stored.get("data_fingerprint", "")), record.data.fingerprint):
+        return False
+    return ckpt_sha is None or stored.get("checkpoint", {}).get("sha256") == ckpt_sha
+
+
+def ablate_results(directory: Path, fill: str = "zeros") -> AblationOutcome:
+    """Ablate every finished multi-modal run under ``directory`` (``result.json`` files, runs
+    in ``superseded/`` left out); DataError names the first run that cannot be trusted."""
+    outcome = AblationOutcome()
+    for path in find_result_files(directory):
+        run_dir = path.parent
+        record = read_record(path)
+        if record is None:
+            outcome.runs.append(RunAblation(run_dir, "skipped", f"unreadable {RESULT_FILE}"))
+            continue
+        if len(present_subsets(str(record.modality))) < 3:
+            outcome.not_applicable += 1
+            continue
+        outcome.runs.append(ablate_run(run_dir, record, fill))
+    return outcome
+
+
+def ablate_run(run_dir: Path, record: RunRecord, fill: str) -> RunAblation:
+    """Score one run once per present subset under ``fill`` into ``run_dir/ablation.json``."""
+    out = run_dir / ABLATION_FILE
+    ckpt = best_checkpoint(run_dir)
+    ckpt_sha = sha256_file(ckpt) if ckpt is not None else None
+    stored = read_ablation(out)
+    if _matches(stored, record, ckpt_sha) and fill in stored["fills"]:
+        return RunAblation(run_dir, "reused")
+    if ckpt is None:
+        reason = f"no best checkpoint in {CHECKPOINT_DIR}/ (pruned: resume.keep_checkpoints)" + (
+            f", and its {ABLATION_FILE} has no fill={fill}" if stored else ""
+        )
+        return RunAblation(run_dir, "skipped", reason)
+    fills = stored["fills"] if _matches(stored, record, ckpt_sha) else {}
+    entries = score_subsets(run_dir, record, ckpt, fill)
+    fills[fill] = {"entries": entries, "scored": datetime.now(UTC).isoformat(timespec="seconds")}
+    write_json_atomic(
+        out,
+        {
+            "schema_version": ABLATION_SCHEMA,
+            "model": record.model,
+            "modality": record.modality,
+            "fold": record.fold,
+            "seed": record.seed,
+            "modality_dropout": modality_dropout_of(record.config),
+            "config_hash": record.config_hash,
+            "finished": record.finished,
+            "data_fingerprint": record.data.fingerprint,
+            "checkpoint": {"file": str(ckpt.relative_to(run_dir)), "sha256": ckpt_sha},
+            "fills": fills,
+        },
+    )
+    return RunAblation(run_dir, "scored")
+
+
+def modality_dropout_of(config: dict) -> float:
+    """The run's ``model.modality_dropout`` (0 for runs written before it existed)."""
+    model = config.get("model") if isinstance(config, dict) else None
+    return float((model or {}).get("modality_dropout", 0.0) or 0.0)
+
+
+def score_subsets(run_dir: Path, record: RunRecord, ckpt: Path, fill: str) -> list[dict]:
+    """The entries of ``ablation.json`` for one fill: one per present subset, full set first,
+    checked against ``result.json``."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf, open_dict
+    from torch.utils.data import DataLoader
+
+    from selfcross.data.datamodule import keep_batch
+    from selfcross.models.blanking import train_means
+    from selfcross.training.experiment import quiet_library_noise
+    from selfcross.training.runtime import apply_run_settings
+
+    quiet_library_noise()
+    cfg = OmegaConf.create(record.config)
+    with open_dict(cfg):
+        cfg.data.root = record.data.root
+        cache = cfg.data.get("cache_dir")
+        if cache is not None and not Path(str(cache)).is_dir():
+            cfg.data.cache_dir = None  # read into memory rather than write a cache elsewhere
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("test")
+    if not same_data(datamodule.fold_data.fingerprint, record.data.fingerprint):
+        raise DataError(
+            run_dir,
+            f"the fold's data fingerprint {datamodule.fold_data.fingerprint} differs from "
+            f"{record.data.fingerprint} in {RESULT_FILE}: the data changed since the run",
+        )
+    module = instantiate(cfg.model)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+    except Exception as err:  # a cut-off zip, garbage, a foreign object or other weights
+        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise DataError(run_dir, f"checkpoint {ckpt.name} cannot be loaded ({reason})") from None
+    apply_run_settings(module, cfg.get("threads"))
+    means = train_means(datamodule, datamodule.modalities) if fill == "train_mean" else None
+    trainer = instantiate(
+        cfg.trainer,
+        default_root_dir=str(run_dir),
+        logger=False,
+        callbacks=[],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **({"accelerator": "cpu"} if record.device == "cpu" else {}),
+    )
+    test = datamodule.datasets["test"]
+    entries = []
+    for present in present_subsets(record.modality):
+        absent = [m for m in record.modality if m not in present]
+        loader = DataLoader(
+            BlankedSplit(test, absent, fill, means),
+            batch_size=datamodule.eval_batch_size,
+            shuffle=False,
+            collate_fn=keep_batch,
+        )
+        trainer.test(module, dataloaders=loader, verbose=False)
+        report = module.test_report
+        entries.append(
+            {
+                "present": present,
+                "absent": "".join(absent),
+                "test_wa": report["wa"],
+                "test_uwa": report["uwa"],
+                "test_f1": report["f1"],
+                "test_loss": report["loss"],
+                "confusion": report["confusion"],
+            }
+        )
+    check_full_set(run_dir, record, entries[0])
+    return entries
+
+
+def check_full_set(run_dir: Path, record: RunRecord, full: dict) -> None:
+    """DataError unless the full set reproduces ``result.json``'s test metrics exactly."""
+    ours = (full["test_wa"], full["test_uwa"], full["confusion"])
+    theirs = (record.test_wa, record.test_uwa, record.confusion)
+    if ours != theirs:
+        raise DataError(
+            run_dir,
+            f"the full set {full['present']} scores WA {full['test_wa']!r} UWA "
+            f"{full['test_uwa']!r}, but {RESULT_FILE} has WA {record.test_wa!r} UWA "
+            f"{record.test_uwa!r}"
+            + ("" if ours[:2] != theirs[:2] else " and another confusion matrix")
+            + ": the checkpoint or the data changed since the run",
+        )
+
+
+class BlankedSplit:
+    """A test split (:class:`~selfcross.data.datamodule.SplitTensors`) whose batches have the
+    ``absent`` modalities blanked with ``fill``; every other key passes through unchanged."""
+
+    def __init__(self, split, absent: Sequence[str], fill: str, means=None):
+        self.split = split
+        self.absent = dict.fromkeys(absent, True)
+        self.fill = fill
+        self.means = means
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitems__(self, indices):
+        from selfcross.models.blanking import blank
+
+        return blank(self.split.__getitems__(indices), self.absent, self.fill, self.means)
