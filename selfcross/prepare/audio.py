@@ -1,6 +1,7 @@
 """Audio features: 40 MFCC + delta + delta-delta per 10 ms frame, computed with librosa.
 
-An utterance's wav (16 kHz in the release) becomes [T, 3 * n_mfcc] float32 with T = 1 +
+An utterance's wav (16 kHz in the release), or the audio track of its video clip (MELD: AAC,
+usually 48 kHz stereo, decoded and resampled to 16 kHz mono with PyAV), becomes [T, 3 * n_mfcc] float32 with T = 1 +
 samples // hop (librosa's centred frames). The 25 ms window is a Hamming window of 400 samples
 zero-padded to ``n_fft`` = 512; the mel filter bank has ``n_mels`` = 40 bands (more bands than
 this leaves some filters empty at n_fft = 512); the log-mel energies are librosa's ``power_to_db``
@@ -78,6 +79,34 @@ def read_wav(path, sample_rate: int) -> np.ndarray:
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def read_clip_audio(path, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` of a video file's first audio stream (MELD's mp4
+    clips), decoded and resampled (channels averaged) by PyAV's resampler (FFmpeg's swresample).
+    """
+    import av
+
+    chunks = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DataError(path, "holds no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):  # flush the resampler's delay
+                chunks.append(out.to_ndarray().reshape(-1))
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise DataError(path, f"its audio cannot be decoded ({err})") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.shape[0] == 0:
+        raise DataError(path, "holds no audio samples")
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def mfcc_features(samples: np.ndarray, settings: AudioSettings) -> np.ndarray:

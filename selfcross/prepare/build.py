@@ -195,6 +195,10 @@ def vocab_json(vocab: Vocabulary, embedding: Embedding) -> dict:
 
 def prepare(settings: PrepareSettings) -> dict:
     """Build the folds; returns the summary also written to ``<out>/prepare.json``."""
+    if settings.dataset == "meld":
+        from selfcross.prepare.meld import prepare_meld
+
+        return prepare_meld(settings)
     started = time.perf_counter()
     warnings: list[str] = []
     if settings.out.exists() and not settings.out.is_dir():
