@@ -1,13 +1,13 @@
 """Audio features: 40 MFCC + delta + delta-delta per 10 ms frame, computed with librosa.
 
 An utterance's wav (16 kHz in the release), or the audio track of its video clip (MELD: AAC,
-usually 48 kHz stereo, decoded and resampled to 16 kHz mono with PyAV), becomes [T, 3 * n_mfcc] float32 with T = 1 +
-samples // hop (librosa's centred frames). The 25 ms window is a Hamming window of 400 samples
-zero-padded to ``n_fft`` = 512; the mel filter bank has ``n_mels`` = 40 bands (more bands than
-this leaves some filters empty at n_fft = 512); the log-mel energies are librosa's ``power_to_db``
-(top 80 dB kept) and the cepstra its orthonormal DCT-II. Deltas use librosa's Savitzky-Golay
-derivative over ``delta_width`` = 9 frames, narrowed to the longest odd width the utterance allows
-(zero for fewer than 3 frames).
+usually 48 kHz stereo, decoded and resampled to 16 kHz mono with PyAV), becomes [T, 3 * n_mfcc]
+float32 with T = 1 + samples // hop (librosa's centred frames). The 25 ms window is a Hamming
+window of 400 samples zero-padded to ``n_fft`` = 512; the mel filter bank has ``n_mels`` = 40 bands
+(more bands than this leaves some filters empty at n_fft = 512); the log-mel energies are librosa's
+``power_to_db`` (top 80 dB kept) and the cepstra its orthonormal DCT-II. Deltas use librosa's
+Savitzky-Golay derivative over ``delta_width`` = 9 frames, narrowed to the longest odd width the
+utterance allows (zero for fewer than 3 frames).
 
 The 35 prosody features of the original folds (Yoon et al.) are not computed: the fold's
 ``{split}_audio_prosody.npy`` is written as zeros, with a warning. The paper's models do not use

@@ -56,7 +56,7 @@ SPLIT_FILES = {
 """Official split -> (csv file, clip folder) in MELD.Raw."""
 COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID", "StartTime",
            "EndTime")  # fmt: skip
-"""The csv columns read (the others, Sr No., Sentiment, Season and Episode, are kept if present)."""
+"""The csv columns needed (Season and Episode are kept when present, the others not read)."""
 CLIP_NAME = re.compile(r"^dia(?P<dialog>\d+)_utt(?P<utt>\d+)\.mp4$")
 REPAIRS: dict[str, str] = {
     # UTF-8 text decoded as cp1252 and encoded again (longest first when applied)
@@ -376,7 +376,9 @@ def prepare_meld(settings) -> dict:
 
     def unusable(entry: dict, path) -> None:
         if settings.strict:
-            raise DataError(path, f"{entry['reason']} ({entry.get('id', 'unlisted')}; strict=true)")
+            raise DataError(
+                path, f"{entry['reason']} ({entry.get('id', 'unlisted')}; strict=true)"
+            )
         corpus.unusable.append(entry)
 
     for entry in list(corpus.unusable):  # duplicate rows, found while reading
@@ -515,9 +517,7 @@ def prepare_meld(settings) -> dict:
         "settings": json.loads(json.dumps(asdict(settings), default=str)),
         "shapes": settings.shapes,
         "counts": {
-            "per_split": {
-                s: {c: per_split[(s, c)] for c in corpus.classes} for s in SPLIT_FILES
-            },
+            "per_split": {s: {c: per_split[(s, c)] for c in corpus.classes} for s in SPLIT_FILES},
             "listed": {s: {c: corpus.listed[(s, c)] for c in corpus.classes} for s in SPLIT_FILES},
             "published": {s: list(v) for s, v in settings.split_counts.items()},
             "kept": len(kept),

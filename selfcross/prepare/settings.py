@@ -99,9 +99,7 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
     try:
         for key, hint in PATH_HINTS.items():
             if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
-                raise ConfigError(
-                    f"{key} is not set: {hint.format(release=RELEASE_NAMES[name])}"
-                )
+                raise ConfigError(f"{key} is not set: {hint.format(release=RELEASE_NAMES[name])}")
         data = OmegaConf.to_container(cfg, resolve=True)
     except MissingMandatoryValue as err:
         raise ConfigError(f"{err.full_key or 'a value'} is not set") from None

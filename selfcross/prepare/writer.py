@@ -4,9 +4,9 @@ Each fold directory is written under a temporary name and renamed into place whe
 ``foldNN`` is either the previous complete fold or the new one. Rows are appended to the ``.npy``
 files in order through ordinary buffered writes (not a memory map, whose written pages would
 count in the process's resident memory until the kernel writes them back), so memory stays
-bounded by one utterance's rows whatever the fold's size (MELD's is about 10 GB). Besides the format's files each
-fold holds ``vocab.json`` (the vocabulary: token of each id, instead of the original ``dic.pkl``)
-and ``manifest.json`` (the utterance id of every row of every split).
+bounded by one utterance's rows whatever the fold's size (MELD's is about 10 GB). Besides the
+format's files each fold holds ``vocab.json`` (the vocabulary: token of each id, instead of the
+original ``dic.pkl``) and ``manifest.json`` (the utterance id of every row of every split).
 """
 
 from __future__ import annotations
