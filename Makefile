@@ -7,20 +7,22 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 # Sweeps and tables: `make table1 DATA=iemocap DATA_ROOT=/path/to/folds LAUNCHER=local_gpus`
+# (DATA=meld: one fold, FOLDS defaults to conf/data/$(DATA).yaml's n_folds)
 DATA ?= synthetic
 DATA_ROOT ?=
 PRESET ?= small
-FOLDS ?= 1,2,3,4,5
+N_FOLDS := $(or $(shell sed -n 's/^n_folds: *\([0-9]*\).*/\1/p' conf/data/$(DATA).yaml 2>/dev/null),5)
+FOLDS ?= $(shell seq -s, 1 $(N_FOLDS))
 SEEDS ?= 1,2,3,4,5,6,7,8,9,10
 LAUNCHER ?= basic
 OUT ?= tables
 FIG_FOLD ?= 1
-ifeq ($(DATA),iemocap)
-  DATA_ARGS := data=iemocap data.root=$(DATA_ROOT)
-  LABEL := iemocap
-else
+ifeq ($(DATA),synthetic)
   DATA_ARGS := data=$(DATA) data.preset=$(PRESET)
   LABEL := $(DATA)-$(PRESET)
+else
+  DATA_ARGS := data=$(DATA) data.root=$(DATA_ROOT)
+  LABEL := $(DATA)
 endif
 SWEEP ?= paper-$(LABEL)
 SWEEP_BASE = $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=$(SWEEP)

@@ -293,8 +293,8 @@ def probe(clip: Path) -> tuple[float | None, str | None]:
                 return float(stream.duration * stream.time_base), None
             return None, None
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return None, f"cannot be opened as video ({message})"
+        message = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        return None, f"cannot be opened as video ({message.splitlines()[0]})"
 
 
 def csv_seconds(utt: MeldUtterance) -> float | None:

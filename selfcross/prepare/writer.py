@@ -140,11 +140,17 @@ def _replace_dir(new: Path, target: Path) -> Path:
     return target
 
 
-def check_output(out: Path, folds: list[int], shapes: dict, class_names: list[str]) -> list[dict]:
+def check_output(
+    out: Path,
+    folds: list[int],
+    shapes: dict,
+    class_names: list[str],
+    published: dict[str, int] | None = None,
+) -> list[dict]:
     """Check the written folds as ``selfcross.check`` does, print the report, fail on any
-    problem."""
+    problem. ``published``: class name -> the dataset's published count (default IEMOCAP's)."""
     options = ReaderOptions(shapes=shapes, num_classes=len(class_names))
-    report = check_root(out, options, class_names, folds=folds)
+    report = check_root(out, options, class_names, folds=folds, published=published)
     print(report.format())
     if not report.ok:
         raise DataError(out, f"the written folds fail the check: {report.all_problems()[0]}")
