@@ -83,8 +83,8 @@ def read_wav(path, sample_rate: int) -> np.ndarray:
 
 def read_clip_audio(path, sample_rate: int) -> np.ndarray:
     """Mono float32 samples at ``sample_rate`` of a video file's first audio stream (MELD's mp4
-    clips), decoded and resampled (channels averaged) by PyAV's resampler (FFmpeg's swresample).
-    """
+    clips): decoded and resampled by PyAV (FFmpeg's swresample), keeping the channels, which are
+    then averaged as for a wav file (swresample's own downmix would add L + R at -3 dB)."""
     import av
 
     chunks = []
@@ -93,16 +93,17 @@ def read_clip_audio(path, sample_rate: int) -> np.ndarray:
             if not container.streams.audio:
                 raise DataError(path, "holds no audio stream")
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            resampler = av.AudioResampler(format="fltp", rate=sample_rate)
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray().mean(axis=0))
             for out in resampler.resample(None):  # flush the resampler's delay
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0))
     except DataError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise DataError(path, f"its audio cannot be decoded ({err})") from None
+        message = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise DataError(path, f"its audio cannot be decoded ({message})") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if samples.shape[0] == 0:
         raise DataError(path, "holds no audio samples")
