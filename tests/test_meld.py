@@ -426,3 +426,16 @@ def test_tables_on_a_one_fold_meld_grid_have_no_paper_columns(tmp_path, capsys):
         assert not any(model in ("mdre", "amh") for _, _, model in rows)
     assert "Expected runs: 3 per cell: fold 1 x seeds 1-3" in text
     assert "- Cross T+A: 2 of 3 runs; missing fold 1 seed 3" in (out / "table1.md").read_text()
+
+
+def test_figure3_on_meld_uses_its_class_names(tmp_path, capsys):
+    from tests.reportkit import run_main
+
+    meld_grid(tmp_path / "runs")
+    run_main("figure3", "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"),
+             "--folds", "1", "--seeds", "1-3")  # fmt: skip
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.strip().startswith("┃ true"))
+    columns = [c.strip() for c in header.split("┃")[1:-1]]
+    assert columns == ["true", "ang", "dis", "fea", "joy", "neu", "sad", "sur"]
+    assert (tmp_path / "fig" / "figure3.png").is_file()
