@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 # Sweeps and tables: `make table1 DATA=iemocap DATA_ROOT=/path/to/folds LAUNCHER=local_gpus`
+# (DATA=meld: one fold, FOLDS defaults to conf/data/$(DATA).yaml's n_folds)
 DATA ?= synthetic
 DATA_ROOT ?=
 PRESET ?= small
-FOLDS ?= 1,2,3,4,5
+N_FOLDS := $(or $(shell sed -n 's/^n_folds: *\([0-9]*\).*/\1/p' conf/data/$(DATA).yaml 2>/dev/null),5)
+FOLDS ?= $(shell seq -s, 1 $(N_FOLDS))
 SEEDS ?= 1,2,3,4,5,6,7,8,9,10
 LAUNCHER ?= basic
 OUT ?= tables
@@ -22,12 +24,12 @@ TRIALS ?= 40
 TUNE_ARGS ?=
 TUNE_CELLS := self-TV cross-TV self-TA cross-TA self-VA cross-VA
 FILL ?= zeros
-ifeq ($(DATA),iemocap)
-  DATA_ARGS := data=iemocap data.root=$(DATA_ROOT)
-  LABEL := iemocap
-else
+ifeq ($(DATA),synthetic)
   DATA_ARGS := data=$(DATA) data.preset=$(PRESET)
   LABEL := $(DATA)-$(PRESET)
+else
+  DATA_ARGS := data=$(DATA) data.root=$(DATA_ROOT)
+  LABEL := $(DATA)
 endif
 SWEEP ?= paper-$(LABEL)
 SWEEP_BASE = $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=$(SWEEP)
@@ -89,12 +91,12 @@ demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 
 	$(PY) -m selfcross.tables table3 --results multirun/demo3 --out $(OUT) --folds 1 --seeds 1,2
 
 tune: $(STAMP) ## Tune one cell with Optuna (MODEL= MODALITY= TRIALS=; reruns continue) and build tables/tuning-*
-	$(PY) -m selfcross.tune model=$(MODEL) modality=$(MODALITY) tune.n_trials=$(TRIALS) $(DATA_ARGS) $(TUNE_ARGS)
+	$(PY) -m selfcross.tune model=$(MODEL) modality=$(MODALITY) tune.n_trials=$(TRIALS) tune.folds=[$(FOLDS)] $(DATA_ARGS) $(TUNE_ARGS)
 	$(PY) -m selfcross.tables tuning --results multirun/tune-$(LABEL)-$(MODEL)-$(MODALITY) --out $(OUT)
 
 table4: $(STAMP) ## Tune the six bi-modal Self/Cross cells, run them tuned and untuned, build tables/table4.*
 	for cell in $(TUNE_CELLS); do \
-	  $(PY) -m selfcross.tune model=$${cell%-*} modality=$${cell#*-} tune.n_trials=$(TRIALS) $(DATA_ARGS) $(TUNE_ARGS) || exit $$?; \
+	  $(PY) -m selfcross.tune model=$${cell%-*} modality=$${cell#*-} tune.n_trials=$(TRIALS) tune.folds=[$(FOLDS)] $(DATA_ARGS) $(TUNE_ARGS) || exit $$?; \
 	done
 	$(PY) -m selfcross.run -m experiment=table1 model=self,cross modality=TV,TA,VA $(SWEEP_ARGS) $(ARGS)
 	$(PY) -m selfcross.run -m experiment=tuned $(DATA_ARGS) hydra/launcher=$(LAUNCHER) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)

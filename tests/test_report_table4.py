@@ -207,3 +207,20 @@ def test_tuning_runs_are_never_tabulated(tmp_path):
     assert [s.problem for s in skipped] == [
         "a tuning run (run_test=false): it has no test metrics"
     ]
+
+
+def test_no_paper_or_published_columns_for_a_dataset_the_paper_did_not_use(
+    results, tmp_path, monkeypatch
+):
+    from selfcross.report import paper
+
+    monkeypatch.setattr(paper, "reported", lambda datasets: False)  # e.g. MELD runs
+    tables = build(*results, tmp_path / "t")
+    ta = {r["Modality"]: r for r in tables[WA_TITLE]}["T+A"]
+    assert list(ta) == ["Modality", "Self", "Self tuned", "Cross", "Cross tuned"]
+    assert ta["Self tuned"] == f"**{mean_std(TUNED[('self', 'TA')])}**\\* (6)"
+    body = (tmp_path / "t" / "table4.md").read_text()
+    assert ".560" not in body and "(paper)" not in body and "no results on this dataset" in body
+    rows = list(csv.DictReader((tmp_path / "t" / "table4.csv").open()))
+    assert rows and all(r["paper_mean"] == "" for r in rows)
+    assert not any(r["model"] == "published_best" for r in rows)

@@ -79,6 +79,8 @@ class IemocapDataModule(L.LightningDataModule):
         class_names, class_counts, n_folds: the dataset's facts; None: those of
             ``conf/data/<name>.yaml`` (class_counts: the published utterances per class id,
             the synthetic data's class sizes).
+        split_counts, paper_results: facts read by preparation and tables (published counts
+            per official split; whether the paper reports this dataset), not used for loading.
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
         synthetic: generator parameters; when given, missing folds are generated under ``root``.
         cache_dir: where processed folds are kept and memory-mapped (shared by concurrent runs);
@@ -102,6 +104,8 @@ class IemocapDataModule(L.LightningDataModule):
         num_classes: int | None = None,
         class_counts: Sequence[int] | None = None,
         n_folds: int | None = None,
+        split_counts: dict | None = None,
+        paper_results: bool = True,
         shapes: dict | None = None,
         drop_zero_video: bool = True,
         audio_standardize: str = "feature",

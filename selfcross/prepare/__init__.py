@@ -1,4 +1,4 @@
-"""Build the processed IEMOCAP folds from the official release: ``python -m selfcross.prepare``.
+"""Build processed folds (IEMOCAP, MELD) from the public releases: ``python -m selfcross.prepare``.
 
 Kept free of heavy imports: the worker processes import this package.
 """

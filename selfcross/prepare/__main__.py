@@ -1,10 +1,14 @@
-"""Build processed IEMOCAP folds (docs/preparing-iemocap.md) from the official release.
+"""Build processed folds from a dataset's release: IEMOCAP (docs/preparing-iemocap.md) or MELD
+(docs/preparing-meld.md).
 
     python -m selfcross.prepare raw=PATH/IEMOCAP_full_release glove=PATH/glove.840B.300d.txt \\
         out=PATH vision.weights=PATH/resnet101-63fe2227.pth [split=session] [jobs=4]
+    python -m selfcross.prepare dataset=meld raw=PATH/MELD.Raw glove=PATH/glove.840B.300d.txt \\
+        out=PATH vision.weights=PATH/resnet101-63fe2227.pth [strict=true]
 
-Options are Hydra overrides of conf/prepare.yaml (key=value). The folds are written to
-out/fold01 .. out/fold05; features are cached per utterance under out/cache, so a rerun (after a
+Options are Hydra overrides of conf/prepare.yaml (key=value; dataset=<name> adds
+conf/dataset/<name>.yaml). The folds are written to out/fold01 .. out/fold05 (MELD: out/fold01,
+the official split); features are cached per utterance under out/cache, so a rerun (after a
 crash, or with another split) reuses every finished utterance.
 """
 

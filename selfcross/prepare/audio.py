@@ -1,12 +1,13 @@
 """Audio features: 40 MFCC + delta + delta-delta per 10 ms frame, computed with librosa.
 
-An utterance's wav (16 kHz in the release) becomes [T, 3 * n_mfcc] float32 with T = 1 +
-samples // hop (librosa's centred frames). The 25 ms window is a Hamming window of 400 samples
-zero-padded to ``n_fft`` = 512; the mel filter bank has ``n_mels`` = 40 bands (more bands than
-this leaves some filters empty at n_fft = 512); the log-mel energies are librosa's ``power_to_db``
-(top 80 dB kept) and the cepstra its orthonormal DCT-II. Deltas use librosa's Savitzky-Golay
-derivative over ``delta_width`` = 9 frames, narrowed to the longest odd width the utterance allows
-(zero for fewer than 3 frames).
+An utterance's wav (16 kHz in the release), or the audio track of its video clip (MELD: AAC,
+usually 48 kHz stereo, decoded and resampled to 16 kHz mono with PyAV), becomes [T, 3 * n_mfcc]
+float32 with T = 1 + samples // hop (librosa's centred frames). The 25 ms window is a Hamming
+window of 400 samples zero-padded to ``n_fft`` = 512; the mel filter bank has ``n_mels`` = 40 bands
+(more bands than this leaves some filters empty at n_fft = 512); the log-mel energies are librosa's
+``power_to_db`` (top 80 dB kept) and the cepstra its orthonormal DCT-II. Deltas use librosa's
+Savitzky-Golay derivative over ``delta_width`` = 9 frames, narrowed to the longest odd width the
+utterance allows (zero for fewer than 3 frames).
 
 The 35 prosody features of the original folds (Yoon et al.) are not computed: the fold's
 ``{split}_audio_prosody.npy`` is written as zeros, with a warning. The paper's models do not use
@@ -78,6 +79,35 @@ def read_wav(path, sample_rate: int) -> np.ndarray:
 
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def read_clip_audio(path, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` of a video file's first audio stream (MELD's mp4
+    clips): decoded and resampled by PyAV (FFmpeg's swresample), keeping the channels, which are
+    then averaged as for a wav file (swresample's own downmix would add L + R at -3 dB)."""
+    import av
+
+    chunks = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise DataError(path, "holds no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp", rate=sample_rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().mean(axis=0))
+            for out in resampler.resample(None):  # flush the resampler's delay
+                chunks.append(out.to_ndarray().mean(axis=0))
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        message = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise DataError(path, f"its audio cannot be decoded ({message})") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if samples.shape[0] == 0:
+        raise DataError(path, "holds no audio samples")
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def mfcc_features(samples: np.ndarray, settings: AudioSettings) -> np.ndarray:

@@ -195,6 +195,10 @@ def vocab_json(vocab: Vocabulary, embedding: Embedding) -> dict:
 
 def prepare(settings: PrepareSettings) -> dict:
     """Build the folds; returns the summary also written to ``<out>/prepare.json``."""
+    if settings.dataset == "meld":
+        from selfcross.prepare.meld import prepare_meld
+
+        return prepare_meld(settings)
     started = time.perf_counter()
     warnings: list[str] = []
     if settings.out.exists() and not settings.out.is_dir():
@@ -320,7 +324,8 @@ def final_check(fold_dirs: list[Path], settings: PrepareSettings) -> list[dict]:
     full = {name[:3]: name for name in settings.class_names}
     names = [full.get(label, label) for label in settings.classes]
     folds = [int(d.name.removeprefix("fold")) for d in fold_dirs]
-    return check_output(settings.out, folds, settings.shapes, names)
+    published = dict(zip(settings.class_names, settings.class_counts, strict=False))
+    return check_output(settings.out, folds, settings.shapes, names, published)
 
 
 def utterance_table(corpus: Corpus, rows: FoldRows) -> list[dict]:

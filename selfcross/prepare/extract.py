@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from selfcross.errors import DataError
-from selfcross.prepare.audio import AudioSettings, mfcc_features, read_wav
+from selfcross.prepare.audio import AudioSettings, mfcc_features, read_clip_audio, read_wav
 from selfcross.prepare.cache import entry_path, save_npz_atomic
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
 
@@ -35,6 +35,9 @@ class UtteranceJob:
     """Compute audio features (not cached yet)."""
     video: bool
     """Extract frames (the dialog has a video and the features are not cached yet)."""
+    need_frames: bool = False
+    """No decodable frame is an error (MELD: a clip is the utterance) rather than an utterance
+    past the end of its dialog's video (IEMOCAP: it gets video_seqN 0)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ def run_dialog(
             started = time.perf_counter()
             requests = [(sample_times(u.start, u.end, frames.fps), u.side) for u in wanted]
             crops = video_frames(job.video, requests, frames)
+            for u, c in zip(wanted, crops, strict=True):
+                if u.need_frames and len(c) == 0:
+                    raise DataError(job.video, "no video frame could be decoded")
             result.frames = {u.id: c for u, c in zip(wanted, crops, strict=True)}
             result.decode_seconds = time.perf_counter() - started
     except DataError as err:
@@ -91,9 +97,14 @@ def run_dialog(
     return result
 
 
+WAV_SUFFIXES = (".wav", ".flac")
+
+
 def compute_audio(wav: Path, settings: AudioSettings) -> np.ndarray:
-    """[T, 3 * n_mfcc] features of one wav file."""
-    return mfcc_features(read_wav(wav, settings.sample_rate), settings)
+    """[T, 3 * n_mfcc] features of one wav file, or of a video clip's audio track."""
+    if Path(wav).suffix.lower() in WAV_SUFFIXES:
+        return mfcc_features(read_wav(wav, settings.sample_rate), settings)
+    return mfcc_features(read_clip_audio(wav, settings.sample_rate), settings)
 
 
 def _results(jobs: list[DialogJob], workers: int, args: tuple) -> Iterator[DialogResult]:
@@ -127,13 +138,24 @@ def extract_features(
     embed,
     workers: int,
     progress=None,
+    on_error=None,
 ) -> ExtractStats:
-    """Run ``jobs``; ``embed(crops [F, S, S, 3] uint8) -> [F, 2048]`` is the ResNet."""
+    """Run ``jobs``; ``embed(crops [F, S, S, 3] uint8) -> [F, 2048]`` is the ResNet.
+
+    A job whose worker meets a DataError stops the run, unless ``on_error(dialog, path,
+    problem)`` is given: it is then told, and the job's utterances without cached features are
+    left out (MELD: one clip per job, one bad clip must not end a long run).
+    """
     stats = ExtractStats()
     sizes = {job.dialog: len(job.utterances) for job in jobs}
     for result in _results(jobs, workers, (audio, frames, audio_folder)):
         if result.error is not None:
-            raise DataError(*result.error)
+            if on_error is None:
+                raise DataError(*result.error)
+            on_error(result.dialog, *result.error)
+            if progress is not None:
+                progress(sizes[result.dialog])
+            continue
         stats.n_audio += result.n_audio
         stats.audio_seconds += result.audio_seconds
         stats.decode_seconds += result.decode_seconds

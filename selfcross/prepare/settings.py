@@ -18,11 +18,14 @@ from selfcross.prepare.text import TextSettings
 from selfcross.prepare.video import FrameSettings
 
 MAX_AUTO_JOBS = 8
-DATASET = "iemocap"
-"""The dataset config (conf/data/<name>.yaml) whose folds are prepared: class names and
-published counts (compared with the release's), number of folds of the random split."""
+DATASETS = ("iemocap", "meld")
+"""Releases ``selfcross.prepare`` reads (``dataset=<name>``: conf/dataset/<name>.yaml); the
+facts of each (class names, published counts, number of folds) are conf/data/<name>.yaml."""
+OFFICIAL_SPLIT = "official"
+"""MELD's split: the release's own train / dev / test, written as fold01."""
+RELEASE_NAMES = {"iemocap": "IEMOCAP_full_release", "meld": "MELD.Raw"}
 PATH_HINTS = {
-    "raw": "point it at IEMOCAP_full_release (raw=/path/to/IEMOCAP_full_release)",
+    "raw": "point it at {release} (raw=/path/to/{release})",
     "glove": "point it at glove.840B.300d.txt (glove=/path/to/glove.840B.300d.txt)",
     "out": "name the folder to write the folds to (out=/path/to/folds)",
 }
@@ -30,6 +33,8 @@ PATH_HINTS = {
 
 @dataclass(frozen=True)
 class PrepareSettings:
+    dataset: str
+    """The release read: ``iemocap`` or ``meld``."""
     raw: Path
     glove: Path
     out: Path
@@ -42,12 +47,16 @@ class PrepareSettings:
     jobs: int
     progress: bool
     check: bool
+    strict: bool
+    """MELD: an unusable or unlisted clip is an error instead of being dropped and listed."""
     classes: tuple[str, ...]
     drop_labels: tuple[str, ...]
     class_names: tuple[str, ...]
     """The dataset's class names (data.class_names), one per class id."""
     class_counts: tuple[int, ...]
     """The dataset's published utterances per class id (data.class_counts)."""
+    split_counts: dict[str, tuple[int, ...]]
+    """Published utterances per official split and class id (data.split_counts; MELD)."""
     audio: AudioSettings
     audio_frames: int
     text: TextSettings
@@ -84,16 +93,20 @@ def _positive(name: str, value) -> int:
 
 def from_config(cfg: DictConfig) -> PrepareSettings:
     """Check and convert the composed configuration; every mistake is one ConfigError."""
+    name = cfg.get("dataset")
+    if name not in DATASETS:
+        raise ConfigError(f"dataset={name}: expected one of {', '.join(DATASETS)}")
     try:
         for key, hint in PATH_HINTS.items():
             if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
-                raise ConfigError(f"{key} is not set: {hint}")
+                raise ConfigError(f"{key} is not set: {hint.format(release=RELEASE_NAMES[name])}")
         data = OmegaConf.to_container(cfg, resolve=True)
     except MissingMandatoryValue as err:
         raise ConfigError(f"{err.full_key or 'a value'} is not set") from None
     out = Path(data["out"])
-    if data["split"] not in SPLIT_MODES:
-        raise ConfigError(f"split={data['split']}: expected one of {', '.join(SPLIT_MODES)}")
+    modes = (OFFICIAL_SPLIT,) if name == "meld" else SPLIT_MODES
+    if data["split"] not in modes:
+        raise ConfigError(f"split={data['split']}: expected one of {', '.join(modes)}")
     sessions = tuple(int(s) for s in data["sessions"])
     if (
         not sessions
@@ -103,7 +116,7 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         raise ConfigError(f"sessions={list(sessions)}: expected distinct numbers in 1..5")
     if data["split"] == "session" and len(sessions) < 2:
         raise ConfigError("split=session needs at least two sessions")
-    facts = dataset(DATASET)
+    facts = dataset(name)
     default_folds = sessions if data["split"] == "session" else range(1, facts.n_folds + 1)
     folds = tuple(int(f) for f in (data["folds"] or default_folds))
     if not folds or any(f not in default_folds for f in folds):
@@ -132,7 +145,9 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
     if weights is not None and vision["random_weights"]:
         raise ConfigError("vision.weights and vision.random_weights=true exclude each other")
     text = _pick(TextSettings, {**data["text"], "seed": data["seed"]})
+    split_counts = facts.get("split_counts") or {}
     return PrepareSettings(
+        dataset=name,
         raw=Path(data["raw"]),
         glove=Path(data["glove"]),
         out=out,
@@ -145,10 +160,12 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         jobs=_positive("jobs", jobs),
         progress=bool(data["progress"]),
         check=bool(data["check"]),
+        strict=bool(data["strict"]),
         classes=classes,
         drop_labels=tuple(data["drop_labels"]),
         class_names=tuple(facts.class_names),
         class_counts=tuple(facts.class_counts),
+        split_counts={k: tuple(v) for k, v in split_counts.items()},
         audio=_pick(AudioSettings, data["audio"]),
         audio_frames=_positive("audio.max_frames", data["audio"]["max_frames"]),
         text=text,

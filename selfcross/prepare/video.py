@@ -7,7 +7,9 @@ seeks to the preceding key frame instead of decoding through the gap.
 
 For an utterance spanning [start, end) the sample times are ``start + k / fps`` for
 k = 0, 1, ... while below ``end``; each takes the decoded frame nearest to it. Samples past the
-end of the video are missing (the utterance then has fewer frames). Each IEMOCAP frame shows
+end of the video are missing (the utterance then has fewer frames). With ``region=whole``
+(MELD, whose clips show the scene) the whole frame is scaled to ``crop`` x ``crop``. Each
+IEMOCAP frame shows
 both actors side by side: the half showing the speaking actor (``speaker_side``: which half
 shows the F and which the M actor) is kept, optionally resized (``resize``: its shorter side, in
 pixels, before cropping; a half smaller than the crop is always enlarged to fit it), and a
@@ -23,11 +25,17 @@ import numpy as np
 from selfcross.errors import ConfigError, DataError
 
 SIDES = ("left", "right")
+REGIONS = ("speaker", "whole")
+WHOLE = "whole"
+"""The side of a request for the whole frame (``region=whole``)."""
 
 
 @dataclass(frozen=True)
 class FrameSettings:
     fps: float = 3.0
+    region: str = "speaker"
+    """``speaker``: a centre crop of the speaker's half; ``whole``: the whole frame scaled to
+    ``crop`` x ``crop`` (aspect ratio not kept: nothing of the picture is cut off)."""
     crop: int = 224
     resize: int | None = None
     speaker_side: dict = field(default_factory=lambda: {"F": "left", "M": "right"})
@@ -43,10 +51,17 @@ class FrameSettings:
             )
         if self.fps <= 0 or self.crop < 1:
             raise ConfigError("vision.fps and vision.crop must be positive")
+        if self.region not in REGIONS:
+            raise ConfigError(f"vision.region={self.region}: expected one of {', '.join(REGIONS)}")
 
     def key(self) -> dict:
         out = asdict(self)
         out.pop("seek_gap")  # changes how frames are found, not which
+        if self.region == "speaker":
+            out.pop("region")  # the caches of IEMOCAP runs written before the option existed
+        else:
+            out.pop("speaker_side")
+            out.pop("resize")
         return out
 
 
@@ -57,7 +72,10 @@ def sample_times(start: float, end: float, fps: float) -> np.ndarray:
 
 
 def crop_speaker(image: np.ndarray, side: str, crop: int) -> np.ndarray:
-    """[crop, crop, 3] uint8 centre crop of one half of an [H, W, 3] frame."""
+    """[crop, crop, 3] uint8 centre crop of one half of an [H, W, 3] frame (``side`` whole: the
+    frame, already scaled to crop x crop)."""
+    if side == WHOLE:
+        return np.ascontiguousarray(image)
     height, width = image.shape[:2]
     half = image[:, : width // 2] if side == "left" else image[:, width // 2 :]
     h, w = half.shape[:2]
@@ -140,6 +158,8 @@ def video_frames(
 
 
 def _to_rgb(frame, settings: FrameSettings) -> np.ndarray:
+    if settings.region == WHOLE:
+        return frame.to_ndarray(format="rgb24", width=settings.crop, height=settings.crop)
     size = _scaled_size(frame.width, frame.height, settings)
     if size is None:
         return frame.to_ndarray(format="rgb24")

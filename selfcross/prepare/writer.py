@@ -1,9 +1,12 @@
 """Write the fold directories in the processed format (selfcross.data.npy), and check them.
 
 Each fold directory is written under a temporary name and renamed into place when complete, so
-``foldNN`` is either the previous complete fold or the new one. Besides the format's files each
-fold holds ``vocab.json`` (the vocabulary: token of each id, instead of the original ``dic.pkl``)
-and ``manifest.json`` (the utterance id of every row of every split).
+``foldNN`` is either the previous complete fold or the new one. Rows are appended to the ``.npy``
+files in order through ordinary buffered writes (not a memory map, whose written pages would
+count in the process's resident memory until the kernel writes them back), so memory stays
+bounded by one utterance's rows whatever the fold's size (MELD's is about 10 GB). Besides the
+format's files each fold holds ``vocab.json`` (the vocabulary: token of each id, instead of the
+original ``dic.pkl``) and ``manifest.json`` (the utterance id of every row of every split).
 """
 
 from __future__ import annotations
@@ -42,6 +45,35 @@ def pad_rows(features: np.ndarray, length: int) -> tuple[np.ndarray, int]:
     return out, n
 
 
+class RowFile:
+    """An ``.npy`` file of ``n`` rows of ``shape`` written row by row, in order."""
+
+    def __init__(self, path: Path, n: int, shape: tuple[int, ...], dtype):
+        self.path, self.n, self.shape, self.dtype = path, n, tuple(shape), np.dtype(dtype)
+        self.written = 0
+        self.handle = open(path, "wb")  # noqa: SIM115 - closed by close()
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (n, *self.shape),
+        }
+        np.lib.format.write_array_header_2_0(self.handle, header)
+
+    def write(self, row: int, values) -> None:
+        if row != self.written:
+            raise ValueError(f"{self.path}: row {row} written out of order ({self.written} next)")
+        array = np.asarray(values, dtype=self.dtype)
+        if array.shape != self.shape:
+            raise ValueError(f"{self.path}: row of shape {array.shape}, expected {self.shape}")
+        self.handle.write(np.ascontiguousarray(array).tobytes())
+        self.written += 1
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.written != self.n:
+            raise ValueError(f"{self.path}: {self.written} of {self.n} rows written")
+
+
 def write_folds(
     out: Path,
     partitions: dict[int, dict[str, np.ndarray]],
@@ -55,36 +87,39 @@ def write_folds(
     """Write every fold of ``partitions``, reading each utterance's row once.
 
     ``row_of(i)`` returns utterance i's arrays by file stem; ``extras(fold, parts)`` the JSON
-    files (name -> data) to add to a fold directory.
+    files (name -> data) to add to a fold directory. Each split's indices must be increasing
+    (the files are written front to back).
     """
     staging = {fold: out / f".fold{fold:02d}.partial" for fold in partitions}
     targets: dict[tuple[int, str], tuple[str, int]] = {}  # (utterance, fold) -> (split, row)
-    arrays = {}
-    for fold, parts in partitions.items():
-        shutil.rmtree(staging[fold], ignore_errors=True)
-        staging[fold].mkdir(parents=True)
-        for split in SPLITS:
-            for row, i in enumerate(parts[split]):
-                targets[(int(i), fold)] = (split, row)
-            for stem, (shape, dtype) in layout.items():
-                arrays[(fold, split, stem)] = np.lib.format.open_memmap(
-                    split_file(staging[fold], split, stem),
-                    mode="w+",
-                    dtype=dtype,
-                    shape=(len(parts[split]), *shape),
-                )
-    for i in range(n_utterances):
-        where = [(fold, *targets[(i, fold)]) for fold in partitions if (i, fold) in targets]
-        if where:
-            row = row_of(i)
-            for fold, split, r in where:
-                for stem in layout:
-                    arrays[(fold, split, stem)][r] = row[stem]
-        if progress is not None:
-            progress(1)
-    for array in arrays.values():
-        array.flush()
-    del arrays
+    files: dict[tuple[int, str, str], RowFile] = {}
+    try:
+        for fold, parts in partitions.items():
+            shutil.rmtree(staging[fold], ignore_errors=True)
+            staging[fold].mkdir(parents=True)
+            for split in SPLITS:
+                if np.any(np.diff(parts[split]) <= 0):
+                    raise ValueError(f"fold {fold} {split}: utterance indices not increasing")
+                for row, i in enumerate(parts[split]):
+                    targets[(int(i), fold)] = (split, row)
+                for stem, (shape, dtype) in layout.items():
+                    files[(fold, split, stem)] = RowFile(
+                        split_file(staging[fold], split, stem), len(parts[split]), shape, dtype
+                    )
+        for i in range(n_utterances):
+            where = [(fold, *targets[(i, fold)]) for fold in partitions if (i, fold) in targets]
+            if where:
+                row = row_of(i)
+                for fold, split, r in where:
+                    for stem in layout:
+                        files[(fold, split, stem)].write(r, row[stem])
+            if progress is not None:
+                progress(1)
+    finally:
+        for file in files.values():
+            file.handle.close()
+    for file in files.values():
+        file.close()
     written = []
     for fold, parts in partitions.items():
         np.save(staging[fold] / EMBEDDING_FILE, embedding, allow_pickle=False)
@@ -105,11 +140,17 @@ def _replace_dir(new: Path, target: Path) -> Path:
     return target
 
 
-def check_output(out: Path, folds: list[int], shapes: dict, class_names: list[str]) -> list[dict]:
+def check_output(
+    out: Path,
+    folds: list[int],
+    shapes: dict,
+    class_names: list[str],
+    published: dict[str, int] | None = None,
+) -> list[dict]:
     """Check the written folds as ``selfcross.check`` does, print the report, fail on any
-    problem."""
+    problem. ``published``: class name -> the dataset's published count (default IEMOCAP's)."""
     options = ReaderOptions(shapes=shapes, num_classes=len(class_names))
-    report = check_root(out, options, class_names, folds=folds)
+    report = check_root(out, options, class_names, folds=folds, published=published)
     print(report.format())
     if not report.ok:
         raise DataError(out, f"the written folds fail the check: {report.all_problems()[0]}")

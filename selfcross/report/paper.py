@@ -7,6 +7,8 @@ MHA / tri-modal AMH results as corrected by the paper (it swapped their WA and U
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 Stat = tuple[float, float]
 """(mean, std) as printed in the paper."""
 
@@ -79,3 +81,18 @@ PUBLISHED_BEST_TA: dict[str, float] = {"wa": 0.560, "uwa": 0.612}
 """The best published text+audio figures the paper quotes (its reference [16], no std given),
 in the paper's naming (WA = mean per-class recall, UWA = accuracy): the target of its two
 hypotheses, and a reference column of Table 4."""
+
+
+def reported(datasets: Iterable[str]) -> bool:
+    """Whether the paper's numbers are a reference for runs on ``datasets`` (data.name values):
+    ``paper_results`` of each conf/data/<name>.yaml (IEMOCAP and its synthetic stand-in: yes;
+    MELD: no). A dataset without a file there has no reference; no runs at all: IEMOCAP's."""
+    from selfcross.config import CONFIG_DIR
+    from selfcross.data.datasets import dataset
+
+    names = set(datasets)
+    return all(
+        (CONFIG_DIR / "data" / f"{name}.yaml").is_file()
+        and bool(dataset(name).get("paper_results", False))
+        for name in names
+    )

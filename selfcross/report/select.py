@@ -142,6 +142,11 @@ class Selection:
     def used(self) -> int:
         return sum(c.n for c in self.cells.values())
 
+    @property
+    def datasets(self) -> set[str]:
+        """The data.name of the runs used (e.g. ``{"meld"}``)."""
+        return {run.source[0] for c in self.cells.values() for run in c.runs.values()}
+
 
 def applicable(model: str, modality: str) -> bool:
     """Whether ``model`` can be built on ``modality`` (the package's one rule, e.g. cross

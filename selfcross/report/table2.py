@@ -42,6 +42,7 @@ def table2_cells() -> list[tuple[str, str]]:
 def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report:
     """Table 2: the five tri-modal models, and the t-tests of self vs cross with and w/o SP."""
     protocol = selection.protocol
+    with_paper = paper.reported(selection.datasets)
     tests = {
         (a, b, metric): compare(
             selection.cell(a, TRIMODAL).runs, selection.cell(b, TRIMODAL).runs, metric
@@ -61,9 +62,9 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
         cell = selection.cell(model, TRIMODAL)
         row: list[Value | str] = [MODEL_LABELS[model]]
         for metric in METRICS:
-            ref = paper.TABLE2[model][metric]
+            ref = paper.TABLE2[model][metric] if with_paper else (None, None)
             ours = replace(our_value(cell, metric), star=(model, metric) in starred)
-            row += [paper_value(ref), ours]
+            row += [paper_value(ref), ours] if with_paper else [ours]
             comparison = {}
             if model in partner:
                 other = partner[model]
@@ -78,6 +79,8 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
             )  # fmt: skip
         rows.append(row)
     header = ["Model", "WA (paper)", "WA (ours)", "UWA (paper)", "UWA (ours)"]
+    if not with_paper:
+        header = ["Model", "WA", "UWA"]
     test_rows = []
     for (a, b, metric), test in tests.items():
         test_rows.append(
@@ -97,11 +100,18 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
             test_rows,
         ),
     ]
-    legend = [
-        "(paper): the paper's reported values over 50 runs. WA: weighted accuracy (mean "
-        "per-class recall); UWA: unweighted accuracy (share classified correctly).",
-        *legend_marks(protocol, "on the higher model of a tested pair"),
-    ]
+    metrics = (
+        "WA: weighted accuracy (mean per-class recall); UWA: unweighted accuracy (share "
+        "classified correctly)."
+    )
+    if with_paper:
+        first = f"(paper): the paper's reported values over 50 runs. {metrics}"
+    else:
+        first = (
+            f"The paper reports no results on {', '.join(sorted(selection.datasets))}: no "
+            f"reference columns. {metrics}"
+        )
+    legend = [first, *legend_marks(protocol, "on the higher model of a tested pair")]
     return Report(
         name="table2",
         title="Table 2: tri-modal model variants, mean ± std over runs",

@@ -31,9 +31,13 @@ BEST_CHECKPOINT = "best.ckpt"
 NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
-NOT_HASHED_DATA = ("cache_dir", "on_device", "num_workers", "n_folds", "class_counts")
+NOT_HASHED_DATA = (
+    "cache_dir", "on_device", "num_workers", "n_folds", "class_counts", "split_counts",
+    "paper_results",
+)  # fmt: skip
 """Where and how data are held: the same numbers either way; and the corpus's facts (number of
-folds, published class counts), which describe the dataset rather than set up a run. Left out
+folds, published class counts per corpus and per split, whether the paper reports numbers on
+it), which describe the dataset rather than set up a run. Left out
 so that the hashes of runs written before these keys existed still match."""
 NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
 """The module's class (code, which the hash never covers) and two keys that repeat hashed
