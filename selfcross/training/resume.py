@@ -39,7 +39,9 @@ NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
 """The module's class (code, which the hash never covers) and two keys that repeat hashed
 ones (``monitor.metric``, ``data.class_names``): hashes stay those of earlier runs."""
 
-HASHED_UNLESS_DEFAULT: dict[str, object] = {}
+HASHED_UNLESS_DEFAULT: dict[str, object] = {
+    "model.network.mask_padding": False,
+}
 """Keys added after runs were first written, each with the value that reproduces the earlier
 behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so
 finished runs are still recognised; any other value is hashed as usual. Extend it whenever a
