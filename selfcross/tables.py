@@ -5,6 +5,7 @@ from the runs' ``result.json`` files.
     python -m selfcross.tables table2 --results multirun/table2
     python -m selfcross.tables table3 --results multirun/table3
     python -m selfcross.tables figure3 --results multirun/table1 [--fold 1] [--seed 3]
+    python -m selfcross.tables masking --results multirun/mask_padding-<data>
 
 Every file named ``result.json`` under ``--results`` is read. Each table cell is the mean ± sample
 std (ddof=1) of the runs of one model on one modality subset, with their number n; a cell with
@@ -24,6 +25,7 @@ from pathlib import Path
 from selfcross.config import user_errors
 from selfcross.errors import ConfigError
 from selfcross.report.figure3 import make_figure3
+from selfcross.report.masking import make_masking
 from selfcross.report.paper import N_RUNS
 from selfcross.report.select import Protocol
 from selfcross.report.table1 import make_table1
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
             "separate tables, labelled with the differing keys, under --out/<label>/ "
             "(default: refused)",
         )  # fmt: skip
+    sub.add_parser("masking", parents=[common], help="masked vs unmasked padding (Self, Cross)")
     fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
     fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
     fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
             make_figure3(
                 args.results, args.out, protocol, args.seed, args.fold, args.allow_mixed_data
             )
+        elif args.command == "masking":
+            make_masking(args.results, args.out, protocol, args.allow_mixed_data)
         else:
             make = {"table1": make_table1, "table2": make_table2, "table3": make_table3}
             make = make[args.command]
