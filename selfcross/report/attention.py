@@ -249,6 +249,7 @@ def draw_utterance(path: Path, sites: list[Site], entry: dict, title: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(3, len(sites))
     rows = math.ceil(len(sites) / cols)
@@ -275,6 +276,8 @@ def draw_utterance(path: Path, sites: list[Site], entry: dict, title: str) -> No
         ax.set_xlabel(f"key step ({site.key})", fontsize=8)
         ax.set_ylabel(f"query step ({site.query})", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.suptitle(title + "   (mean over heads; hatched beyond the red line: padding)", fontsize=10)
     fig.tight_layout()
