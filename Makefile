@@ -84,8 +84,8 @@ masking: $(STAMP) ## Masked vs unmasked padding: tri-modal Self and Cross sweep 
 demo-attention: $(STAMP) ## A reduced masking sweep (8 runs), its table and the attention maps of two runs
 	$(PY) -m selfcross.run -m experiment=demo_attention $(ARGS)
 	$(PY) -m selfcross.tables masking --results multirun/demo_attention --out $(OUT) --folds 1 --seeds 1,2
-	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-false/fold1/seed1
-	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-true/fold1/seed1
+	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-False/fold1/seed1
+	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-True/fold1/seed1
 
 demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 epochs)
 	$(PY) -m selfcross.run -m experiment=demo3 $(ARGS)

@@ -144,6 +144,16 @@ def test_a_sample_without_valid_keys_attends_to_nothing():
     torch.testing.assert_close(weights[[0, 2]].sum(-1), torch.ones(2, 3, 5))
     alone = attn(target[[0, 2]], source[[0, 2]], key_valid=valid[[0, 2]])
     torch.testing.assert_close(out[[0, 2]], alone)
+    # CPU training with dropout: the blocked kernel, whose softmax would be NaN on a row of
+    # -inf only (and its backward pass NaN for the whole sample).
+    attn.record_weights = False
+    attn.mha.dropout = 0.3
+    target.grad = source.grad = None
+    out = attn(target, source, key_valid=valid)
+    assert torch.isfinite(out).all() and out[1].abs().max() == 0
+    out.sum().backward()
+    assert torch.isfinite(target.grad).all() and torch.isfinite(source.grad).all()
+    assert torch.isfinite(attn.mha.in_proj_weight.grad).all()
 
 
 def test_blocked_kernel_with_a_key_mask_is_masked_dropout_attention():
