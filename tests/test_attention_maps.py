@@ -273,3 +273,32 @@ def test_masking_table_without_runs_is_one_line(tmp_path, capsys):
         run_main("masking", "--results", str(tmp_path / "empty"))
     assert info.value.code == 2
     assert "nothing to tabulate" in capsys.readouterr().err
+
+
+def test_masking_preset_sweeps_both_settings_into_separate_folders(tmp_path):
+    """experiment=mask_padding's grid, and a reduced sweep of it: the masked and unmasked runs
+    of one (model, fold, seed) land in separate folders and both reach the masking table."""
+    from tests.test_sweeps import TINY, hydra_cfg
+
+    params = hydra_cfg("experiment=mask_padding").hydra.sweeper.params
+    assert params.model == "self,cross" and params.modality == "TVA"
+    assert params["model.network.mask_padding"] == "false,true"
+    assert params.fold == "1,2,3,4,5" and params.seed == "range(1,11)"
+    sweep = tmp_path / "sweep"
+    proc = run_cli("selfcross.run", "-m", "experiment=mask_padding", "model=self", "fold=1",
+                   "seed=1", *TINY, "trainer.max_epochs=1", f"paths.data_dir={tmp_path / 'd'}",
+                   f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("result.json"))
+    assert found == [
+        "self/TVA/mask_padding-False/fold1/seed1",
+        "self/TVA/mask_padding-True/fold1/seed1",
+    ]
+    masked = json.loads((sweep / found[1] / "result.json").read_text())
+    assert masked["config"]["model"]["network"]["mask_padding"] is True
+    run_main("masking", "--results", str(sweep), "--out", str(tmp_path / "t"),
+             "--folds", "1", "--seeds", "1")  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "t" / "masking.csv").open()))
+    n = {r["model"]: r["n"] for r in rows if r["table"] == "masking" and r["metric"] == "wa"}
+    assert n == {"self/unmasked": "1", "self/masked": "1", "cross/unmasked": "0",
+                 "cross/masked": "0"}  # fmt: skip
