@@ -81,7 +81,7 @@ masking: $(STAMP) ## Masked vs unmasked padding: tri-modal Self and Cross sweep 
 	$(PY) -m selfcross.run -m experiment=mask_padding $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=mask_padding-$(LABEL) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
 	$(PY) -m selfcross.tables masking --results multirun/mask_padding-$(LABEL) --out $(OUT) --folds $(FOLDS) --seeds $(SEEDS)
 
-demo-attention: $(STAMP) ## A reduced masking sweep (8 runs, 3 epochs), its table and the attention maps of two runs
+demo-attention: $(STAMP) ## A reduced masking sweep (8 runs, 6 epochs), its table and the attention maps of two runs
 	$(PY) -m selfcross.run -m experiment=demo_attention $(ARGS)
 	$(PY) -m selfcross.tables masking --results multirun/demo_attention --out $(OUT) --folds 1 --seeds 1,2
 	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-False/fold1/seed1

@@ -261,9 +261,12 @@ def draw_utterance(path: Path, sites: list[Site], entry: dict, title: str) -> No
         lq, lk = heat.shape
         image = ax.imshow(
             heat, aspect="auto", origin="upper", cmap="viridis", interpolation="nearest",
-            extent=(-0.5, lk - 0.5, lq - 0.5, -0.5), vmin=0.0,
+            extent=(-0.5, lk - 0.5, lq - 0.5, -0.5), vmin=0.0, vmax=float(heat.max()) or 1.0,
         )  # fmt: skip
         nq, nk = entry["valid"][site.query], entry["valid"][site.key]
+        if nk == 0 and not heat.any():
+            ax.text((lk - 1) / 2, (lq - 1) / 2, "no valid key:\nattends to nothing",
+                    ha="center", va="center", fontsize=9, color="white")  # fmt: skip
         hatch = {"facecolor": (1, 1, 1, 0.35), "edgecolor": "white", "hatch": "//", "lw": 0}
         if nk < lk:
             ax.add_patch(Rectangle((nk - 0.5, -0.5), lk - nk, lq, **hatch))
