@@ -86,6 +86,16 @@ demo: $(STAMP) ## A reduced Table 1 on synthetic data (fold 1, seeds 1-2, <= 6 e
 	$(PY) -m selfcross.tables table1 --results multirun/demo --out $(OUT) --folds 1 --seeds 1,2
 	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1 --seeds 1,2
 
+masking: $(STAMP) ## Masked vs unmasked padding: tri-modal Self and Cross sweep and tables/masking.*
+	$(PY) -m selfcross.run -m experiment=mask_padding $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=mask_padding-$(LABEL) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
+	$(PY) -m selfcross.tables masking --results multirun/mask_padding-$(LABEL) --out $(OUT) --folds $(FOLDS) --seeds $(SEEDS)
+
+demo-attention: $(STAMP) ## A reduced masking sweep (8 runs, 6 epochs), its table and the attention maps of two runs
+	$(PY) -m selfcross.run -m experiment=demo_attention $(ARGS)
+	$(PY) -m selfcross.tables masking --results multirun/demo_attention --out $(OUT) --folds 1 --seeds 1,2
+	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-False/fold1/seed1
+	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-True/fold1/seed1
+
 demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 epochs)
 	$(PY) -m selfcross.run -m experiment=demo3 $(ARGS)
 	$(PY) -m selfcross.tables table3 --results multirun/demo3 --out $(OUT) --folds 1 --seeds 1,2
@@ -141,4 +151,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 demo demo3 tune table4 demo-tune ablation demo-ablation bench dashboard mutation lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench dashboard mutation lint format clean

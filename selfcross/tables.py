@@ -8,6 +8,7 @@ from the runs' ``result.json`` files.
     python -m selfcross.tables tuning --results multirun/tune-synthetic-small-cross-TA
     python -m selfcross.tables table4 --results multirun/paper-synthetic-small \
         --tuned multirun/tuned-synthetic-small
+    python -m selfcross.tables masking --results multirun/mask_padding-<data>
 
 Every file named ``result.json`` under ``--results`` is read. Each table cell is the mean ± sample
 std (ddof=1) of the runs of one model on one modality subset, with their number n; a cell with
@@ -27,6 +28,7 @@ from pathlib import Path
 from selfcross.config import user_errors
 from selfcross.errors import ConfigError
 from selfcross.report.figure3 import make_figure3
+from selfcross.report.masking import make_masking
 from selfcross.report.paper import N_RUNS
 from selfcross.report.select import Protocol
 from selfcross.report.table1 import make_table1
@@ -123,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", type=Path, required=True, help="the study folder (holding study.db)"
     )
     tuning.add_argument("--out", type=Path, default=Path("tables"), help="output directory")
+    sub.add_parser("masking", parents=[common], help="masked vs unmasked padding (Self, Cross)")
     fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
     fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
     fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             make_figure3(
                 args.results, args.out, protocol, args.seed, args.fold, args.allow_mixed_data
             )
+        elif args.command == "masking":
+            make_masking(args.results, args.out, protocol, args.allow_mixed_data)
         else:
             make = {"table1": make_table1, "table2": make_table2, "table3": make_table3}
             make = make[args.command]

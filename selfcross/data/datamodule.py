@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -26,12 +27,23 @@ class SplitTensors(Dataset):
     ``__getitems__`` lets the DataLoader fetch a whole batch at once instead of collating
     per-utterance items. Text given as token ids is looked up in the GloVe matrix here, so the
     fold never holds the [N, 128, 300] text tensor.
+
+    A batch is ``{modality: features, "label": [B], "lengths": {modality: [B] int64}}``:
+    ``lengths`` holds each utterance's valid frames (padding follows them), on the batch's
+    device; it is present whenever the split was given ``lengths``.
     """
 
-    def __init__(self, features: dict[str, torch.Tensor], labels: torch.Tensor, embedding=None):
+    def __init__(
+        self,
+        features: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+        embedding=None,
+        lengths: dict[str, torch.Tensor] | None = None,
+    ):
         self.features = features
         self.labels = labels
         self.embedding = embedding
+        self.lengths = lengths or {}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -45,6 +57,8 @@ class SplitTensors(Dataset):
             if x.is_floating_point() and x.dtype != torch.float32:
                 batch[m] = x.float()  # a fold stored in half precision on the GPU
         batch["label"] = self.labels.index_select(0, index)
+        if self.lengths:
+            batch["lengths"] = {m: n.index_select(0, index) for m, n in self.lengths.items()}
         return batch
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> SplitTensors:
@@ -57,10 +71,33 @@ class SplitTensors(Dataset):
             {m: move(x) for m, x in self.features.items()},
             self.labels.to(device),
             None if self.embedding is None else move(self.embedding),
+            {m: n.to(device) for m, n in self.lengths.items()},
         )
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([i]).items()}
+    def __getitem__(self, i: int) -> dict:
+        batch = self.__getitems__([i])
+        lengths = batch.pop("lengths", None)
+        item = {k: v[0] for k, v in batch.items()}
+        if lengths is not None:
+            item["lengths"] = {m: n[0] for m, n in lengths.items()}
+        return item
+
+
+def text_lengths(text: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """[N] int64 valid tokens of each utterance: up to its last token that is not padding.
+
+    Token ids [N, T]: padding is id 0. Dense vectors [N, T, D]: padding is an all-zero row (the
+    embedding of the padding id). Read ``rows`` utterances at a time (the text may be a memory
+    map).
+    """
+    out = np.zeros(len(text), dtype=np.int64)
+    for start in range(0, len(text), rows):
+        block = np.asarray(text[start : start + rows])
+        token = block != 0 if block.ndim == 2 else (block != 0).any(axis=-1)
+        steps = token.shape[1]
+        last = steps - np.argmax(token[:, ::-1], axis=1)  # one past the last token
+        out[start : start + len(block)] = np.where(token.any(axis=1), last, 0)
+    return out
 
 
 def keep_batch(batch):
@@ -199,10 +236,18 @@ class IemocapDataModule(L.LightningDataModule):
         embedding = torch.from_numpy(fold.embedding) if fold.embedding is not None else None
         for split in SPLITS:
             data = fold.splits[split]
+            lengths = {
+                m: torch.from_numpy(np.ascontiguousarray(data.lengths[m], dtype=np.int64))
+                for m in self.modalities
+                if m in data.lengths
+            }
+            if "T" in data.features:
+                lengths["T"] = torch.from_numpy(text_lengths(data.features["T"]))
             self.datasets[split] = SplitTensors(
                 {m: torch.from_numpy(x) for m, x in data.features.items()},
                 torch.from_numpy(data.labels),
                 embedding,
+                {m: lengths[m] for m in self.modalities if m in lengths},
             )
 
     def log_summary(self) -> None:

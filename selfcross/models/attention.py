@@ -21,6 +21,15 @@ class CrossModalAttention(nn.Module):
     training with dropout, which PyTorch's CPU kernel does not support, ``blocked`` selects
     :func:`~selfcross.models.kernels.blocked_dropout_attention` instead of PyTorch's
     unfused fallback.
+
+    ``key_valid`` (bool [B, T_s], True on valid source frames) is a key-padding mask: queries
+    attend to valid keys only. A sample without any valid key attends to nothing: its output is
+    zero (and, when recorded, its weights are zero), never NaN. Without ``key_valid`` the module
+    computes exactly what it computed before masks existed.
+
+    ``record_weights = True`` makes every call go through ``nn.MultiheadAttention`` with
+    ``need_weights`` and keep the per-head weights [B, heads, T_t, T_s] in ``last_weights``
+    (the attention-map tool, :mod:`selfcross.report.attention`); the output is the same function.
     """
 
     def __init__(
@@ -29,11 +38,42 @@ class CrossModalAttention(nn.Module):
         super().__init__()
         self.mha = nn.MultiheadAttention(embed_dim, num_heads, dropout=dropout, batch_first=True)
         self.blocked = blocked
+        self.record_weights = False
+        self.last_weights: Tensor | None = None
 
-    def forward(self, target: Tensor, source: Tensor, need_weights: bool = False):
-        if need_weights:
-            return self.mha(target, source, source, need_weights=True)
-        return self._fused_attention(target, source)
+    def forward(
+        self,
+        target: Tensor,
+        source: Tensor,
+        need_weights: bool = False,
+        key_valid: Tensor | None = None,
+    ):
+        empty = None
+        if key_valid is not None:
+            # A sample with no valid key attends to all of them (finite), then is zeroed.
+            empty = ~key_valid.any(dim=-1)
+            key_valid = key_valid | empty[:, None]
+        if need_weights or self.record_weights:
+            out, weights = self.mha(
+                target,
+                source,
+                source,
+                need_weights=True,
+                key_padding_mask=None if key_valid is None else ~key_valid,
+                average_attn_weights=False,
+            )
+            if empty is not None:
+                out = out.masked_fill(empty[:, None, None], 0.0)
+                weights = weights.masked_fill(empty[:, None, None, None], 0.0)
+            if self.record_weights:
+                self.last_weights = weights.detach()
+            if need_weights:
+                return out, weights.mean(dim=1)
+            return out
+        out = self._fused_attention(target, source, key_valid)
+        if empty is not None:
+            out = out.masked_fill(empty[:, None, None], 0.0)
+        return out
 
     def _use_blocked(self, x: Tensor, dropout: float) -> bool:
         return (
@@ -43,7 +83,9 @@ class CrossModalAttention(nn.Module):
             and not torch.is_autocast_enabled("cpu")
         )
 
-    def _fused_attention(self, target: Tensor, source: Tensor) -> Tensor:
+    def _fused_attention(
+        self, target: Tensor, source: Tensor, key_valid: Tensor | None = None
+    ) -> Tensor:
         """nn.MultiheadAttention's computation without weights: project, attend, project."""
         mha = self.mha
         heads, embed = mha.num_heads, mha.embed_dim
@@ -60,18 +102,23 @@ class CrossModalAttention(nn.Module):
 
         q, k, v = split_heads(q), split_heads(k), split_heads(v)
         dropout = mha.dropout if self.training else 0.0
+        mask = None if key_valid is None else key_valid[:, None, None, :]  # [B, 1, 1, T_s]
         if self._use_blocked(q, dropout):
+            bias = None
+            if key_valid is not None:  # additive: 0 on valid keys, -inf on padding; [B*H, 1, T_s]
+                bias = q.new_zeros(key_valid.shape).masked_fill(~key_valid, float("-inf"))
+                bias = bias[:, None, None, :].expand(-1, heads, 1, -1).flatten(0, 1)
             out = blocked_dropout_attention(
-                q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), dropout
+                q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), dropout, bias=bias
             )
             out = out.unflatten(0, q.shape[:2])
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return mha.out_proj(out.transpose(1, 2).flatten(2))
 
 
 class SelfAttention(CrossModalAttention):
     """Self MHA: query, key and value are the same modality. [B, T, E] -> [B, T, E]."""
 
-    def forward(self, x: Tensor, need_weights: bool = False):
-        return super().forward(x, x, need_weights=need_weights)
+    def forward(self, x: Tensor, need_weights: bool = False, key_valid: Tensor | None = None):
+        return super().forward(x, x, need_weights=need_weights, key_valid=key_valid)

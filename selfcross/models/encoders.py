@@ -8,6 +8,14 @@ from torch import Tensor, nn
 from selfcross.models.kernels import fused_bigru
 
 
+def valid_after_conv(lengths: Tensor, seq_len: int, out_len: int) -> Tensor:
+    """``ceil(lengths * out_len / seq_len)`` in integers: the valid steps of a sequence of
+    ``seq_len`` steps resampled to ``out_len`` (:class:`ModalityEncoder`'s rule)."""
+    if out_len == seq_len:
+        return lengths
+    return (lengths * out_len + seq_len - 1).div(seq_len, rounding_mode="floor")
+
+
 class ModalityEncoder(nn.Module):
     """Optional input dropout, optional Conv1d over time, then a one-layer bi-GRU.
 
@@ -20,6 +28,12 @@ class ModalityEncoder(nn.Module):
     same function and weights, fewer ops per step); on CUDA nn.GRU's cuDNN kernel is used.
 
     Shapes: [B, seq_len, feat_dim] -> [B, out_len, 2 * hidden].
+
+    Valid frames after the convolution (:meth:`out_lengths`, used by ``mask_padding``): every
+    output step mixes all input steps, so no output step is padding in a strict sense; the
+    convolution is read as a resampling of the time axis instead, and an utterance with ``n`` of
+    ``seq_len`` valid input frames has ``ceil(n * out_len / seq_len)`` valid output steps, the
+    first ones (the same share of the sequence; 0 stays 0, ``seq_len`` gives ``out_len``).
     """
 
     def __init__(
@@ -35,9 +49,14 @@ class ModalityEncoder(nn.Module):
         self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
         self.conv = nn.Conv1d(seq_len, conv_out, kernel_size=1) if conv_out else None
         self.gru = nn.GRU(feat_dim, hidden, num_layers=1, batch_first=True, bidirectional=True)
+        self.seq_len = seq_len
         self.out_len = conv_out or seq_len
         self.out_dim = 2 * hidden
         self.fused_gru = fused_gru
+
+    def out_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid output steps of each utterance from its valid input frames, [B] -> [B]."""
+        return valid_after_conv(lengths, self.seq_len, self.out_len)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.input_dropout(x)

@@ -82,7 +82,7 @@ class _BlockedDropoutAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, p, block, generator):
+    def forward(ctx, q, k, v, p, block, generator, bias=None):
         n, length, _ = q.shape
         source_length = k.shape[1]
         scale = q.shape[-1] ** -0.5
@@ -96,6 +96,8 @@ class _BlockedDropoutAttention(torch.autograd.Function):
             j = min(i + block, n)
             s, pr = scores[: j - i], probs[: j - i]
             torch.bmm(qs[i:j], k[i:j].transpose(1, 2), out=s)
+            if bias is not None:
+                s.add_(bias[i:j])
             _softmax(s, pr)
             # The 0/1 mask as floats (reusing the scores buffer), kept as bytes for backward.
             dropout_keep_mask(tuple(pr.shape), p, generator, out=s, words=words)
@@ -104,7 +106,7 @@ class _BlockedDropoutAttention(torch.autograd.Function):
             torch.bmm(pr, v[i:j], out=out[i:j])
         out.mul_(1.0 / (1.0 - p))
         ctx.save_for_backward(qs, k, v, out, keep)
-        ctx.p, ctx.block, ctx.scale = p, block, scale
+        ctx.p, ctx.block, ctx.scale, ctx.bias = p, block, scale, bias
         return out
 
     @staticmethod
@@ -124,6 +126,8 @@ class _BlockedDropoutAttention(torch.autograd.Function):
             j = min(i + ctx.block, n)
             s, pr, w, kf = scores[: j - i], probs[: j - i], work[: j - i], kept[: j - i]
             torch.bmm(qs[i:j], k[i:j].transpose(1, 2), out=s)
+            if ctx.bias is not None:
+                s.add_(ctx.bias[i:j])
             _softmax(s, pr)
             _as_float(keep[i:j], kf)
             torch.mul(pr, kf, out=w)
@@ -135,7 +139,7 @@ class _BlockedDropoutAttention(torch.autograd.Function):
         grad_q.mul_(ctx.scale * keep_scale)
         grad_k.mul_(keep_scale)
         grad_v.mul_(keep_scale)
-        return grad_q, grad_k, grad_v, None, None, None
+        return grad_q, grad_k, grad_v, None, None, None, None
 
 
 @torch.compiler.disable
@@ -146,18 +150,23 @@ def blocked_dropout_attention(
     p: float,
     block: int | None = None,
     generator: torch.Generator | None = None,
+    bias: Tensor | None = None,
 ) -> Tensor:
     """Scaled dot-product attention with dropout ``p`` on the weights, computed block-wise.
 
     The same function as ``F.scaled_dot_product_attention(q, k, v, dropout_p=p)``:
     q [N, L, D], k and v [N, S, D] -> [N, L, D], with N = batch x heads. ``block`` rows of N
     per block (default: :data:`BLOCK_BYTES` of scores); ``generator`` draws the dropout mask.
+    ``bias`` (float [N, 1 or L, S], no gradient) is added to the scores before the softmax, e.g.
+    0 on valid keys and -inf on padded ones (a key-padding mask; every row needs a finite entry).
     """
     if not 0.0 < p < 1.0:
         raise ValueError(f"dropout p={p}: the blocked kernel is for 0 < p < 1")
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     block = block or block_rows(q.shape[0], q.shape[1], k.shape[1])
-    return _BlockedDropoutAttention.apply(q, k, v, p, block, generator)
+    if bias is not None:
+        bias = bias.detach().expand(q.shape[0], q.shape[1], k.shape[1])
+    return _BlockedDropoutAttention.apply(q, k, v, p, block, generator, bias)
 
 
 class _FusedBiGRU(torch.autograd.Function):

@@ -63,8 +63,14 @@ class EmotionNet(nn.Module):
             layers with a feed-forward block of width ``ffn_dim`` (default 4E) and ``norm``
             ``post`` or ``pre`` (:mod:`selfcross.models.transformer`). Off: bare attention, the
             paper's models; the three settings are then unused.
+        mask_padding: key-padding masks in every attention module and temporal averages over
+            valid steps only, from the batch's ``lengths`` (``{modality: [B] valid frames}``;
+            after a time-wise convolution, :meth:`ModalityEncoder.out_lengths`). A stream with
+            no valid step contributes zeros. Off (the paper's models): padding is attended to
+            and averaged like any frame, and ``lengths`` is ignored.
 
-    ``forward`` takes a batch ``{modality: [B, T_m, D_m]}`` and returns logits [B, classes].
+    ``forward`` takes a batch ``{modality: [B, T_m, D_m]}`` (plus ``lengths`` when masking)
+    and returns logits [B, classes].
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class EmotionNet(nn.Module):
         num_layers: int = 1,
         ffn_dim: int | None = None,
         norm: str = "post",
+        mask_padding: bool = False,
     ):
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
@@ -97,6 +104,7 @@ class EmotionNet(nn.Module):
             raise ConfigError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
         self.fusion, self.pooling_name = fusion, pooling
         self.attention_weights = attention_weights
+        self.mask_padding = bool(mask_padding)
         input_dropout = input_dropout or {}
         embed = 2 * hidden
         self.transformer = transformer
@@ -145,15 +153,43 @@ class EmotionNet(nn.Module):
         """{m: [B, T_m, D_m]} -> {m: e_m [B, T'_m, E]}."""
         return {m: self.encoders[m](batch[m]) for m in self.modalities}
 
-    def attend(self, encoded: Mapping[str, Tensor]) -> list[Tensor]:
-        """Temporal averages of every attention output, one [B, K, E] stack per set."""
+    def valid_steps(self, batch: Mapping) -> dict[str, Tensor]:
+        """{m: bool [B, T'_m]}, True on the valid steps of each encoded stream, from the
+        batch's ``lengths`` (valid input frames) through each encoder's rule."""
+        lengths = batch.get("lengths")
+        missing = [m for m in self.modalities if lengths is None or m not in lengths]
+        if missing:
+            raise ValueError(
+                f"mask_padding needs the batch's valid lengths; batch['lengths'] has no "
+                f"{', '.join(missing)}"
+            )
+        valid = {}
+        for m in self.modalities:
+            encoder = self.encoders[m]
+            n = encoder.out_lengths(lengths[m].to(batch[m].device))
+            steps = torch.arange(encoder.out_len, device=n.device)
+            valid[m] = steps[None, :] < n[:, None]
+        return valid
+
+    def attend(
+        self, encoded: Mapping[str, Tensor], valid: Mapping[str, Tensor] | None = None
+    ) -> list[Tensor]:
+        """Temporal averages of every attention output, one [B, K, E] stack per set.
+        ``valid`` ({m: bool [B, T'_m]}): mask padded keys and average valid steps only."""
         sets = []
+
+        def mask(m: str) -> Tensor | None:
+            return None if valid is None else valid[m]
+
         if self.self_attention is not None:
             sets.append(
                 torch.stack(
                     [
                         temporal_average(
-                            self._attention_output(self.self_attention[m], encoded[m])
+                            self._attention_output(
+                                self.self_attention[m], encoded[m], key_valid=mask(m)
+                            ),
+                            mask(m),
                         )
                         for m in self.modalities
                     ],
@@ -166,8 +202,12 @@ class EmotionNet(nn.Module):
                     [
                         temporal_average(
                             self._attention_output(
-                                self.cross_attention[f"{s}2{t}"], encoded[t], encoded[s]
-                            )
+                                self.cross_attention[f"{s}2{t}"],
+                                encoded[t],
+                                encoded[s],
+                                key_valid=mask(s),
+                            ),
+                            mask(t),
                         )
                         for s, t in cross_pairs(self.modalities)
                     ],
@@ -176,14 +216,19 @@ class EmotionNet(nn.Module):
             )
         return sets
 
-    def _attention_output(self, attention: nn.Module, *streams: Tensor) -> Tensor:
+    def _attention_output(
+        self, attention: nn.Module, *streams: Tensor, key_valid: Tensor | None = None
+    ) -> Tensor:
+        masked = {} if key_valid is None else {"key_valid": key_valid}
         if not self.attention_weights:
-            return attention(*streams)
-        out, _weights = attention(*streams, need_weights=True)
+            return attention(*streams, **masked)
+        out, _weights = attention(*streams, need_weights=True, **masked)
         return out
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
-        pooled = torch.cat([self.pool(s) for s in self.attend(self.encode(batch))], dim=-1)
+        valid = self.valid_steps(batch) if self.mask_padding else None
+        sets = self.attend(self.encode(batch), valid)
+        pooled = torch.cat([self.pool(s) for s in sets], dim=-1)
         return self.classifier(pooled)
 
 

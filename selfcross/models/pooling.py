@@ -6,9 +6,17 @@ import torch
 from torch import Tensor, nn
 
 
-def temporal_average(x: Tensor) -> Tensor:
-    """Mean over time: [B, T, E] -> [B, E]."""
-    return x.mean(dim=1)
+def temporal_average(x: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean over time: [B, T, E] -> [B, E].
+
+    With ``valid`` (bool [B, T]) the mean is over the valid steps only; a sample without any
+    valid step averages to zeros.
+    """
+    if valid is None:
+        return x.mean(dim=1)
+    weights = valid.to(x.dtype).unsqueeze(-1)  # [B, T, 1]
+    count = weights.sum(dim=1).clamp(min=1.0)
+    return (x * weights).sum(dim=1) / count
 
 
 class StatisticalPooling(nn.Module):

@@ -56,22 +56,28 @@ class TransformerLayer(nn.Module):
         self.norm2 = nn.LayerNorm(embed_dim)
         self.norm = norm
 
-    def _attend(self, query: Tensor, source: Tensor | None, need_weights: bool):
+    def _attend(self, query: Tensor, source: Tensor | None, need_weights: bool, key_valid):
         kv = query if source is None else source
         if need_weights:
-            return self.attention(query, kv, need_weights=True)
-        return self.attention(query, kv), None
+            return self.attention(query, kv, need_weights=True, key_valid=key_valid)
+        return self.attention(query, kv, key_valid=key_valid), None
 
     def _feed_forward(self, x: Tensor) -> Tensor:
         return self.dropout2(self.linear2(self.dropout(self.linear1(x).relu())))
 
-    def forward(self, target: Tensor, source: Tensor | None = None, need_weights: bool = False):
+    def forward(
+        self,
+        target: Tensor,
+        source: Tensor | None = None,
+        need_weights: bool = False,
+        key_valid: Tensor | None = None,
+    ):
         if self.norm == "post":
-            out, weights = self._attend(target, source, need_weights)
+            out, weights = self._attend(target, source, need_weights, key_valid)
             x = self.norm1(target + self.dropout1(out))
             x = self.norm2(x + self._feed_forward(x))
         else:
-            out, weights = self._attend(self.norm1(target), source, need_weights)
+            out, weights = self._attend(self.norm1(target), source, need_weights, key_valid)
             x = target + self.dropout1(out)
             x = x + self._feed_forward(self.norm2(x))
         return (x, weights) if need_weights else x
@@ -83,6 +89,8 @@ class TransformerStack(nn.Module):
 
     ``cross=False``: ``forward(x)``, self layers. ``cross=True``: ``forward(target, source)``,
     every layer attends to ``source``. With ``need_weights`` the last layer's weights come back.
+    ``key_valid`` (bool [B, T_s]): the key-padding mask of every layer's attention (of ``source``
+    in a cross stack, of the stream itself in a self stack).
     """
 
     def __init__(
@@ -104,7 +112,9 @@ class TransformerStack(nn.Module):
             for _ in range(num_layers)
         )
 
-    def forward(self, target: Tensor, *rest, need_weights: bool = False):
+    def forward(
+        self, target: Tensor, *rest, need_weights: bool = False, key_valid: Tensor | None = None
+    ):
         if self.cross:
             (source,) = rest
         else:
@@ -114,7 +124,7 @@ class TransformerStack(nn.Module):
         x, weights = target, None
         for layer in self.layers:
             if need_weights:
-                x, weights = layer(x, source, need_weights=True)
+                x, weights = layer(x, source, need_weights=True, key_valid=key_valid)
             else:
-                x = layer(x, source)
+                x = layer(x, source, key_valid=key_valid)
         return (x, weights) if need_weights else x

@@ -50,6 +50,7 @@ HASHED_UNLESS_DEFAULT: dict[str, object] = {
     "run_test": True,  # false: tuning runs, which never evaluate the test split
     "model.modality_dropout": 0.0,
     "model.modality_dropout_fill": "zeros",
+    "model.network.mask_padding": False,
 }
 """Keys added after runs were first written, each with the value that reproduces the earlier
 behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so
