@@ -322,7 +322,7 @@ def test_corrupted_checkpoint_is_an_error_naming_the_run(trained_run, tmp_path, 
     ckpt = run / "checkpoints" / "best.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[:300])
     line = expect_error(capsys, "--results", str(tmp_path / "r"), "--out", str(tmp_path / "t"))
-    assert str(run) in line and "best.ckpt cannot be loaded" in line
+    assert str(run) in line and "best.ckpt: cannot be loaded into the run's model" in line
 
 
 def test_pruned_checkpoint_is_listed_as_skipped(trained_run, tmp_path, capsys):

@@ -206,7 +206,7 @@ def test_cli_wrong_checkpoint_is_one_line(tmp_path, runs):
     done = run_cli("selfcross.attention", str(other))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "best.ckpt: does not fit the run's model" in lines[0]
+    assert len(lines) == 1 and "best.ckpt: cannot be loaded into the run's model" in lines[0]
 
 
 # -- the masking table ------------------------------------------------------------------------

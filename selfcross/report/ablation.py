@@ -27,12 +27,12 @@ from selfcross.report.select import MODEL_LABELS, modality_label
 from selfcross.report.stats import compare, summarize
 from selfcross.training.ablation import (
     ABLATION_FILE,
-    best_checkpoint,
     modality_dropout_of,
     present_subsets,
     read_ablation,
 )
 from selfcross.training.record import read_record
+from selfcross.training.reload import best_checkpoint
 
 CSV_FIELDS = (
     "table", "trained", "modality_dropout", "fill", "model", "present", "metric", "mean",

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from selfcross.errors import ConfigError, DataError
-from selfcross.training.record import read_record
+from selfcross.errors import ConfigError
+from selfcross.training.reload import ReloadedRun, reload_run
 from selfcross.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -44,62 +43,9 @@ JSON_FILE = "attention.json"
 # -- rebuilding a run -------------------------------------------------------------------------
 
 
-def best_checkpoint(run_dir: Path) -> Path:
-    """``<run>/checkpoints/best.ckpt`` (or Lightning's ``best-vN.ckpt``); DataError if none."""
-    ckpt_dir = run_dir / "checkpoints"
-    found = sorted(ckpt_dir.glob("best*.ckpt")) if ckpt_dir.is_dir() else []
-    if not found:
-        raise DataError(
-            ckpt_dir,
-            "no best checkpoint (best.ckpt): it was pruned (resume.keep_checkpoints=none) or "
-            "the run did not finish; rerun it with resume.keep_checkpoints=best",
-        )
-    exact = ckpt_dir / "best.ckpt"
-    return exact if exact in found else found[-1]
-
-
-@dataclass
-class RebuiltRun:
-    run_dir: Path
-    record: object
-    cfg: object
-    module: torch.nn.Module
-    datamodule: object
-    checkpoint: Path
-
-
-def rebuild_run(run_dir: str | Path) -> RebuiltRun:
+def rebuild_run(run_dir: str | Path) -> ReloadedRun:
     """The run's module with its best weights, in eval mode, and its data module (set up)."""
-    from hydra.utils import instantiate
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(run_dir, "no such run folder")
-    path = run_dir / RESULT_FILE
-    if not path.is_file():
-        raise DataError(path, "missing: not a finished run's folder")
-    record = read_record(path)
-    if record is None:
-        raise DataError(path, "unreadable or malformed run record")
-    checkpoint = best_checkpoint(run_dir)
-    cfg = OmegaConf.create(record.config)
-    datamodule = instantiate(cfg.data)
-    datamodule.setup()
-    if datamodule.fold_data.fingerprint != record.data.fingerprint:
-        raise DataError(
-            datamodule.fold_path,
-            f"the fold's files changed since the run {run_dir} (fingerprint "
-            f"{datamodule.fold_data.fingerprint} != {record.data.fingerprint})",
-        )
-    module = instantiate(cfg.model)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state["state_dict"])
-    except (KeyError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise DataError(checkpoint, f"does not fit the run's model: {first}") from None
-    module.eval()
-    return RebuiltRun(run_dir, record, cfg, module, datamodule, checkpoint)
+    return reload_run(Path(run_dir))
 
 
 # -- capturing weights ------------------------------------------------------------------------
@@ -200,7 +146,7 @@ def pick_utterances(labels: np.ndarray, n: int, seed: int = 0) -> list[int]:
 
 
 @torch.no_grad()
-def collect(run: RebuiltRun, picked: list[int]) -> tuple[list[Site], dict, dict]:
+def collect(run: ReloadedRun, picked: list[int]) -> tuple[list[Site], dict, dict]:
     """Run the test split once. Returns the sites, per-site :class:`HeadStats`, and for each
     picked index the mean-over-heads maps and valid lengths."""
     network = run.module.network

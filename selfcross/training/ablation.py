@@ -29,7 +29,8 @@ from selfcross import MODALITIES
 from selfcross.errors import DataError
 from selfcross.report.results import find_result_files
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
-from selfcross.training.resume import BEST_CHECKPOINT, CHECKPOINT_DIR
+from selfcross.training.reload import best_checkpoint, reload_run
+from selfcross.training.resume import CHECKPOINT_DIR
 from selfcross.utils.io import write_json_atomic
 
 log = logging.getLogger("selfcross")
@@ -50,17 +51,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def best_checkpoint(run_dir: Path) -> Path | None:
-    """The run's best-validation checkpoint (``checkpoints/best.ckpt``; ``best-v<k>.ckpt`` when
-    a resumed run wrote a second one and pruning kept only it), or None."""
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    path = ckpt_dir / BEST_CHECKPOINT
-    if path.is_file():
-        return path
-    others = sorted(ckpt_dir.glob("best-v*.ckpt")) if ckpt_dir.is_dir() else []
-    return others[-1] if len(others) == 1 else None
 
 
 @dataclass
@@ -140,7 +130,7 @@ def ablate_run(run_dir: Path, record: RunRecord, fill: str) -> RunAblation:
         )
         return RunAblation(run_dir, "skipped", reason)
     fills = stored["fills"] if _matches(stored, record, ckpt_sha) else {}
-    entries = score_subsets(run_dir, record, ckpt, fill)
+    entries = score_subsets(run_dir, record, fill)
     fills[fill] = {"entries": entries, "scored": datetime.now(UTC).isoformat(timespec="seconds")}
     write_json_atomic(
         out,
@@ -167,12 +157,10 @@ def modality_dropout_of(config: dict) -> float:
     return float((model or {}).get("modality_dropout", 0.0) or 0.0)
 
 
-def score_subsets(run_dir: Path, record: RunRecord, ckpt: Path, fill: str) -> list[dict]:
+def score_subsets(run_dir: Path, record: RunRecord, fill: str) -> list[dict]:
     """The entries of ``ablation.json`` for one fill: one per present subset, full set first,
     checked against ``result.json``."""
-    import torch
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf, open_dict
     from torch.utils.data import DataLoader
 
     from selfcross.data.datamodule import keep_batch
@@ -181,27 +169,8 @@ def score_subsets(run_dir: Path, record: RunRecord, ckpt: Path, fill: str) -> li
     from selfcross.training.runtime import apply_run_settings
 
     quiet_library_noise()
-    cfg = OmegaConf.create(record.config)
-    with open_dict(cfg):
-        cfg.data.root = record.data.root
-        cache = cfg.data.get("cache_dir")
-        if cache is not None and not Path(str(cache)).is_dir():
-            cfg.data.cache_dir = None  # read into memory rather than write a cache elsewhere
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("test")
-    if not same_data(datamodule.fold_data.fingerprint, record.data.fingerprint):
-        raise DataError(
-            run_dir,
-            f"the fold's data fingerprint {datamodule.fold_data.fingerprint} differs from "
-            f"{record.data.fingerprint} in {RESULT_FILE}: the data changed since the run",
-        )
-    module = instantiate(cfg.model)
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
-    except Exception as err:  # a cut-off zip, garbage, a foreign object or other weights
-        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
-        raise DataError(run_dir, f"checkpoint {ckpt.name} cannot be loaded ({reason})") from None
+    run = reload_run(run_dir, record)
+    cfg, datamodule, module = run.cfg, run.datamodule, run.module
     apply_run_settings(module, cfg.get("threads"))
     means = train_means(datamodule, datamodule.modalities) if fill == "train_mean" else None
     trainer = instantiate(
