@@ -244,9 +244,8 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
     - the same fold with different ``data.fingerprint`` (a hash of every file of the fold
       directory, whichever modalities a run read): likewise.
     """
+    runs = list(runs)
     first_of_key: dict[tuple, RunResult] = {}
-    first_source: RunResult | None = None
-    first_of_fold: dict[int, RunResult] = {}
     first_of_cell: dict[tuple[str, str], RunResult] = {}
     for run in runs:
         reference = first_of_cell.setdefault((run.model, run.modality), run)
@@ -266,8 +265,16 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 f"the same run (model {model}, modality {modality}, fold {fold}, seed {seed}) "
                 f"as {other.path}; remove one of them",
             )
-        if allow_mixed_data:
-            continue
+    if not allow_mixed_data:
+        check_same_data(runs)
+
+
+def check_same_data(runs: Iterable[RunResult], verb: str = "aggregate") -> None:
+    """Refuse runs of different data sources (name, preset, root), or of one fold with
+    different fingerprints; the message offers ``--allow-mixed-data`` to ``verb`` them anyway."""
+    first_source: RunResult | None = None
+    first_of_fold: dict[int, RunResult] = {}
+    for run in runs:
         if first_source is None:
             first_source = run
         elif run.source != first_source.source:
@@ -275,7 +282,7 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 run.path,
                 f"data {describe_source(run.source)} differs from "
                 f"{describe_source(first_source.source)} in {first_source.path}; "
-                "pass --allow-mixed-data to aggregate them anyway",
+                f"pass --allow-mixed-data to {verb} them anyway",
             )
         same_fold = first_of_fold.setdefault(run.fold, run)
         if not same_data(same_fold.fingerprint, run.fingerprint):
@@ -283,5 +290,5 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 run.path,
                 f"fold {run.fold} data fingerprint {run.fingerprint} differs from "
                 f"{same_fold.fingerprint} in {same_fold.path} (the fold's files changed between "
-                "the runs); pass --allow-mixed-data to aggregate them anyway",
+                f"the runs); pass --allow-mixed-data to {verb} them anyway",
             )

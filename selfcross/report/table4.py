@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from selfcross.errors import DataError
-from selfcross.report import paper
+from selfcross.report import paper, results
 from selfcross.report.render import (
     Report,
     Section,
@@ -30,7 +30,7 @@ from selfcross.report.render import (
     paper_value,
     publish,
 )
-from selfcross.report.results import METRICS, config_difference, describe_source
+from selfcross.report.results import METRICS, config_difference
 from selfcross.report.select import (
     MODEL_LABELS,
     Protocol,
@@ -41,7 +41,6 @@ from selfcross.report.select import (
     provenance,
 )
 from selfcross.report.stats import compare
-from selfcross.training.record import same_data
 
 TABLE4_MODELS = ("self", "cross")
 TABLE4_MODALITIES = ("TV", "TA", "VA")
@@ -74,23 +73,7 @@ def check_kinds(untuned: Selection, tuned: Selection) -> None:
 def check_same_data(untuned: Selection, tuned: Selection) -> None:
     """The two folders' runs must share the data source and, fold by fold, the fingerprint."""
     runs = [r for s in (untuned, tuned) for c in s.cells.values() for r in c.runs.values()]
-    first, by_fold = None, {}
-    for run in runs:
-        first = first or run
-        if run.source != first.source:
-            raise DataError(
-                run.path,
-                f"data {describe_source(run.source)} differs from "
-                f"{describe_source(first.source)} in {first.path}; pass --allow-mixed-data "
-                "to compare them anyway",
-            )
-        other = by_fold.setdefault(run.fold, run)
-        if not same_data(other.fingerprint, run.fingerprint):
-            raise DataError(
-                run.path,
-                f"fold {run.fold} data fingerprint {run.fingerprint} differs from "
-                f"{other.fingerprint} in {other.path}; pass --allow-mixed-data to compare anyway",
-            )
+    results.check_same_data(runs, verb="compare")
 
 
 def tuned_settings(untuned: Selection, tuned: Selection, model: str, modality: str) -> str:
