@@ -14,6 +14,7 @@ from selfcross.config import compose
 from selfcross.data.datamodule import IemocapDataModule
 from selfcross.errors import ConfigError
 from selfcross.training import experiment, tuning
+from selfcross.training import tuned as tuned_settings
 from selfcross.training.record import read_record
 from tests.conftest import run_cli
 
@@ -216,14 +217,14 @@ def write_best(folder: Path, **fields) -> None:
                                        "model.network.num_heads": 5, "data.batch_size": 16},
     }  # fmt: skip
     best.update(fields)
-    (folder / tuning.BEST_FILE).write_text(json.dumps(best))
+    (folder / tuned_settings.BEST_FILE).write_text(json.dumps(best))
 
 
 def test_tuned_runs_take_the_best_settings_of_their_cells_study(make_cfg, tmp_path):
     study = tmp_path / "study"
     write_best(study)
     cfg = make_cfg("experiment=tuned", "model=cross", "modality=TA", f"tuned.study={study}")
-    tuned = tuning.apply_tuned(cfg)
+    tuned = tuned_settings.apply_tuned(cfg)
     assert tuned.model.optimizer.lr == 0.0042 and tuned.model.network.hidden == 90
     assert tuned.model.network.num_heads == 5 and tuned.data.batch_size == 16
     assert tuned.tuned.trial == 7 and tuned.tuned.value == 0.61
@@ -233,18 +234,18 @@ def test_tuned_runs_take_the_best_settings_of_their_cells_study(make_cfg, tmp_pa
     assert config_hash(tuned) != config_hash(cfg)
     default = make_cfg("experiment=tuned", "model=self", "modality=TV")
     assert str(default.tuned.study) == "multirun/tune-synthetic-small-self-TV"
-    assert tuning.apply_tuned(make_cfg()) is not None  # no tuned.study: unchanged
+    assert tuned_settings.apply_tuned(make_cfg()) is not None  # no tuned.study: unchanged
 
     with pytest.raises(ConfigError, match="tuned cross on TA, but this run is self on TA"):
-        tuning.apply_tuned(make_cfg("experiment=tuned", "model=self", "modality=TA",
+        tuned_settings.apply_tuned(make_cfg("experiment=tuned", "model=self", "modality=TA",
                                     f"tuned.study={study}"))  # fmt: skip
     write_best(study, n_finished=12)
     with pytest.raises(ConfigError, match="12 of 40 trials finished"):
-        tuning.apply_tuned(cfg)
+        tuned_settings.apply_tuned(cfg)
     unfinished = compose([*cfg_overrides(tmp_path, study), "tuned.allow_unfinished=true"])
-    assert tuning.apply_tuned(unfinished).model.network.hidden == 90
+    assert tuned_settings.apply_tuned(unfinished).model.network.hidden == 90
     with pytest.raises(ConfigError, match="no best.json"):
-        tuning.apply_tuned(make_cfg("experiment=tuned", "model=cross", "modality=TA",
+        tuned_settings.apply_tuned(make_cfg("experiment=tuned", "model=cross", "modality=TA",
                                     f"tuned.study={tmp_path / 'none'}"))  # fmt: skip
 
 

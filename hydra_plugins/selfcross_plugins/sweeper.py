@@ -103,7 +103,7 @@ class SelfcrossSweeper(BasicSweeper):
         from selfcross.errors import ConfigError
         from selfcross.training.resume import config_hash, finished_run
         from selfcross.training.rundir import check_owned
-        from selfcross.training.tuning import apply_tuned
+        from selfcross.training.tuned import apply_tuned
 
         check_sweep_name(self.config.get("sweep_name"))
 

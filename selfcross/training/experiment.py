@@ -38,7 +38,7 @@ from selfcross.training import resume, rundir, tracking
 from selfcross.training.gpus import job_gpu
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.runtime import apply_run_settings
-from selfcross.training.tuning import apply_tuned
+from selfcross.training.tuned import apply_tuned
 from selfcross.utils.io import git_commit
 
 log = logging.getLogger("selfcross")

@@ -31,12 +31,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from selfcross.config import compose, validate
 from selfcross.errors import ConfigError, DataError, Interrupted
+from selfcross.training.tuned import BEST_FILE
 from selfcross.utils.io import write_json_atomic
 
 log = logging.getLogger("selfcross")
 
 STUDY_DB = "study.db"
-BEST_FILE = "best.json"
 LOCK_FILE = ".study.lock"
 TRIALS_DIR = "trials"
 HEADS_KEY = "model.network.num_heads"
@@ -443,61 +443,3 @@ def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] |
 
 
 # -- training with a study's best settings ------------------------------------------------------
-
-
-def read_best(study: str | Path) -> dict[str, Any]:
-    """The ``best.json`` of a study folder (ConfigError if there is none or it is unusable)."""
-    import json
-
-    path = Path(study) / BEST_FILE
-    try:
-        best = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"tuned.study={study}: no {BEST_FILE} (run python -m selfcross.tune for this cell "
-            "first, or point tuned.study at its study folder)"
-        ) from None
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{path}: unreadable ({err})") from None
-    if not isinstance(best, dict) or not isinstance(best.get("settings"), dict):
-        raise ConfigError(f"{path}: no settings in it")
-    return best
-
-
-def apply_tuned(cfg: DictConfig) -> DictConfig:
-    """``cfg`` with the best settings of the study ``tuned.study`` (a copy; ``cfg`` itself when
-    ``tuned.study`` is not set). The study must be of this run's cell and finished (unless
-    ``tuned.allow_unfinished``); ``tuned.trial`` and ``tuned.value`` record which trial.
-
-    Also refuses the study settings of ``experiment=tune`` in a run: a study is started with
-    ``python -m selfcross.tune`` (whose runs do not carry them)."""
-    if "tune" in cfg:
-        raise ConfigError(
-            "experiment=tune configures a study, not a run: use python -m selfcross.tune "
-            f"model={cfg.model.name} modality={cfg.modality.name} [overrides]"
-        )
-    tuned = cfg.get("tuned")
-    if not tuned or not tuned.get("study"):
-        return cfg
-    best = read_best(tuned.study)
-    cell = (cfg.model.name, cfg.modality.name)
-    if (best.get("model"), best.get("modality")) != cell:
-        raise ConfigError(
-            f"tuned.study={tuned.study} tuned {best.get('model')} on {best.get('modality')}, "
-            f"but this run is {cell[0]} on {cell[1]}"
-        )
-    if best.get("n_finished", 0) < best.get("n_trials", 0) and not tuned.get("allow_unfinished"):
-        raise ConfigError(
-            f"tuned.study={tuned.study}: {best.get('n_finished')} of {best.get('n_trials')} "
-            "trials finished; finish the study (rerun python -m selfcross.tune) or set "
-            "tuned.allow_unfinished=true"
-        )
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    with open_dict(out):
-        for key, value in best["settings"].items():
-            if OmegaConf.select(out, key, default="<absent>") == "<absent>":
-                raise ConfigError(f"{tuned.study}/{BEST_FILE}: {key} is no configuration key")
-            OmegaConf.update(out, key, value, merge=False)
-        out.tuned.trial = best.get("trial")
-        out.tuned.value = best.get("value")
-    return out
