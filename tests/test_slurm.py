@@ -138,10 +138,14 @@ def test_a_job_at_its_time_limit_is_requeued_and_resumes(slurm_cluster, tmp_path
     # SLURM warns a job of its time limit with submitit's signal (`--signal=USR2@...`), and
     # submitit counts a signal in a job of less than 10 minutes as a time-out: sending it now
     # is the time limit, minus the minutes of waiting.
+    # A requeued job can show a terminal state (FAILED: its step ended with status 130) for a
+    # few seconds before SLURM lists it PENDING again; on a loaded machine that outlasted the
+    # other tests' 5 s grace, so this one waits as long as a requeue can take here.
     sweep, epochs = tmp_path / "sweep", 8
     log = tmp_path / "driver.log"
     driver = start_driver("-m", "seed=5", *TINY, f"trainer.max_epochs={epochs}",
-                          *launcher(max_num_timeout=2), f"paths.data_dir={data_dir}",
+                          *launcher(max_num_timeout=2, vanished_grace_s=30),
+                          f"paths.data_dir={data_dir}",
                           f"hydra.sweep.dir={sweep}", log=log)  # fmt: skip
     try:
         last = run_dir(sweep, 5) / "checkpoints" / "last.ckpt"
