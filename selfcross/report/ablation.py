@@ -18,8 +18,8 @@ from selfcross.report.render import (
     Section,
     Value,
     console,
-    format_p,
     make_out_dir,
+    p_cells,
     publish,
 )
 from selfcross.report.results import METRICS, RunResult, check_runs, load_results, warn_skipped
@@ -175,8 +175,7 @@ def build_ablation(groups, skipped: list[str], fill: str, directory: Path) -> Re
                         {k: r.drop(present) for k, r in models["cross"].items()},
                         metric,
                     )
-                    row += [format_p(c.p_ind) + ("*" if c.significant else ""),
-                            format_p(c.p_rel), str(c.n_pairs)]  # fmt: skip
+                    row += p_cells(c)
                     rows_csv.append(
                         _csv(group, fill, "self", present, metric, table="ablation-test",
                              compared_with="cross", p_ttest_ind=c.p_ind, p_ttest_rel=c.p_rel,

@@ -20,10 +20,10 @@ from selfcross.report.render import (
     cell_csv,
     comparison_csv,
     csv_row,
-    format_p,
     format_rate,
     legend_marks,
     our_value,
+    p_cells,
     publish,
 )
 from selfcross.report.results import METRICS, load_results, warn_skipped
@@ -111,9 +111,7 @@ def build_masking(sides: dict[str, Selection], allow_mixed_data: bool = False) -
                     values["unmasked"],
                     values["masked"],
                     _difference(values["unmasked"], values["masked"]),
-                    format_p(test.p_ind) + ("*" if test.significant else ""),
-                    format_p(test.p_rel),
-                    str(test.n_pairs),
+                    *p_cells(test),
                 ]
             )
             for side in SIDES:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from selfcross.errors import DataError
 from selfcross.report import paper
-from selfcross.report.select import Cell, Protocol, Selection, gather_groups, label_folder
+from selfcross.report.select import (
+    Cell,
+    Protocol,
+    Selection,
+    gather_groups,
+    label_folder,
+    modality_label,
+)
 from selfcross.report.stats import Comparison
 
 DAGGER = "†"
@@ -162,6 +169,23 @@ def cell_csv(cell: Cell, metric: str, protocol: Protocol) -> dict:
         "complete": cell.complete if cell.applicable else "",
         "missing_runs": " ".join(f"f{f}s{s}" for f, s in cell.missing),
     }
+
+
+def p_cells(c: Comparison) -> list[str]:
+    """A test's three table cells: ``p t-test`` (``*`` where significant), ``p paired``,
+    ``pairs``."""
+    return [format_p(c.p_ind) + ("*" if c.significant else ""), format_p(c.p_rel), str(c.n_pairs)]
+
+
+def comparison_section(table: str, title: str, tests: dict, label) -> tuple[Section, list[dict]]:
+    """The t-test section of a table and its CSV rows, from ``{(a, b, modality, metric):
+    Comparison}``; ``label(a, b)`` names a comparison."""
+    rows, csv_rows = [], []
+    for (a, b, modality, metric), test in tests.items():
+        rows.append([label(a, b), modality_label(modality), metric.upper(), *p_cells(test)])
+        csv_rows.append(csv_row(f"{table}-test", modality, metric, a, **comparison_csv(b, test)))
+    header = ["Comparison", "Modality", "Metric", "p t-test", "p paired", "pairs"]
+    return Section(title, header, rows), csv_rows
 
 
 def comparison_csv(other: str, c: Comparison) -> dict:

@@ -14,10 +14,10 @@ from selfcross.report.render import (
     cell_csv,
     comparison_csv,
     csv_row,
-    format_p,
     legend_marks,
     make_tables,
     our_value,
+    p_cells,
     paper_value,
 )
 from selfcross.report.results import METRICS
@@ -87,9 +87,7 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
             [
                 f"{MODEL_LABELS[a]} vs {MODEL_LABELS[b]}",
                 metric.upper(),
-                format_p(test.p_ind) + ("*" if test.significant else ""),
-                format_p(test.p_rel),
-                str(test.n_pairs),
+                *p_cells(test),
             ]
         )
     sections = [

@@ -15,9 +15,8 @@ from selfcross.report.render import (
     Report,
     Section,
     cell_csv,
-    comparison_csv,
+    comparison_section,
     csv_row,
-    format_p,
     legend_marks,
     make_tables,
     our_value,
@@ -103,26 +102,14 @@ def build_table3(selection: Selection, allow_mixed_data: bool = False) -> Report
                     )
                 )  # fmt: skip
         sections.append(Section(METRIC_TITLES[metric], header, rows))
-    test_rows = []
-    for (a, b, modality, metric), test in tests.items():
-        test_rows.append(
-            [
-                pair_label(a, b),
-                modality_label(modality),
-                metric.upper(),
-                format_p(test.p_ind) + ("*" if test.significant else ""),
-                format_p(test.p_rel),
-                str(test.n_pairs),
-            ]
-        )
-        csv_rows.append(csv_row("table3-test", modality, metric, a, **comparison_csv(b, test)))
-    sections.append(
-        Section(
-            "t-tests: transformer vs bare attention, and Self vs Cross within the transformers",
-            ["Comparison", "Modality", "Metric", "p t-test", "p paired", "pairs"],
-            test_rows,
-        )
+    section, test_csv = comparison_section(
+        "table3",
+        "t-tests: transformer vs bare attention, and Self vs Cross within the transformers",
+        tests,
+        pair_label,
     )
+    sections.append(section)
+    csv_rows += test_csv
     param_rows = []
     for modality in TABLE3_MODALITIES:
         counts = {m: parameter_count(selection.cell(m, modality)) for m in TABLE3_MODELS}

@@ -22,9 +22,8 @@ from selfcross.report.render import (
     Section,
     Value,
     cell_csv,
-    comparison_csv,
+    comparison_section,
     csv_row,
-    format_p,
     legend_marks,
     our_value,
     paper_value,
@@ -156,20 +155,14 @@ def build_table4(untuned: Selection, tuned: Selection, allow_mixed_data: bool = 
                                         paper_mean=published))  # fmt: skip
             rows.append(row)
         sections.append(Section(METRIC_TITLES[metric], header, rows))
-    test_rows = []
-    for (a, b, modality, metric), test in tests.items():
-        label = f"{pretty(a)} vs {pretty(b)}"
-        test_rows.append([label, modality_label(modality), metric.upper(),
-                          format_p(test.p_ind) + ("*" if test.significant else ""),
-                          format_p(test.p_rel), str(test.n_pairs)])  # fmt: skip
-        csv_rows.append(csv_row("table4-test", modality, metric, a, **comparison_csv(b, test)))
-    sections.append(
-        Section(
-            "t-tests: tuned vs untuned, and tuned Self vs tuned Cross",
-            ["Comparison", "Modality", "Metric", "p t-test", "p paired", "pairs"],
-            test_rows,
-        )
+    section, test_csv = comparison_section(
+        "table4",
+        "t-tests: tuned vs untuned, and tuned Self vs tuned Cross",
+        tests,
+        lambda a, b: f"{pretty(a)} vs {pretty(b)}",
     )
+    sections.append(section)
+    csv_rows += test_csv
     setting_rows = []
     for modality in TABLE4_MODALITIES:
         for m in TABLE4_MODELS:
