@@ -15,6 +15,7 @@ import torch
 from selfcross.data.npy import SPLITS
 from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import AudioSettings, mfcc_features, read_wav
+from selfcross.prepare.extract import ExtractStats, FramePacker
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
 from selfcross.prepare.splits import random_folds, session_folds
 from selfcross.prepare.text import read_glove_rows, tokenize
@@ -297,6 +298,53 @@ def test_resnet101_has_torchvision_parameter_names_and_loads_strictly(tmp_path):
 
 
 # -- cache and resume -----------------------------------------------------------------------
+class RecordingEmbed:
+    """A stand-in ResNet: each frame's feature row is [its first pixel, the call number, ...]."""
+
+    def __init__(self, batch_size):
+        self.batch_size = batch_size
+        self.calls: list[int] = []
+
+    def __call__(self, crops):
+        self.calls.append(len(crops))
+        out = np.zeros((len(crops), 2048), np.float32)
+        out[:, 0] = crops[:, 0, 0, 0]
+        out[:, 1] = len(self.calls)
+        return out
+
+
+def test_frame_packer_runs_constant_batches_and_saves_each_utterance_its_own_frames():
+    """Every batch but the last has batch_size frames (one input shape: the CPU backend keeps
+    compiled code per shape, which grew a MELD run's memory with each new clip length), and
+    each utterance gets the features of its own frames, in order, once they are all run."""
+    sizes = {"a": 5, "b": 0, "c": 9, "d": 2, "e": 0, "f": 7, "g": 3}
+    first, crops = 1, {}
+    for utt, n in sizes.items():
+        crops[utt] = np.zeros((n, 4, 4, 3), np.uint8)
+        crops[utt][:, 0, 0, 0] = np.arange(first, first + n)  # distinct pixel per frame
+        first += n
+    saved: dict = {}
+    stats = ExtractStats()
+    embed = RecordingEmbed(batch_size=4)
+    packer = FramePacker(embed, 4, lambda utt, f: saved.setdefault(utt, f), stats)
+    packer.add("a", crops["a"])
+    assert embed.calls == [4] and saved == {}  # a's fifth frame waits
+    packer.add("b", crops["b"])
+    assert list(saved) == []  # b (no frame) waits behind a: order kept
+    for utt in "cdefg":
+        packer.add(utt, crops[utt])
+    assert embed.calls == [4] * 6 and list(saved) == list("abcdef")
+    packer.flush()
+    assert embed.calls == [4] * 6 + [2]  # 26 frames
+    assert list(saved) == list(sizes) and stats.n_video == 7 and stats.n_frames == 26
+    for utt, n in sizes.items():
+        assert saved[utt].shape == (n, 2048) and saved[utt].dtype == np.float32
+        np.testing.assert_array_equal(saved[utt][:, 0], crops[utt][:, 0, 0, 0])
+    np.testing.assert_array_equal(saved["c"][:, 1], [2, 2, 2, 3, 3, 3, 3, 4, 4])
+    packer.flush()  # nothing left: no call, no save
+    assert len(embed.calls) == 7 and stats.n_video == 7
+
+
 def test_rerun_reuses_the_cache_without_recomputing(prepared, release, monkeypatch):
     out, _, _ = prepared
     before = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.npz")}

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from selfcross.errors import ConfigError, DataError
+from selfcross.prepare.extract import FEATURE_DIM
 
 log = logging.getLogger(__name__)
 
-FEATURE_DIM = 2048
 LAYERS = (3, 4, 23, 3)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
