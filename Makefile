@@ -126,6 +126,9 @@ demo-ablation: $(STAMP) ## A reduced modality-dropout sweep and missing-modality
 bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
 	$(PY) -m selfcross.bench $(ARGS)
 
+bench-prepare: $(STAMP) ## MELD preparation's peak memory and CPU time on fake releases of 60 and 300 clips (~15 min)
+	$(PY) scripts/bench_prepare.py $(ARGS)
+
 dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B credentials, --entity)
 	$(PY) -m selfcross.dashboard $(ARGS)
 
@@ -151,4 +154,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench dashboard mutation lint format clean
+.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean

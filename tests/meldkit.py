@@ -106,13 +106,20 @@ class FakeMeld:
         return next(c for c in self.clips if c.id == utt_id)
 
 
-def write_clip(path: Path, seconds: float, seed: int, audio: bool = True, frames: bool = True):
+def write_clip(
+    path: Path,
+    seconds: float,
+    seed: int,
+    audio: bool = True,
+    frames: bool = True,
+    size: tuple[int, int] = VIDEO_SIZE,
+):
     """An mp4 clip: H.264 video at VIDEO_FPS whose frame i is flat grey (level 10 * i), and an
     AAC stereo track at 48 kHz (a tone)."""
     import av
 
     rng = np.random.default_rng(seed)
-    width, height = VIDEO_SIZE
+    width, height = size
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=VIDEO_FPS)
@@ -210,6 +217,39 @@ def make_meld(root: Path, seed: int = 0) -> FakeMeld:
     split, dialog, utt = UNLISTED
     write_clip(release.root / FOLDERS[split] / f"dia{dialog}_utt{utt}.mp4", 1.0, seed=99)
     (release.root / FOLDERS["train"] / "._dia0_utt0.mp4").write_bytes(b"\x00\x05")  # macOS copy
+    return release
+
+
+def make_scaled_meld(root: Path, n: int, size=(320, 180), seed: int = 0) -> FakeMeld:
+    """A clean release of ``n`` clips for measuring preparation at real shapes (the benchmark
+    scripts/bench_prepare.py): MELD's split proportions (73 / 8 / 19 %), clip lengths drawn
+    around MELD's mean of 3.6 s (gamma, 0.5 to 12 s), eight utterances per dialog, labels drawn
+    uniformly, 300-D GloVe vectors of the kit's words."""
+    rng = np.random.default_rng(seed)
+    release = FakeMeld(root=root / "MELD.Raw", glove=root / "glove.txt")
+    root.mkdir(parents=True, exist_ok=True)
+    write_glove(release.glove, dim=300, seed=seed)
+    per = {"train": max(1, min(n - 2, int(n * 0.73))), "dev": max(1, int(n * 0.08))}
+    per["test"] = n - per["train"] - per["dev"]
+    assert per["test"] >= 1, "a release needs at least 3 clips (one per split)"
+    number = 0
+    for split, count in per.items():
+        rows = []
+        for i in range(count):
+            dialog, utt = divmod(i, 8)
+            seconds = float(np.round(np.clip(rng.gamma(2.0, 1.8), 0.5, 12.0), 2))
+            label = CLASSES[rng.integers(len(CLASSES))]
+            text = SENTENCES[number % len(SENTENCES)]
+            clip = release.root / FOLDERS[split] / f"dia{dialog}_utt{utt}.mp4"
+            release.clips.append(FakeClip(split, dialog, utt, label, text, seconds, clip))
+            rows.append([number, text, "Ross", label, "neutral", dialog, utt, 1, 1,
+                         seconds_text(1.0), seconds_text(1.0 + seconds)])  # fmt: skip
+            write_clip(clip, seconds, seed=number, size=size)
+            number += 1
+        with open(release.root / f"{split}_sent_emo.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(HEADER)
+            writer.writerows(rows)
     return release
 
 

@@ -439,3 +439,32 @@ def test_figure3_on_meld_uses_its_class_names(tmp_path, capsys):
     columns = [c.strip() for c in header.split("┃")[1:-1]]
     assert columns == ["true", "ang", "dis", "fea", "joy", "neu", "sad", "sur"]
     assert (tmp_path / "fig" / "figure3.png").is_file()
+
+
+def test_preparation_benchmark_measures_each_size_and_fails_loudly(tmp_path):
+    """scripts/bench_prepare.py (docs/preparing-meld.md's figures) on two tiny releases."""
+    import subprocess
+    import sys
+
+    from selfcross.config import CONFIG_DIR
+
+    script = CONFIG_DIR.parent / "scripts" / "bench_prepare.py"
+    small = ["vision.crop=32", "vision.batch_size=8", "vision.cpu_threads=1", "jobs=1"]
+    command = [sys.executable, str(script), "--clips", "5", "3", "--work", str(tmp_path)]
+    done = subprocess.run([*command, *small], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["clips"], r["utterances"]) for r in rows] == [(3, 3), (5, 5)]  # smallest first
+    for r in rows:
+        summary = json.loads((tmp_path / f"prepared-{r['clips']}" / "prepare.json").read_text())
+        assert r["frames"] == summary["computed"]["frames"] > 0
+        assert summary["reused"] == {"audio": 0, "video": 0}  # measured from an empty cache
+        assert 100 < r["peak_rss_mb"] < 8000 and r["cpu_s"] > 0
+    assert rows[0]["peak_vs_smallest"] == 1.0
+    assert rows[1]["peak_vs_smallest"] == round(rows[1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 2)
+    assert "peak RSS MB" in done.stderr
+
+    failed = subprocess.run([*command, "vision.crop=0"], capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert failed.stderr.strip().endswith("preparation failed with exit code 2")
+    assert str(tmp_path / "prepared-3.log") in failed.stderr
