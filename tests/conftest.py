@@ -49,7 +49,15 @@ def make_cfg(tmp_path):
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
-    """One synthetic data directory shared by the whole session (generated on demand)."""
+    """One synthetic data directory shared by the whole session (generated on demand).
+
+    ``SELFCROSS_TEST_DATA=<folder>`` keeps it across sessions instead: `make mutation` runs a
+    new test session per mutant, and regenerating the data each time would cost more than the
+    tests (never set it when mutating the data generator itself)."""
+    kept = os.environ.get("SELFCROSS_TEST_DATA")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        return Path(kept)
     return tmp_path_factory.mktemp("data")
 
 

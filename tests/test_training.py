@@ -24,6 +24,7 @@ def trained(tmp_path_factory, data_dir):
             "modality=TVA",
             "trainer.max_epochs=5",
             "callbacks.early_stopping.patience=5",
+            "logger=csv",
         ]
     )
     outcome = train_and_test(cfg)
@@ -67,6 +68,17 @@ def test_result_file_is_complete(trained):
     assert on_disk["data"]["name"] == "synthetic" and on_disk["data"]["preset"] == "small"
     assert len(on_disk["confusion"]) == 7 and all(len(r) == 7 for r in on_disk["confusion"])
     assert on_disk["config"]["model"]["network"]["fusion"] == "self"
+
+
+def test_the_csv_log_holds_each_epochs_validation_scores(trained):
+    """The configured logger is the trainer's: metrics.csv has one val/uwa row per epoch."""
+    import csv
+
+    cfg, result = trained
+    with (cfg_path(cfg) / "csv" / "metrics.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/uwa")]
+    logged = [(int(float(r["epoch"])) + 1, float(r["val/uwa"])) for r in rows]
+    assert logged == [(h["epoch"], pytest.approx(h["val/uwa"])) for h in result.history]
 
 
 def cfg_path(cfg):

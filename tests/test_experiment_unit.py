@@ -1,0 +1,122 @@
+"""training/experiment.py's pieces without a training run: trainer and logger wiring, the CSV
+history kept on a resume, the best epoch and the data summary of a run that skips the test."""
+
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from selfcross.training import experiment
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """experiment.instantiate replaced: each call is recorded and returns a named stand-in."""
+    calls = []
+
+    def fake(node, **kwargs):
+        calls.append((node, kwargs))
+        return f"made-{len(calls)}"
+
+    monkeypatch.setattr(experiment, "instantiate", fake)
+    return calls
+
+
+def test_a_launcher_gpu_slot_becomes_the_trainers_only_device(make_cfg, recorded, monkeypatch):
+    cfg = make_cfg("logger=csv")
+    n_callbacks = sum(1 for c in cfg.callbacks.values() if c)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert experiment.build_trainer(cfg, ["csv-logger"], gpu=3) == f"made-{n_callbacks + 1}"
+    node, kwargs = recorded[-1]
+    assert node == cfg.trainer
+    assert kwargs == {
+        "callbacks": [f"made-{i + 1}" for i in range(n_callbacks)],
+        "logger": ["csv-logger"],
+        "accelerator": "gpu",
+        "devices": [3],
+    }
+    assert [n for n, _ in recorded[:-1]] == [c for c in cfg.callbacks.values() if c]
+
+    recorded.clear()
+    experiment.build_trainer(cfg, [], gpu=None)  # no slot: the configured accelerator
+    assert recorded[-1][1] == {"callbacks": [f"made-{i + 1}" for i in range(n_callbacks)],
+                               "logger": False}  # fmt: skip
+    recorded.clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    experiment.build_trainer(cfg, ["csv-logger"], gpu=3)  # a slot but no CUDA: no override
+    assert set(recorded[-1][1]) == {"callbacks", "logger"}
+
+
+def test_loggers_are_the_configured_ones_and_one_that_cannot_start_is_left_out(make_cfg):
+    assert experiment.build_loggers(make_cfg("logger=none")) == []
+    (logger,) = experiment.build_loggers(make_cfg("logger=csv"))
+    assert isinstance(logger, CSVLogger) and logger.name == "csv"
+    cfg = make_cfg("logger=csv", "+logger.failed._target_=builtins.print")  # returns None
+    assert [type(lg) for lg in experiment.build_loggers(cfg)] == [CSVLogger]
+
+
+def _csv_logger(tmp_path, epochs):
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    path = tmp_path / "csv" / "metrics.csv"
+    path.parent.mkdir(parents=True)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["epoch", "step", "val/uwa"])
+        for e in epochs:
+            out.writerow([e, 10 * e + 9, 0.1 * e])
+        out.writerow(["", 99, ""])  # a row without an epoch
+    return logger, path
+
+
+def test_a_resume_keeps_the_csv_rows_of_the_epochs_its_checkpoint_holds(tmp_path):
+    logger, path = _csv_logger(tmp_path, [0, 1, 2, 3])
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"epoch": 1}, ckpt)  # epochs 0 and 1 (0-based) finished
+    experiment.keep_csv_history([object(), logger], ckpt)
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["epoch", "step", "val/uwa"], ["0", "9", "0.0"], ["1", "19", "0.1"]]
+    assert logger.experiment.metrics_keys == ["epoch", "step", "val/uwa"]
+
+
+def test_a_fresh_run_starts_its_csv_history_empty(tmp_path):
+    logger, path = _csv_logger(tmp_path, [0, 1])
+    experiment.keep_csv_history([logger], None)
+    assert not path.exists() or path.read_text() == ""
+
+
+def test_without_checkpoints_the_best_epoch_is_the_first_best_of_the_history():
+    module = SimpleNamespace(best_metric="val/uwa", history=[])
+    assert experiment._history_best(module) == 0
+    module.history = [{"val/uwa": 0.3}, {"val/uwa": 0.5}, {"val/wa": 0.9}, {"val/uwa": 0.5}]
+    assert experiment._history_best(module) == 2  # 1-based; the later tie and the gap lose
+    module.best_metric = "val/wa"
+    assert experiment._history_best(module) == 3
+
+
+class Untouchable:
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was read ({name})")
+
+
+class Split(SimpleNamespace):
+    def __len__(self):
+        return len(self.labels)
+
+
+def test_a_run_without_test_summarises_train_and_dev_only():
+    splits = {
+        "train": Split(labels=np.array([0, 0, 0, 2, 5]), n_dropped=1),
+        "dev": Split(labels=np.array([6, 6]), n_dropped=0),
+        "test": Untouchable(),
+    }
+    datamodule = SimpleNamespace(fold_data=SimpleNamespace(splits=splits), num_classes=7)
+    assert experiment._summary_without_test(datamodule) == {
+        "train": {"n": 5, "dropped_no_video": 1, "class_counts": [3, 0, 1, 0, 0, 1, 0]},
+        "dev": {"n": 2, "dropped_no_video": 0, "class_counts": [0, 0, 0, 0, 0, 0, 2]},
+    }
