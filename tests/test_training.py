@@ -71,14 +71,18 @@ def test_result_file_is_complete(trained):
 
 
 def test_the_csv_log_holds_each_epochs_validation_scores(trained):
-    """The configured logger is the trainer's: metrics.csv has one val/uwa row per epoch."""
+    """The configured logger is the trainer's: metrics.csv has one val/uwa row per epoch, and
+    each epoch's learning rate under ``lr`` (the W&B workspace's learning-rate panel)."""
     import csv
 
     cfg, result = trained
     with (cfg_path(cfg) / "csv" / "metrics.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/uwa")]
-    logged = [(int(float(r["epoch"])) + 1, float(r["val/uwa"])) for r in rows]
+        rows = list(csv.DictReader(f))
+    logged = [(int(float(r["epoch"])) + 1, float(r["val/uwa"])) for r in rows if r.get("val/uwa")]
     assert logged == [(h["epoch"], pytest.approx(h["val/uwa"])) for h in result.history]
+    rates = [(int(float(r["epoch"])) + 1, float(r["lr"])) for r in rows if r.get("lr")]
+    assert rates == [(h["epoch"], pytest.approx(h["lr"])) for h in result.history]
+    assert result.history[0]["lr"] == cfg.model.optimizer.lr
 
 
 def cfg_path(cfg):
