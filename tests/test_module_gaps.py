@@ -57,3 +57,54 @@ def test_a_class_absent_from_the_test_split_has_no_recall_and_logs_none(monkeypa
     assert module.test_report["recall"] == [0.5, pytest.approx(2 / 3), None]
     recalls = {k: v for k, v in logged.items() if k.startswith("test/recall_")}
     assert recalls == {"test/recall_a": 0.5, "test/recall_b": pytest.approx(2 / 3)}
+
+
+def test_a_checkpoint_carries_the_learning_curve_to_a_resumed_fit(tmp_path):
+    """A resumed fit's history starts with the epochs its checkpoint holds (result.json's
+    history and best epoch); a module that already has its curve (testing after the fit in the
+    same process) keeps it; a checkpoint written without one gives an empty curve."""
+    curve = [{"epoch": 1, "lr": 0.001, "val/uwa": 0.4}, {"epoch": 2, "lr": 0.001, "val/uwa": 0.5}]
+    trained = EmotionRecognizer(GivenLogits(3), torch.optim.SGD)
+    trained.history = list(curve)
+    checkpoint: dict = {}
+    trained.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "c.ckpt")
+    checkpoint = torch.load(tmp_path / "c.ckpt", weights_only=True)
+    resumed = EmotionRecognizer(GivenLogits(3), torch.optim.SGD)
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.history == curve
+    resumed.history.append({"epoch": 3})
+    assert trained.history == curve  # a copy, not the same list
+    longer = EmotionRecognizer(GivenLogits(3), torch.optim.SGD)
+    longer.history = [*curve, {"epoch": 3, "val/uwa": 0.6}]
+    longer.on_load_checkpoint(checkpoint)
+    assert len(longer.history) == 3
+    old = EmotionRecognizer(GivenLogits(3), torch.optim.SGD)
+    old.on_load_checkpoint({})
+    assert old.history == []
+
+
+def test_the_scheduler_watches_its_metric_once_per_epoch():
+    """ReduceLROnPlateau is handed to Lightning with its monitor, stepped every epoch."""
+    from functools import partial
+
+    scheduler = partial(torch.optim.lr_scheduler.ReduceLROnPlateau, mode="min", patience=0)
+    module = EmotionRecognizer(GivenLogits(3), partial(torch.optim.SGD, lr=0.5),
+                               scheduler=scheduler, scheduler_monitor="val/loss")  # fmt: skip
+    config = module.configure_optimizers()
+    assert set(config) == {"optimizer", "lr_scheduler"}
+    optimizer, plan = config["optimizer"], config["lr_scheduler"]
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert isinstance(plan["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert plan["scheduler"].optimizer is optimizer
+    assert {k: v for k, v in plan.items() if k != "scheduler"} == {
+        "monitor": "val/loss", "interval": "epoch", "frequency": 1,
+    }  # fmt: skip
+    plan["scheduler"].step(1.0)
+    plan["scheduler"].step(1.0)  # no improvement, patience 0: the rate drops tenfold
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+
+    plain = EmotionRecognizer(GivenLogits(3), partial(torch.optim.SGD, lr=0.5))
+    alone = plain.configure_optimizers()
+    assert isinstance(alone, torch.optim.SGD)
+    assert {id(p) for p in alone.param_groups[0]["params"]} == {id(p) for p in plain.parameters()}
