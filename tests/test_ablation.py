@@ -201,6 +201,36 @@ def test_module_dropout_fills_with_train_means(make_cfg):
     assert not ((seen["T"][:, 0, 0] >= 100) & (seen["V"][:, 0, 0] <= -100)).any()
 
 
+def test_module_takes_the_train_means_once_from_its_trainers_datamodule(make_cfg, monkeypatch):
+    """fill=train_mean: the first training step computes the means of the modalities present
+    from the trainer's datamodule; later steps reuse them."""
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+
+    means = {"T": torch.arange(16.0) + 100.0, "V": -torch.arange(24.0) - 100.0}
+    calls = []
+    monkeypatch.setattr(
+        "selfcross.models.module.train_means",
+        lambda datamodule, modalities: calls.append((datamodule, list(modalities))) or means,
+    )
+    cfg = make_cfg("data.preset=tiny", "modality=TV", "model.modality_dropout=0.5",
+                   "model.modality_dropout_fill=train_mean")  # fmt: skip
+    module = instantiate(cfg.model)
+    module.network = Recording(module.network)
+    module.log = lambda *args, **kwargs: None
+    module.trainer = SimpleNamespace(datamodule="the datamodule")
+    batch = {"T": torch.randn(40, 8, 16), "V": torch.randn(40, 5, 24)}
+    batch["label"] = torch.randint(0, 7, (40,))
+    torch.manual_seed(1)
+    module.training_step(batch, 0)
+    module.training_step(batch, 1)
+    assert calls == [("the datamodule", ["T", "V"])]
+    for seen in module.network.seen:
+        filled = (seen["V"] == means["V"]).all(dim=(1, 2))
+        assert filled.any() and torch.equal(filled, ~(seen["V"] == batch["V"]).all(dim=(1, 2)))
+
+
 def test_modality_dropout_default_keeps_config_hashes(make_cfg):
     from omegaconf import open_dict
 
