@@ -108,3 +108,42 @@ def test_the_scheduler_watches_its_metric_once_per_epoch():
     alone = plain.configure_optimizers()
     assert isinstance(alone, torch.optim.SGD)
     assert {id(p) for p in alone.param_groups[0]["params"]} == {id(p) for p in plain.parameters()}
+
+
+def test_each_validation_epoch_logs_the_best_so_far_and_adds_one_history_entry(monkeypatch):
+    """The configured best metric's running maximum is logged as ``<metric>_best`` (early
+    stopping and checkpoints monitor its base metric); each finished validation epoch appends
+    its number, learning rate and values to the history; the sanity check adds nothing."""
+    from types import SimpleNamespace
+
+    module = EmotionRecognizer(GivenLogits(3), torch.optim.SGD, best_metric="val/uwa")
+    logged: dict = {}
+    monkeypatch.setattr(module, "log_dict", lambda values, **kw: logged.update(values))
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.update({name: value}))
+    optimizer = SimpleNamespace(param_groups=[{"lr": 0.25}])
+    trainer = SimpleNamespace(sanity_checking=True, optimizers=[optimizer], current_epoch=0)
+    module.trainer = trainer
+    labels = torch.tensor([0, 1, 2, 2])
+
+    def epoch(preds):
+        module.validation_step({"logits": 10.0 * F.one_hot(preds, 3).float(), "label": labels}, 0)
+        module.on_validation_epoch_end()
+
+    epoch(torch.tensor([0, 1, 2, 2]))  # sanity check: perfect, but not counted
+    assert module.history == [] and logged == {}
+    trainer.sanity_checking = False
+    epoch(torch.tensor([0, 0, 2, 2]))  # UWA (overall accuracy, DESIGN.md) 3 / 4
+    assert float(logged["val/uwa_best"]) == pytest.approx(0.75)
+    trainer.current_epoch, optimizer.param_groups[0]["lr"] = 1, 0.025
+    epoch(torch.tensor([1, 0, 0, 0]))  # UWA 0: the best stays
+    assert float(logged["val/uwa"]) == 0.0
+    assert float(logged["val/uwa_best"]) == pytest.approx(0.75)
+    assert [(h["epoch"], h["lr"]) for h in module.history] == [(1, 0.25), (2, 0.025)]
+    assert module.history[0]["val/uwa"] == pytest.approx(0.75)
+
+
+def test_an_unknown_dropout_fill_names_the_setting():
+    from selfcross.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model\.modality_dropout_fill"):
+        EmotionRecognizer(GivenLogits(3), torch.optim.SGD, modality_dropout_fill="mean")
