@@ -120,3 +120,15 @@ def test_a_run_without_test_summarises_train_and_dev_only():
         "train": {"n": 5, "dropped_no_video": 1, "class_counts": [3, 0, 1, 0, 0, 1, 0]},
         "dev": {"n": 2, "dropped_no_video": 0, "class_counts": [0, 0, 0, 0, 0, 0, 2]},
     }
+
+
+def test_the_tested_checkpoint_is_the_monitored_callbacks_best():
+    """The best-validation checkpoint, never the every-epoch last.ckpt callback's; none when
+    no checkpoint callback monitors a metric (the last weights are then tested)."""
+    last = SimpleNamespace(monitor=None, best_model_path="out/last.ckpt")
+    best = SimpleNamespace(monitor="val/uwa", best_model_path="out/best.ckpt")
+    assert experiment._best_path(SimpleNamespace(checkpoint_callbacks=[last, best])) == (
+        "out/best.ckpt"
+    )
+    assert experiment._best_path(SimpleNamespace(checkpoint_callbacks=[last])) == ""
+    assert experiment._best_path(SimpleNamespace(checkpoint_callbacks=[])) == ""
