@@ -132,3 +132,37 @@ def test_the_tested_checkpoint_is_the_monitored_callbacks_best():
     )
     assert experiment._best_path(SimpleNamespace(checkpoint_callbacks=[last])) == ""
     assert experiment._best_path(SimpleNamespace(checkpoint_callbacks=[])) == ""
+
+
+class Pickled:
+    """An object only unpickling can rebuild."""
+
+
+def test_the_best_epoch_is_read_without_unpickling(tmp_path):
+    torch.save({"epoch": 4}, tmp_path / "plain.ckpt")
+    assert experiment._best_epoch(str(tmp_path / "plain.ckpt")) == 5  # 1-based
+    torch.save({"epoch": 4, "extra": Pickled()}, tmp_path / "pickled.ckpt")
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        experiment._best_epoch(str(tmp_path / "pickled.ckpt"))
+
+
+def test_runs_test_unless_told_not_to(make_cfg):
+    from omegaconf import open_dict
+
+    assert experiment.run_test(make_cfg()) is True
+    assert experiment.run_test(make_cfg("run_test=false")) is False
+    older = make_cfg()
+    with open_dict(older):
+        del older["run_test"]  # a configuration written before the setting existed
+    assert experiment.run_test(older) is True
+
+
+def test_the_closing_line_gives_test_scores_or_the_best_validation_uwa():
+    tested = SimpleNamespace(test_wa=0.4741, test_uwa=0.6169, val_uwa=0.7)
+    assert experiment._scores(tested) == "test WA 0.474  UWA 0.617"
+    untested = SimpleNamespace(test_wa=None, test_uwa=None, val_uwa=0.5004)
+    assert experiment._scores(untested) == (
+        "best validation UWA 0.500 (test split not evaluated: run_test=false)"
+    )
+    untested.val_uwa = None
+    assert experiment._scores(untested).startswith("best validation UWA - (")
