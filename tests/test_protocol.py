@@ -7,6 +7,8 @@ everything else is the real run built from the composed configuration.
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import pytest
 import torch
@@ -44,10 +46,9 @@ class ScriptedMetric(L.Callback):
             pl_module.log("val/scripted", value)
 
 
-@pytest.fixture(scope="module")
-def scripted_run(tmp_path_factory, data_dir):
-    tmp = tmp_path_factory.mktemp("protocol")
-    cfg = compose(
+def scripted_config(tmp, data_dir, *extra: str):
+    """The real configuration of a short cross T+V run monitoring the scripted metric."""
+    return compose(
         [
             *base_overrides(tmp),
             f"paths.data_dir={data_dir}",
@@ -60,8 +61,14 @@ def scripted_run(tmp_path_factory, data_dir):
             f"+callbacks.scripted._target_={__name__}.ScriptedMetric",
             f"+callbacks.scripted.values={SCRIPT}",
             f"+callbacks.scripted.final_weights={tmp / 'final.pt'}",
+            *extra,
         ]
     )
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory, data_dir):
+    cfg = scripted_config(tmp_path_factory.mktemp("protocol"), data_dir)
     outcome = train_and_test(cfg)
     assert outcome.status == "done"
     return cfg, outcome.record
@@ -102,3 +109,18 @@ def test_the_best_checkpoint_is_tested_not_the_last_epoch(scripted_run, tmp_path
         record.test_wa
     )
     assert last["loss"] != pytest.approx(record.test_loss, rel=1e-6)
+
+
+def test_a_run_without_test_takes_the_best_epoch_from_its_checkpoint(tmp_path, data_dir):
+    """run_test=false (tuning trials): the same best epoch as a tested run, no test field, no
+    test time, the test split left out of the data summary."""
+    started = time.perf_counter()
+    outcome = train_and_test(scripted_config(tmp_path, data_dir, "run_test=false"))
+    elapsed = time.perf_counter() - started
+    record = outcome.record
+    assert outcome.status == "done"
+    assert (record.best_epoch, record.epochs) == (2, 4)
+    assert record.val_uwa == record.history[1]["val/uwa"]
+    assert record.test_wa is record.test_uwa is record.confusion is record.test_recall is None
+    assert record.test_seconds == 0.0 and 0 < record.train_seconds < elapsed
+    assert set(record.data.splits) == {"train", "dev"}
