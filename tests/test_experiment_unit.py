@@ -4,13 +4,16 @@ history kept on a resume, the best epoch and the data summary of a run that skip
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from selfcross.errors import Interrupted
 from selfcross.training import experiment
 
 
@@ -181,3 +184,35 @@ def test_mutation_runs_widen_shared_training_tests_to_their_file(monkeypatch):
         given = list(args)
         mutation_plugin.pytest_load_initial_conftests(None, None, given)
         assert given == after
+
+
+class StoppedTrainer:
+    """A trainer whose fit ends the way Lightning ends it on a signal, in epoch 3 (0-based 2)."""
+
+    def __init__(self, raised: BaseException | None, interrupted: bool):
+        self.raised, self.interrupted, self.current_epoch = raised, interrupted, 2
+
+    def fit(self, *args, **kwargs):
+        if self.raised is not None:
+            raise self.raised
+
+
+@pytest.mark.parametrize(
+    ("raised", "interrupted", "code", "words"),
+    [
+        (SIGTERMException(), False, 143, "interrupted by SIGTERM in epoch 3; rerun the same"),
+        (SystemExit(1), True, 130, "interrupted by Ctrl-C (SIGINT) in epoch 3; rerun the"),
+        (None, True, 143, "training was interrupted; rerun to resume (out/run)"),
+    ],
+)
+def test_a_signal_during_fit_names_the_epoch_and_the_exit_code(raised, interrupted, code, words):
+    trainer = StoppedTrainer(raised, interrupted)
+    with pytest.raises(Interrupted) as caught:
+        experiment._fit_and_test(trainer, None, None, None, Path("out/run"))
+    assert words in str(caught.value) and "out/run" in str(caught.value)
+    assert caught.value.exit_code == code
+
+
+def test_an_exit_that_is_not_ctrl_c_is_not_taken_for_an_interruption():
+    with pytest.raises(SystemExit):
+        experiment._fit_and_test(StoppedTrainer(SystemExit(3), False), None, None, None, Path("o"))

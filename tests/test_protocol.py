@@ -124,3 +124,25 @@ def test_a_run_without_test_takes_the_best_epoch_from_its_checkpoint(tmp_path, d
     assert record.test_wa is record.test_uwa is record.confusion is record.test_recall is None
     assert record.test_seconds == 0.0 and 0 < record.train_seconds < elapsed
     assert set(record.data.splits) == {"train", "dev"}
+
+
+def test_without_a_checkpoint_callback_the_last_weights_are_tested(tmp_path, data_dir, caplog):
+    cfg = scripted_config(tmp_path, data_dir, "callbacks.model_checkpoint=null")
+    started = time.perf_counter()
+    with caplog.at_level("WARNING", logger="selfcross"):
+        record = train_and_test(cfg).record
+    elapsed = time.perf_counter() - started
+    assert "No checkpoint callback: testing the weights of the last epoch" in caplog.text
+    assert (record.best_epoch, record.epochs) == (4, 4)  # the last epoch, not the best (2)
+    assert record.test_wa is not None and record.confusion is not None
+    assert 0 < record.test_seconds < elapsed - record.train_seconds
+
+
+def test_without_checkpoint_or_test_the_best_epoch_comes_from_the_history(tmp_path, data_dir):
+    cfg = compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
+                   "model=cross", "modality=TV", "trainer.max_epochs=3", "run_test=false",
+                   "callbacks.model_checkpoint=null"])  # fmt: skip
+    record = train_and_test(cfg).record
+    scores = [h["val/uwa"] for h in record.history]
+    assert record.epochs == 3 and record.best_epoch == 1 + scores.index(max(scores))
+    assert record.test_wa is None
