@@ -216,3 +216,38 @@ def test_a_signal_during_fit_names_the_epoch_and_the_exit_code(raised, interrupt
 def test_an_exit_that_is_not_ctrl_c_is_not_taken_for_an_interruption():
     with pytest.raises(SystemExit):
         experiment._fit_and_test(StoppedTrainer(SystemExit(3), False), None, None, None, Path("o"))
+
+
+class RecordingTrainer:
+    """Records what fit and test were given; its monitored checkpoint is ``best``."""
+
+    def __init__(self, best: str):
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.interrupted, self.current_epoch = False, 0
+        self.checkpoint_callbacks = [SimpleNamespace(monitor="val/uwa", best_model_path=best)]
+
+    def fit(self, *args, **kwargs):
+        self.calls.append(("fit", args, kwargs))
+
+    def test(self, *args, **kwargs):
+        self.calls.append(("test", args, kwargs))
+
+
+def test_fit_resumes_from_the_given_checkpoint_and_test_loads_the_best(tmp_path):
+    """A resumed fit starts from ``ckpt_path`` (without it the run would silently start over
+    and still name the checkpoint in result.json); the test loads the best checkpoint; both
+    read checkpoints as weights only."""
+    best = tmp_path / "best.ckpt"
+    torch.save({"epoch": 6}, best)
+    trainer = RecordingTrainer(str(best))
+    module, data = object(), object()
+    timing = experiment._fit_and_test(trainer, data, module, "out/last.ckpt", tmp_path)
+    assert trainer.calls == [
+        (
+            "fit",
+            (module,),
+            {"datamodule": data, "ckpt_path": "out/last.ckpt", "weights_only": True},
+        ),
+        ("test", (module,), {"datamodule": data, "ckpt_path": str(best), "weights_only": True}),
+    ]
+    assert timing.best_epoch == 7 and timing.train_seconds >= 0 and timing.test_seconds >= 0
