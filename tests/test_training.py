@@ -89,3 +89,36 @@ def cfg_path(cfg):
     from pathlib import Path
 
     return Path(cfg.paths.output_dir)
+
+
+def test_every_result_field_comes_from_its_source(trained):
+    """Fields of result.json that the tables, checks and resume read, each against where it
+    comes from (mutants of the record's assembly survived where only a few were checked)."""
+    from datetime import datetime
+    from pathlib import Path
+
+    import selfcross
+    from selfcross.models import count_parameters
+    from selfcross.training.resume import config_hash
+
+    cfg, result = trained
+    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+    assert (result.val_wa, result.val_f1, result.val_loss) == (
+        best["val/wa"], best["val/f1"], best["val/loss"],
+    )  # fmt: skip
+    confusion = result.confusion
+    recall = {n: confusion[i][i] / sum(confusion[i]) for i, n in enumerate(cfg.data.class_names)
+              if sum(confusion[i])}  # fmt: skip
+    assert result.test_recall == pytest.approx(recall) and result.test_f1 is not None
+    assert result.class_names == list(cfg.data.class_names)
+    assert result.resumed_from is None and result.gpu_slot is None
+    assert result.data.root == str(Path(str(cfg.data.root)).resolve())
+    assert result.data.fold_path.endswith("fold01") and len(result.data.fingerprint) >= 16
+    from hydra.utils import instantiate
+
+    assert result.n_params == count_parameters(instantiate(cfg.model).network)
+    assert result.config_hash == config_hash(cfg)
+    assert (result.device, result.version) == ("cpu", selfcross.__version__)
+    assert result.precision == str(cfg.trainer.precision)
+    assert datetime.fromisoformat(result.finished).tzinfo is not None
+    assert isinstance(result.git_commit, str | None)
