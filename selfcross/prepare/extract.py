@@ -152,34 +152,36 @@ class FramePacker:
         self.stats = stats
         self.waiting: list[tuple[str, int]] = []
         """Utterances whose features are not all computed yet, in order, with frame counts."""
-        self.crops: list[np.ndarray] = []
-        """Crops not through the network yet (the last ones of ``waiting``)."""
+        self.crops: np.ndarray | None = None
+        """Crops not through the network yet (the last ones of ``waiting``), fewer than
+        ``batch_size`` between calls."""
         self.features: list[np.ndarray] = []
         """Features computed for the first frames of ``waiting``."""
 
     def add(self, utt_id: str, crops: np.ndarray) -> None:
         self.waiting.append((utt_id, len(crops)))
         if len(crops):
-            self.crops.append(crops)
-        while sum(len(c) for c in self.crops) >= self.batch_size:
-            self._run(self.batch_size)
+            # one copy per job: full batches are views, only the short remainder is kept
+            pending = crops if self.crops is None else np.concatenate([self.crops, crops])
+            full = len(pending) - len(pending) % self.batch_size
+            for start in range(0, full, self.batch_size):
+                self._run(pending[start : start + self.batch_size])
+            self.crops = pending[full:].copy() if full < len(pending) else None
         self._save_done()
 
     def flush(self) -> None:
         """Run the frames left (one short batch) and save every utterance still waiting."""
-        left = sum(len(c) for c in self.crops)
-        if left:
-            self._run(left)
+        if self.crops is not None:
+            self._run(self.crops)
+            self.crops = None
         self._save_done()
         if self.waiting:  # cannot happen: every waiting frame has been run
             raise RuntimeError(f"frame packer: {len(self.waiting)} utterances left unsaved")
 
-    def _run(self, n: int) -> None:
+    def _run(self, batch: np.ndarray) -> None:
         started = time.perf_counter()
-        crops = np.concatenate(self.crops)
-        self.crops = [crops[n:]] if len(crops) > n else []
-        self.features.append(self.embed(crops[:n]))
-        self.stats.n_frames += n
+        self.features.append(self.embed(batch))
+        self.stats.n_frames += len(batch)
         self.stats.resnet_seconds += time.perf_counter() - started
 
     def _save_done(self) -> None:
