@@ -125,6 +125,37 @@ def test_a_run_without_test_summarises_train_and_dev_only():
     }
 
 
+def test_a_record_names_its_resume_checkpoint_and_commit_and_survives_an_empty_history(
+    make_cfg, monkeypatch
+):
+    """A resumed run without a validation epoch in its history (validation off): the record
+    names the checkpoint it resumed from and the checkout's commit, and its validation fields
+    are empty rather than the run failing after training."""
+    seen = []
+    monkeypatch.setattr(experiment, "git_commit", lambda d: seen.append(d) or "c0ffee-dirty")
+    cfg = make_cfg("run_test=false")
+    splits = {"train": Split(labels=np.array([0, 1, 1]), n_dropped=0),
+              "dev": Split(labels=np.array([2]), n_dropped=0), "test": Untouchable()}  # fmt: skip
+    datamodule = SimpleNamespace(
+        fold_data=SimpleNamespace(splits=splits, fingerprint="f" * 16),
+        num_classes=cfg.data.num_classes,
+        fold_path=Path("/data/fold01"),
+    )
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device="cpu"), precision="32-true")
+    module = SimpleNamespace(history=[])
+    timing = experiment.Timing(train_seconds=1.234, test_seconds=0.0, best_epoch=0)
+    record = experiment._record(cfg, trainer, datamodule, module, timing, Path("/r/last.ckpt"),
+                                n_params=7, digest="abc", gpu=None)  # fmt: skip
+    assert record.resumed_from == "/r/last.ckpt"
+    assert record.git_commit == "c0ffee-dirty" and seen == [experiment.CONFIG_DIR.parent]
+    assert (record.val_wa, record.val_uwa, record.val_f1, record.val_loss) == (None,) * 4
+    assert (record.best_epoch, record.epochs, record.train_seconds) == (0, 0, 1.23)
+    assert record.test_wa is None and record.test_recall is None
+    fresh = experiment._record(cfg, trainer, datamodule, module, timing, None, n_params=7,
+                               digest="abc", gpu=None)  # fmt: skip
+    assert fresh.resumed_from is None
+
+
 def test_the_tested_checkpoint_is_the_monitored_callbacks_best():
     """The best-validation checkpoint, never the every-epoch last.ckpt callback's; none when
     no checkpoint callback monitors a metric (the last weights are then tested)."""

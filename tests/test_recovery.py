@@ -110,8 +110,11 @@ def test_a_job_locked_by_another_process_is_skipped(tmp_path, data_dir, capsys):
     with FileLock(out / ".lock"):  # another process's run of this job
         outcome = train_and_test(cfg)
     assert outcome.status == "busy" and outcome.record is None
+    assert outcome.path == out / "result.json"  # where the other process will write it
     assert not (out / "result.json").exists() and not (out / "checkpoints.hash").exists()
-    assert f"running in another process, skipped: {out}" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"running in another process, skipped: {out} ({out / '.lock'} is held)"
+    )
 
 
 def _popen(args, cwd=REPO):
