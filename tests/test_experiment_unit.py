@@ -145,8 +145,8 @@ def test_a_record_names_its_resume_checkpoint_and_commit_and_survives_an_empty_h
     module = SimpleNamespace(history=[])
     timing = experiment.Timing(train_seconds=1.234, test_seconds=0.0, best_epoch=0)
     record = experiment._record(cfg, trainer, datamodule, module, timing, Path("/r/last.ckpt"),
-                                n_params=7, digest="abc", gpu=None)  # fmt: skip
-    assert record.resumed_from == "/r/last.ckpt"
+                                n_params=7, digest="abc", gpu=2)  # fmt: skip
+    assert record.resumed_from == "/r/last.ckpt" and record.gpu_slot == 2
     assert record.git_commit == "c0ffee-dirty" and seen == [experiment.CONFIG_DIR.parent]
     assert (record.val_wa, record.val_uwa, record.val_f1, record.val_loss) == (None,) * 4
     assert (record.best_epoch, record.epochs, record.train_seconds) == (0, 0, 1.23)
