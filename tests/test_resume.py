@@ -50,13 +50,17 @@ def test_another_seed_gives_another_run(tmp_path, data_dir):
     assert a.record.test_loss != b.record.test_loss
 
 
-def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir):
+def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir, capsys):
     first = train_and_test(tiny(tmp_path, data_dir))
     path = tmp_path / "out" / "result.json"
     stamp = path.stat().st_mtime_ns
+    capsys.readouterr()
     again = train_and_test(tiny(tmp_path, data_dir))
     assert again.status == "skipped" and path.stat().st_mtime_ns == stamp
-    assert again.record.test_uwa == first.record.test_uwa
+    assert again.path == path and again.record.to_dict() == first.record.to_dict()
+    scores = f"test WA {first.record.test_wa:.3f}  UWA {first.record.test_uwa:.3f}"
+    said = capsys.readouterr().out.splitlines()
+    assert said == [f"already complete, skipped: {path} ({scores})"]
     changed = train_and_test(tiny(tmp_path, data_dir, "model.optimizer.lr=0.01"))
     assert changed.status == "done"
     assert changed.record.config_hash != first.record.config_hash
