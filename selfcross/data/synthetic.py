@@ -144,11 +144,10 @@ class _Signal:
         }
         vocab, dim = spec.vocab_size, spec.shapes["T"]["feat_dim"]
         self.embedding = (rng.standard_normal((vocab, dim)) * 0.4).astype(np.float32)
-        self.embedding[0] = 0.0
         # Text: each word's embedding leans towards one latent direction, so a bag of words
-        # carries the same kind of evidence as the audio and video frames.
+        # carries the same kind of evidence as the audio and video frames. Id 0 is padding: no
+        # token draws it (tokens are drawn from word_latent[1:]) and its embedding is zero.
         word_latent = _unit(rng.standard_normal((vocab, LATENT_DIM)))
-        word_latent[0] = 0.0
         self.word_latent = word_latent
         self.embedding += (word_latent @ rng.standard_normal((LATENT_DIM, dim)) * 0.4).astype(
             np.float32
