@@ -282,3 +282,46 @@ def test_fit_resumes_from_the_given_checkpoint_and_test_loads_the_best(tmp_path)
         ("test", (module,), {"datamodule": data, "ckpt_path": str(best), "weights_only": True}),
     ]
     assert timing.best_epoch == 7 and timing.train_seconds >= 0 and timing.test_seconds >= 0
+
+
+def test_a_runs_settings_reach_its_fit_and_a_failed_fit_closes_the_loggers_as_failed(
+    make_cfg, data_dir, monkeypatch
+):
+    """What train_and_test hands to training, seen from inside a stand-in fit: the seed, the
+    thread count, the data set up, the hyperparameters given to the loggers (with the parameter
+    count and configuration hash); and a fit that fails leaves the loggers closed with exit code
+    1 (a W&B run would otherwise be marked as finished)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from selfcross.models import count_parameters
+    from selfcross.training.resume import config_hash
+
+    threads = torch.get_num_threads()
+    cfg = make_cfg(f"paths.data_dir={data_dir}", "debug=fast", "logger=csv", "seed=7",
+                   f"threads={threads + 1}")  # fmt: skip
+    seen = {}
+
+    def failing_fit(trainer, datamodule, module, ckpt_path, out_dir, test):
+        (logger,) = trainer.loggers
+        assert isinstance(logger, CSVLogger)
+        seen.update(seed=torch.initial_seed(), threads=torch.get_num_threads(), ckpt=ckpt_path,
+                    test=test, out=out_dir, hparams=dict(logger.experiment.hparams),
+                    n_params=count_parameters(module.network),
+                    train=len(datamodule.fold_data.splits["train"]))  # fmt: skip
+        raise RuntimeError("out of memory")
+
+    closed = []
+    monkeypatch.setattr(experiment, "_fit_and_test", failing_fit)
+    monkeypatch.setattr(experiment.tracking, "finish", lambda loggers, code: closed.append(code))
+    try:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            experiment.train_and_test(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    assert (seen["seed"], seen["ckpt"], seen["test"]) == (7, None, True)
+    assert seen["threads"] == threads + 1
+    assert seen["out"] == Path(cfg.paths.output_dir) and seen["train"] > 0
+    assert seen["hparams"]["n_params"] == seen["n_params"] > 0
+    assert seen["hparams"]["config_hash"] == config_hash(cfg)
+    assert seen["hparams"]["seed"] == 7  # the resolved configuration
+    assert closed == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -69,6 +70,25 @@ def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir,
     kept = tmp_path / "out" / "superseded" / first.record.config_hash / "result.json"
     assert json.loads(kept.read_text())["test_uwa"] == first.record.test_uwa
     assert find_result_files(tmp_path / "out") == [path]  # the tables read the current run only
+
+
+def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir):
+    """In process, the path a sweep job takes after a kill: result.json missing, last.ckpt
+    there. The run continues from the checkpoint (no epoch trained again), names it, and keeps
+    the CSV log of the epochs the checkpoint holds."""
+    settings = ("trainer.max_epochs=3", "callbacks.early_stopping.patience=100",
+                "resume.keep_checkpoints=all", "logger=csv")  # fmt: skip
+    first = train_and_test(tiny(tmp_path, data_dir, *settings))
+    out = tmp_path / "out"
+    (out / "result.json").unlink()  # killed after the last epoch's checkpoint
+    again = train_and_test(tiny(tmp_path, data_dir, *settings))
+    assert again.status == "done"
+    assert again.record.resumed_from == str(out / "checkpoints" / "last.ckpt")
+    assert again.record.history == first.record.history  # restored, not retrained
+    assert again.record.test_uwa == first.record.test_uwa  # the same best checkpoint tested
+    with (out / "csv" / "metrics.csv").open(newline="") as file:
+        rows = [r for r in csv.DictReader(file) if r.get("val/uwa")]
+    assert sorted(int(float(r["epoch"])) + 1 for r in rows) == [1, 2, 3]
 
 
 def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
