@@ -72,18 +72,37 @@ def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir,
     assert find_result_files(tmp_path / "out") == [path]  # the tables read the current run only
 
 
-def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir):
+def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir, monkeypatch, capsys):
     """In process, the path a sweep job takes after a kill: result.json missing, last.ckpt
-    there. The run continues from the checkpoint (no epoch trained again), names it, and keeps
-    the CSV log of the epochs the checkpoint holds."""
+    there. The run continues from the checkpoint (no epoch trained again), names it, keeps
+    the CSV log of the epochs the checkpoint holds and the checkpoints it was told to keep,
+    closes its loggers with exit code 0 and ends with its one-line summary."""
+    from selfcross.training import experiment
+
+    closed = []
+    finish = experiment.tracking.finish
+
+    def recorded_finish(loggers, code):
+        closed.append(code)
+        finish(loggers, code)
+
+    monkeypatch.setattr(experiment.tracking, "finish", recorded_finish)
     settings = ("trainer.max_epochs=3", "callbacks.early_stopping.patience=100",
                 "resume.keep_checkpoints=all", "logger=csv")  # fmt: skip
     first = train_and_test(tiny(tmp_path, data_dir, *settings))
     out = tmp_path / "out"
     (out / "result.json").unlink()  # killed after the last epoch's checkpoint
+    capsys.readouterr()
     again = train_and_test(tiny(tmp_path, data_dir, *settings))
-    assert again.status == "done"
+    assert again.status == "done" and again.path == out / "result.json" and closed == [0, 0]
     assert again.record.resumed_from == str(out / "checkpoints" / "last.ckpt")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    r = again.record
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"test WA {r.test_wa:.3f}  UWA {r.test_uwa:.3f}  (majority-class rate "
+        f"{r.majority_rate:.3f}; self TVA, fold 1, seed 1; best epoch {r.best_epoch} of 3, "
+        f"{r.train_seconds:.0f} s)  -> {out / 'result.json'}"
+    )
     assert again.record.history == first.record.history  # restored, not retrained
     assert again.record.test_uwa == first.record.test_uwa  # the same best checkpoint tested
     with (out / "csv" / "metrics.csv").open(newline="") as file:
