@@ -77,7 +77,7 @@ def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir, mo
     there. The run continues from the checkpoint (no epoch trained again), names it, keeps
     the CSV log of the epochs the checkpoint holds and the checkpoints it was told to keep,
     closes its loggers with exit code 0 and ends with its one-line summary."""
-    from selfcross.training import experiment
+    from selfcross.training import experiment, gpus
 
     closed = []
     finish = experiment.tracking.finish
@@ -93,8 +93,12 @@ def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir, mo
     out = tmp_path / "out"
     (out / "result.json").unlink()  # killed after the last epoch's checkpoint
     capsys.readouterr()
+    # a job of the local_gpus launcher holding slot 0 (its GPU is used only where CUDA is)
+    monkeypatch.setenv(gpus.ENV_GPUS, "1")
+    monkeypatch.setenv(gpus.ENV_SLOT_DIR, str(tmp_path / "slots"))
     again = train_and_test(tiny(tmp_path, data_dir, *settings))
     assert again.status == "done" and again.path == out / "result.json" and closed == [0, 0]
+    assert (first.record.gpu_slot, again.record.gpu_slot) == (None, 0)
     assert again.record.resumed_from == str(out / "checkpoints" / "last.ckpt")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     r = again.record
