@@ -72,7 +72,9 @@ def test_finished_run_is_skipped_and_a_changed_config_reruns(tmp_path, data_dir,
     assert find_result_files(tmp_path / "out") == [path]  # the tables read the current run only
 
 
-def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir, monkeypatch, capsys):
+def test_a_run_stopped_after_a_checkpoint_resumes_from_it_unless_told_not_to(
+    tmp_path, data_dir, monkeypatch, capsys
+):
     """In process, the path a sweep job takes after a kill: result.json missing, last.ckpt
     there. The run continues from the checkpoint (no epoch trained again), names it, keeps
     the CSV log of the epochs the checkpoint holds and the checkpoints it was told to keep,
@@ -112,6 +114,10 @@ def test_a_run_stopped_after_a_checkpoint_resumes_from_it(tmp_path, data_dir, mo
     with (out / "csv" / "metrics.csv").open(newline="") as file:
         rows = [r for r in csv.DictReader(file) if r.get("val/uwa")]
     assert sorted(int(float(r["epoch"])) + 1 for r in rows) == [1, 2, 3]
+
+    (out / "result.json").unlink()
+    fresh = train_and_test(tiny(tmp_path, data_dir, *settings, "resume.from_checkpoint=false"))
+    assert fresh.status == "done" and fresh.record.resumed_from is None  # told to start over
 
 
 def test_half_written_result_is_never_taken_as_a_result(tmp_path, data_dir):
