@@ -111,13 +111,18 @@ def test_the_best_checkpoint_is_tested_not_the_last_epoch(scripted_run, tmp_path
     assert last["loss"] != pytest.approx(record.test_loss, rel=1e-6)
 
 
-def test_a_run_without_test_takes_the_best_epoch_from_its_checkpoint(tmp_path, data_dir):
+def test_a_run_without_test_takes_the_best_epoch_from_its_checkpoint(tmp_path, data_dir, capsys):
     """run_test=false (tuning trials): the same best epoch as a tested run, no test field, no
-    test time, the test split left out of the data summary."""
+    test time, the test split left out of the data summary, and a closing line that says so."""
     started = time.perf_counter()
     outcome = train_and_test(scripted_config(tmp_path, data_dir, "run_test=false"))
     elapsed = time.perf_counter() - started
     record = outcome.record
+    closing = capsys.readouterr().out.splitlines()[-1]
+    assert closing.startswith(
+        f"best validation UWA {record.val_uwa:.3f} (test split not evaluated: run_test=false)"
+        "  (cross TV, fold 1, seed 1; best epoch 2 of 4, "
+    )
     assert outcome.status == "done"
     assert (record.best_epoch, record.epochs) == (2, 4)
     assert record.val_uwa == record.history[1]["val/uwa"]
