@@ -139,7 +139,7 @@ MUTATE ?= selfcross.models.metrics* selfcross.report.stats* selfcross.data.prepr
 # a multi-threaded torch can hang forever on a lock (no CPU used, so no timeout fires).
 # TEST_DATA=<folder> keeps the tests' synthetic data across mutants (each mutant is a new test
 # session); use it for every group but selfcross.data.synthetic*, whose mutants must regenerate.
-mutation: $(STAMP) ## Mutation testing, not in CI (docs/mutation.md; 15-60 min per MUTATE= group)
+mutation: $(STAMP) ## Mutation testing, not in CI (docs/mutation.md; 4-95 min per MUTATE= group)
 	rm -rf mutants
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(if $(TEST_DATA),SELFCROSS_TEST_DATA=$(TEST_DATA)) \
 		$(VENV)/bin/mutmut run $(foreach m,$(MUTATE),'$(m)')
