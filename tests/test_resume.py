@@ -78,7 +78,8 @@ def test_a_run_stopped_after_a_checkpoint_resumes_from_it_unless_told_not_to(
     """In process, the path a sweep job takes after a kill: result.json missing, last.ckpt
     there. The run continues from the checkpoint (no epoch trained again), names it, keeps
     the CSV log of the epochs the checkpoint holds and the checkpoints it was told to keep,
-    closes its loggers with exit code 0 and ends with its one-line summary."""
+    closes its loggers with exit code 0 and ends with its one-line summary. Told
+    ``resume.from_checkpoint=false``, the same job starts over instead."""
     from selfcross.training import experiment, gpus
 
     closed = []
@@ -112,8 +113,8 @@ def test_a_run_stopped_after_a_checkpoint_resumes_from_it_unless_told_not_to(
     assert again.record.history == first.record.history  # restored, not retrained
     assert again.record.test_uwa == first.record.test_uwa  # the same best checkpoint tested
     with (out / "csv" / "metrics.csv").open(newline="") as file:
-        rows = [r for r in csv.DictReader(file) if r.get("val/uwa")]
-    assert sorted(int(float(r["epoch"])) + 1 for r in rows) == [1, 2, 3]
+        rows = [row for row in csv.DictReader(file) if row.get("val/uwa")]
+    assert sorted(int(float(row["epoch"])) + 1 for row in rows) == [1, 2, 3]
 
     (out / "result.json").unlink()
     fresh = train_and_test(tiny(tmp_path, data_dir, *settings, "resume.from_checkpoint=false"))
