@@ -97,6 +97,8 @@ def test_every_result_field_comes_from_its_source(trained):
     from datetime import datetime
     from pathlib import Path
 
+    from hydra.utils import instantiate
+
     import selfcross
     from selfcross.models import count_parameters
     from selfcross.training.resume import config_hash
@@ -114,8 +116,6 @@ def test_every_result_field_comes_from_its_source(trained):
     assert result.resumed_from is None and result.gpu_slot is None
     assert result.data.root == str(Path(str(cfg.data.root)).resolve())
     assert result.data.fold_path.endswith("fold01") and len(result.data.fingerprint) >= 16
-    from hydra.utils import instantiate
-
     assert result.n_params == count_parameters(instantiate(cfg.model).network)
     assert result.config_hash == config_hash(cfg)
     assert (result.device, result.version) == ("cpu", selfcross.__version__)
