@@ -16,6 +16,7 @@ options after ``choose one of``) is not checked; keep those quotes short.
 from __future__ import annotations
 
 import ast
+import collections
 import contextlib
 import functools
 import importlib
@@ -58,8 +59,8 @@ class Quote:
 
 
 def quotes_of(path: Path) -> list[Quote]:
-    """Every code span and code-block line of one Markdown file, with where it stands (a span
-    may run over the lines of its paragraph; a table row is its own paragraph)."""
+    """Every code span and code-block line (fenced or indented) of one Markdown file, with where
+    it stands (a span may run over the lines of its paragraph; a table row is its own one)."""
     found: list[Quote] = []
     in_block, pending, table, paragraph = False, None, False, []
 
@@ -69,6 +70,7 @@ def quotes_of(path: Path) -> list[Quote]:
             found.append(Quote(paragraph[0][0], span, block=False, in_message_table=table))
         paragraph.clear()
 
+    indented, previous = False, ""
     for number, line in enumerate(path.read_text().splitlines(), 1):
         where = f"{path.relative_to(ROOT)}:{number}"
         if line.lstrip().startswith("```"):
@@ -77,7 +79,10 @@ def quotes_of(path: Path) -> list[Quote]:
             if not in_block:
                 found.append(Quote(where, "", block=True))  # ends a quoted message
             continue
-        if in_block:
+        # An indented code block: four spaces, after a blank line or another such line.
+        indented = line.startswith("    ") and (indented or not previous.strip())
+        previous = line
+        if in_block or indented:
             text = line.strip() if pending is None else f"{pending[1]} {line.strip()}"
             start = where if pending is None else pending[0]
             pending = (start, text[:-1].rstrip()) if text.endswith("\\") else None
@@ -326,10 +331,7 @@ def in_one_string(segment: tuple[str, ...], depth: int = 2, start: bool = False)
     keys = {w for w in segment if len(w) >= 3 and w.isalpha()}
     if not keys:
         return False
-    hits: dict[int, int] = {}
-    for key in keys:
-        for number in index.get(key, ()):
-            hits[number] = hits.get(number, 0) + 1
+    hits = collections.Counter(number for key in keys for number in index.get(key, ()))
     candidates = [n for n, count in hits.items() if count >= len(keys) / 3]
     return any(matches(segment, templates[n], depth, start) for n in candidates)
 
@@ -371,3 +373,27 @@ def test_the_docs_quote_messages():
 def test_quoted_message_is_printed_by_the_code(quote):
     missing = message_found(quote.text)
     assert missing is None, f"{quote.where}: {missing!r} of {quote.text!r} is in no string"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_fits_on_a_few_screens():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_every_link_between_the_docs_resolves(path):
+    """Relative links name a file that exists and, after ``#``, one of its headings."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        file, _, anchor = target.partition("#")
+        linked = (path.parent / file).resolve() if file else path
+        assert linked.exists(), f"{path.name}: {target}: no such file"
+        if anchor and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.M)
+            assert anchor in {slug(h) for h in headings}, f"{path.name}: {target}: no heading"
