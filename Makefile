@@ -123,10 +123,10 @@ demo-ablation: $(STAMP) ## A reduced modality-dropout sweep and missing-modality
 	$(PY) -m selfcross.run -m experiment=demo_ablation $(ARGS)
 	$(PY) -m selfcross.ablate --results multirun/demo-ablation --out $(OUT) --fill $(FILL)
 
-bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (ARGS=--device cuda)
+bench: $(STAMP) ## Time training steps at paper size against the float64 reference way (defaults; ARGS="--device cuda" adds options)
 	$(PY) -m selfcross.bench $(ARGS)
 
-bench-prepare: $(STAMP) ## MELD preparation's peak memory and CPU time on fake releases of 60 and 300 clips (~15 min)
+bench-prepare: $(STAMP) ## MELD preparation's peak memory and CPU time on fake releases of 60 and 300 clips (~8 min)
 	$(PY) scripts/bench_prepare.py $(ARGS)
 
 dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B credentials, --entity)

@@ -2,7 +2,9 @@
 
     python -m selfcross.summary model=cross modality=TVA data.preset=paper
 
-Takes the same overrides as ``selfcross.run``; reads and generates no data. The last line is
+Takes the same overrides as ``selfcross.run`` and refuses the same invalid configurations, but
+reads and generates no data: the network is sized from ``data.shapes``, so ``data.root`` may stay
+unset (``data=iemocap model=cross`` counts the real folds' model without them). The last line is
 one JSON object with ``n_params`` (trainable parameters).
 """
 
@@ -18,6 +20,7 @@ from selfcross.config import compose, user_errors, validate
 
 
 def summarize(overrides: list[str]) -> dict:
+    """Print the layer table of the configured model and return (and print) its sizes."""
     cfg = compose([*overrides, "paths.output_dir=."])
     validate(cfg, need_data=False)
     module = instantiate(cfg.model)
@@ -41,6 +44,7 @@ def summarize(overrides: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command: ``--help`` prints this module's docstring."""
     args = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.strip())
