@@ -13,7 +13,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from selfcross import MODALITIES, fusion_problem, transformer_problem
+from selfcross import (
+    MODALITIES,
+    fold_problem,
+    fusion_problem,
+    modality_problem,
+    transformer_problem,
+)
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -140,9 +146,9 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
     try:
-        fold, n_folds = cfg.fold, cfg.data.n_folds
-        if not isinstance(fold, int) or not 1 <= fold <= n_folds:
-            raise ConfigError(f"fold={fold}: folds are numbered 1..{n_folds}")
+        problem = fold_problem(cfg.fold, cfg.data.n_folds)
+        if problem is not None:
+            raise ConfigError(problem)
         preset = cfg.data.get("preset")
         if preset is not None and preset not in cfg.data_presets:
             raise ConfigError(
@@ -183,14 +189,13 @@ MAX_SEED = 2**32 - 1
 
 
 def check_modalities(modality: DictConfig) -> None:
-    """The modality subset: distinct letters of T, V, A in the paper's order, and a name that is
-    those letters (the name goes into result.json and the tables)."""
+    """The modality subset (the rule is :func:`selfcross.modality_problem`), listed in the
+    paper's order, and a name that is those letters (it goes into result.json and the tables)."""
     chosen = list(modality.modalities)
     shown = f"modality.modalities=[{', '.join(map(str, chosen))}]"
-    if not chosen or set(chosen) - set(MODALITIES):
-        raise ConfigError(f"{shown}: choose a non-empty subset of T, V, A")
-    if len(set(chosen)) != len(chosen):
-        raise ConfigError(f"{shown}: a modality is listed twice")
+    problem = modality_problem(chosen)
+    if problem is not None:
+        raise ConfigError(f"{shown}: {problem}")
     in_order = [m for m in MODALITIES if m in chosen]
     if chosen != in_order:
         raise ConfigError(f"{shown}: list them in the paper's order, [{', '.join(in_order)}]")
