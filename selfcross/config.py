@@ -58,6 +58,36 @@ def compose(
         raise ConfigError(first_paragraph(str(err))) from None
 
 
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """Set plain ``key=value`` overrides on a composed ``cfg`` in place, as a composition applies
+    its overrides (Hydra's grammar for the value, merged into an existing key), so that a copy
+    of one composition can stand for many without composing each (the tuning trials' runs).
+
+    Config groups, sweeps and ``+``/``~`` overrides are refused: they need a composition.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            override = parser.parse_override(line)
+        except HydraException as err:
+            raise ConfigError(f"cannot parse {line!r}: {first_paragraph(str(err))}") from None
+        key = override.key_or_group
+        group = (CONFIG_DIR / key.replace(".", "/")).is_dir()
+        if override.type != OverrideType.CHANGE or override.is_sweep_override() or group:
+            raise ConfigError(f"{line}: expected key=value (no config group, sweep, +, ++ or ~)")
+        try:
+            OmegaConf.update(cfg, key, override.value(), merge=True)
+        except (ConfigAttributeError, ConfigKeyError):
+            raise ConfigError(
+                f"Could not override '{key}'. To append to your config use +{line}"
+            ) from None
+
+
 GROUPS = ("data", "model", "modality", "trainer", "callbacks", "logger", "experiment", "debug")
 """selfcross's own config groups (the folders of conf/)."""
 
