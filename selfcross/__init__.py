@@ -1,5 +1,7 @@
 """selfcross: cross-attention vs self-attention for multi-modal emotion recognition."""
 
+import numbers
+
 __version__ = "0.1.0"
 
 MODALITIES = ("T", "V", "A")
@@ -23,6 +25,34 @@ def fusion_problem(fusion: str, modalities) -> str | None:
             f"a {fusion} model needs at least two modalities, got {''.join(modalities)}: "
             "cross-attention relates one modality to another"
         )
+    return None
+
+
+def modality_problem(modalities) -> str | None:
+    """Why ``modalities`` is no modality subset, or None if it is: a non-empty set of distinct
+    letters of T, V, A (a string such as ``"TA"`` or a sequence of letters; any order).
+
+    The one statement of the rule: config validation, the data module, the network and the
+    benchmark all ask here, each naming what it was given before the reason.
+    """
+    chosen = list(modalities)
+    if not chosen or set(chosen) - set(MODALITIES):
+        return "choose a non-empty subset of T, V, A"
+    if len(set(chosen)) != len(chosen):
+        return "a modality is listed twice"
+    return None
+
+
+def fold_problem(fold, n_folds: int) -> str | None:
+    """Why ``fold`` names no fold of a dataset with ``n_folds`` folds, or None if it does: folds
+    are the integers 1..n_folds (a bool is no fold number).
+
+    The one statement of the rule: config validation, the data module and the tuning folds all
+    ask here.
+    """
+    number = isinstance(fold, numbers.Integral) and not isinstance(fold, bool)
+    if not number or not 1 <= fold <= n_folds:
+        return f"fold={fold}: folds are numbered 1..{n_folds}"
     return None
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from selfcross import MODALITIES, fusion_problem
+from selfcross import fusion_problem, modality_problem
 from selfcross.benchmark.layers import bench_layers
 from selfcross.benchmark.network import bench_models, bench_table1
 from selfcross.benchmark.projection import TABLE1, projection
@@ -90,7 +90,7 @@ def check_args(args: argparse.Namespace) -> None:
         if model not in known:
             raise ConfigError(f"--models: unknown model {model!r}; expected {', '.join(known)}")
     for modality in args.modalities:
-        if not modality or set(modality) - set(MODALITIES) or len(set(modality)) != len(modality):
+        if modality_problem(modality) is not None:
             raise ConfigError(f"--modalities: {modality!r} is not a subset of T, V, A")
         for model in args.models:
             problem = fusion_problem(model_fusion(model), modality)

@@ -13,7 +13,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from selfcross import MODALITIES, fusion_problem, transformer_problem
+from selfcross import (
+    MODALITIES,
+    fold_problem,
+    fusion_problem,
+    modality_problem,
+    transformer_problem,
+)
 from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -50,6 +56,36 @@ def compose(
         raise ConfigError(f"cannot parse {err.override!r}: {first_paragraph(str(err))}") from None
     except HydraException as err:
         raise ConfigError(first_paragraph(str(err))) from None
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """Set plain ``key=value`` overrides on a composed ``cfg`` in place, as a composition applies
+    its overrides (Hydra's grammar for the value, merged into an existing key), so that a copy
+    of one composition can stand for many without composing each (the tuning trials' runs).
+
+    Config groups, sweeps and ``+``/``~`` overrides are refused: they need a composition.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            override = parser.parse_override(line)
+        except HydraException as err:
+            raise ConfigError(f"cannot parse {line!r}: {first_paragraph(str(err))}") from None
+        key = override.key_or_group
+        group = (CONFIG_DIR / key.replace(".", "/")).is_dir()
+        if override.type != OverrideType.CHANGE or override.is_sweep_override() or group:
+            raise ConfigError(f"{line}: expected key=value (no config group, sweep, +, ++ or ~)")
+        try:
+            OmegaConf.update(cfg, key, override.value(), merge=True)
+        except (ConfigAttributeError, ConfigKeyError):
+            raise ConfigError(
+                f"Could not override '{key}'. To append to your config use +{line}"
+            ) from None
 
 
 GROUPS = ("data", "model", "modality", "trainer", "callbacks", "logger", "experiment", "debug")
@@ -140,9 +176,9 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
     try:
-        fold, n_folds = cfg.fold, cfg.data.n_folds
-        if not isinstance(fold, int) or not 1 <= fold <= n_folds:
-            raise ConfigError(f"fold={fold}: folds are numbered 1..{n_folds}")
+        problem = fold_problem(cfg.fold, cfg.data.n_folds)
+        if problem is not None:
+            raise ConfigError(problem)
         preset = cfg.data.get("preset")
         if preset is not None and preset not in cfg.data_presets:
             raise ConfigError(
@@ -183,14 +219,13 @@ MAX_SEED = 2**32 - 1
 
 
 def check_modalities(modality: DictConfig) -> None:
-    """The modality subset: distinct letters of T, V, A in the paper's order, and a name that is
-    those letters (the name goes into result.json and the tables)."""
+    """The modality subset (the rule is :func:`selfcross.modality_problem`), listed in the
+    paper's order, and a name that is those letters (it goes into result.json and the tables)."""
     chosen = list(modality.modalities)
     shown = f"modality.modalities=[{', '.join(map(str, chosen))}]"
-    if not chosen or set(chosen) - set(MODALITIES):
-        raise ConfigError(f"{shown}: choose a non-empty subset of T, V, A")
-    if len(set(chosen)) != len(chosen):
-        raise ConfigError(f"{shown}: a modality is listed twice")
+    problem = modality_problem(chosen)
+    if problem is not None:
+        raise ConfigError(f"{shown}: {problem}")
     in_order = [m for m in MODALITIES if m in chosen]
     if chosen != in_order:
         raise ConfigError(f"{shown}: list them in the paper's order, [{', '.join(in_order)}]")

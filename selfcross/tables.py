@@ -17,25 +17,22 @@ marked with a dagger and listed, with the missing (fold, seed), in a "missing ru
 Self vs Cross is tested with the paper's test (Student's two-sample t-test, ``*`` where p < .05)
 and, beside it, the paired t-test over runs matched by (fold, seed). Tables are printed and
 written as ``<out>/<name>.md``, ``.tex`` and ``.csv``; Figure 3 as ``<out>/figure3.png``/``.pdf``.
-The work is done by :mod:`selfcross.report`; this module only reads the command line.
+The work is done by :mod:`selfcross.report`; this module only reads the command line. The
+tables it knows, their help lines and their own options are
+:data:`selfcross.report.registry.TABLES`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from selfcross.config import user_errors
 from selfcross.errors import ConfigError
-from selfcross.report.figure3 import make_figure3
-from selfcross.report.masking import make_masking
 from selfcross.report.paper import N_RUNS
+from selfcross.report.registry import RESULTS_HELP, TABLES
 from selfcross.report.select import Protocol
-from selfcross.report.table1 import make_table1
-from selfcross.report.table2 import make_table2
-from selfcross.report.table3 import make_table3
-from selfcross.report.table4 import make_table4
-from selfcross.report.tuning import make_tuning
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -76,81 +73,69 @@ def protocol_from(args: argparse.Namespace) -> Protocol:
     return Protocol(folds, tuple(range(1, expected // len(folds) + 1)))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--results", type=Path, required=True,
-        help="directory searched (recursively) for result.json files",
-    )  # fmt: skip
-    common.add_argument("--out", type=Path, default=Path("tables"), help="output directory")
-    common.add_argument("--folds", type=int_list, default=(1, 2, 3, 4, 5), help="default 1-5")
-    common.add_argument(
+def io_options(results_help: str) -> argparse.ArgumentParser:
+    """``--results`` and ``--out``, which every table takes."""
+    io = argparse.ArgumentParser(add_help=False)
+    io.add_argument("--results", type=Path, required=True, help=results_help)
+    io.add_argument("--out", type=Path, default=Path("tables"), help="output directory")
+    return io
+
+
+def grid_options() -> argparse.ArgumentParser:
+    """The protocol grid's options, which every table read from result.json files takes."""
+    grid = argparse.ArgumentParser(add_help=False)
+    grid.add_argument("--folds", type=int_list, default=(1, 2, 3, 4, 5), help="default 1-5")
+    grid.add_argument(
         "--seeds", type=int_list, default=None,
         help="expected seeds (default 1..expected-runs/folds, i.e. 1-10)",
     )  # fmt: skip
-    common.add_argument(
+    grid.add_argument(
         "--expected-runs", type=int, default=None,
         help=f"runs per cell (default {N_RUNS} = 5 folds x 10 seeds)",
     )  # fmt: skip
-    common.add_argument(
+    grid.add_argument(
         "--allow-mixed-data", action="store_true",
         help="aggregate runs of different data sources or fold fingerprints anyway",
     )  # fmt: skip
+    return grid
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One subcommand per entry of :data:`TABLES`, in its order."""
     parser = argparse.ArgumentParser(
         prog="python -m selfcross.tables",
         description="Build Table 1, 2, 3, 4, Figure 3 or a tuning table from result files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("table1", "Self vs Cross on all modality subsets"),
-        ("table2", "the five tri-modal models"),
-        ("table3", "transformer layers vs bare attention"),
-    ):
-        table = sub.add_parser(name, parents=[common], help=text)
-        table.add_argument(
-            "--split-configs", action="store_true",
-            help="runs of one cell whose configurations differ (beyond fold and seed) become "
-            "separate tables, labelled with the differing keys, under --out/<label>/ "
-            "(default: refused)",
-        )  # fmt: skip
-    table4 = sub.add_parser(
-        "table4", parents=[common], help="untuned vs tuned Self and Cross on T+V, T+A, V+A"
-    )
-    table4.add_argument(
-        "--tuned", type=Path, required=True,
-        help="directory of the experiment=tuned runs (--results: the untuned Table 1 runs)",
-    )  # fmt: skip
-    tuning = sub.add_parser("tuning", help="one study's trials, best settings, importances")
-    tuning.add_argument(
-        "--results", type=Path, required=True, help="the study folder (holding study.db)"
-    )
-    tuning.add_argument("--out", type=Path, default=Path("tables"), help="output directory")
-    sub.add_parser("masking", parents=[common], help="masked vs unmasked padding (Self, Cross)")
-    fig = sub.add_parser("figure3", parents=[common], help="tri-modal confusion matrices")
-    fig.add_argument("--fold", type=int, default=None, help="default: the lowest fold present")
-    fig.add_argument("--seed", type=int, default=None, help="one seed (default: sum all seeds)")
+    common = [io_options(RESULTS_HELP), grid_options()]
+    for name, table in TABLES.items():
+        parents = common if table.grid else [io_options(table.results_help)]
+        command = sub.add_parser(name, parents=parents, help=table.help)
+        for option in table.options:
+            command.add_argument(*option.flags, **option.settings)
     return parser
 
 
+def check_table_name(argv: list[str]) -> None:
+    """An unknown table name in one line (argparse's own message comes with its usage)."""
+    name = argv[0] if argv else "-"
+    if not name.startswith("-") and name not in TABLES:
+        raise ConfigError(f"{name}: no such table; choose one of {', '.join(TABLES)}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     with user_errors():
-        if args.command == "tuning":
-            make_tuning(args.results, args.out)
-            return
-        protocol = protocol_from(args)
-        if args.command == "table4":
-            make_table4(args.results, args.tuned, args.out, protocol, args.allow_mixed_data)
-        elif args.command == "figure3":
-            make_figure3(
-                args.results, args.out, protocol, args.seed, args.fold, args.allow_mixed_data
-            )
-        elif args.command == "masking":
-            make_masking(args.results, args.out, protocol, args.allow_mixed_data)
+        check_table_name(argv)
+    args = build_parser().parse_args(argv)
+    table = TABLES[args.command]
+    options = {option.dest: getattr(args, option.dest) for option in table.options}
+    with user_errors():
+        if table.grid:
+            protocol = protocol_from(args)
+            table.make(args.results, args.out, protocol, args.allow_mixed_data, **options)
         else:
-            make = {"table1": make_table1, "table2": make_table2, "table3": make_table3}
-            make = make[args.command]
-            make(args.results, args.out, protocol, args.allow_mixed_data, args.split_configs)
+            table.make(args.results, args.out, **options)
 
 
 if __name__ == "__main__":

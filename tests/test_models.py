@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
+from selfcross import fold_problem, modality_problem
 from selfcross.errors import ConfigError
 from selfcross.models import (
     ConcatPooling,
@@ -174,6 +176,52 @@ def test_unknown_choices_are_config_errors():
         EmotionNet(["T", "V"], SMALL_SHAPES, pooling="max")
     with pytest.raises(ConfigError, match="subset"):
         EmotionNet(["T", "X"], SMALL_SHAPES)
+
+
+# -- the modality and fold rules, stated once beside fusion_problem -------------------------
+SUBSET = "choose a non-empty subset of T, V, A"
+TWICE = "a modality is listed twice"
+
+
+@pytest.mark.parametrize(
+    ("modalities", "reason"),
+    [
+        ("TVA", None), (["T"], None), (("A", "T"), None), ("VT", None), (["V", "A"], None),
+        ("", SUBSET), ([], SUBSET), ("TX", SUBSET), (["t"], SUBSET), (["TV"], SUBSET),
+        ([None], SUBSET), ("TT", TWICE), (["A", "V", "A"], TWICE),
+    ],
+)  # fmt: skip
+def test_modality_problem(modalities, reason):
+    assert modality_problem(modalities) == reason
+
+
+@pytest.mark.parametrize(
+    ("fold", "n_folds", "valid"),
+    [
+        (1, 5, True), (5, 5, True), (3, 5, True), (1, 1, True), (np.int64(2), 5, True),
+        (0, 5, False), (6, 5, False), (-1, 5, False), (2, 1, False), (True, 5, False),
+        ("1", 5, False), (1.0, 5, False), (None, 5, False),
+    ],
+)  # fmt: skip
+def test_fold_problem(fold, n_folds, valid):
+    expected = None if valid else f"fold={fold}: folds are numbered 1..{n_folds}"
+    assert fold_problem(fold, n_folds) == expected
+
+
+def test_every_place_asks_the_modality_and_fold_rules(tmp_path):
+    """The network, the data module and the benchmark give the rule's reason (a modality
+    listed twice was reordered away by the first two before the rule was stated once)."""
+    from selfcross import bench
+    from selfcross.data.datamodule import IemocapDataModule
+
+    with pytest.raises(ConfigError, match=rf"^modalities=\['T', 'T'\]: {TWICE}$"):
+        EmotionNet(["T", "T"], SMALL_SHAPES)
+    with pytest.raises(ConfigError, match=rf"^modalities=\['V', 'V'\]: {TWICE}$"):
+        IemocapDataModule(root=str(tmp_path), modalities=["V", "V"])
+    with pytest.raises(ConfigError, match=r"^fold=True: folds are numbered 1..5$"):
+        IemocapDataModule(root=str(tmp_path), fold=True)
+    with pytest.raises(ConfigError, match=r"^--modalities: 'AA' is not a subset of T, V, A$"):
+        bench.check_args(bench.parse_args(["--modalities", "AA"]))
 
 
 # -- roles and modes that shape checks cannot see -------------------------------------------

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from scipy import stats
 
-from selfcross.training import tuning
+from selfcross.training import study as tuning_study
 from tests.reportkit import (
     GRID,
     KEYS,
@@ -154,7 +154,7 @@ def test_runs_of_the_wrong_kind_or_other_data_are_refused(results, tmp_path, cap
 def test_the_tuning_table_of_a_study(tmp_path):
     folder = tmp_path / "tune-synthetic-small-cross-TA"
     folder.mkdir()
-    storage = f"sqlite:///{folder / tuning.STUDY_DB}"
+    storage = f"sqlite:///{folder / tuning_study.STUDY_DB}"
     study = optuna.create_study(storage=storage, study_name=folder.name, direction="maximize")
     identity = {"model": "cross", "modality": "TA", "folds": [1, 2], "seed": 1,
                 "sampler_seed": 0, "n_startup_trials": 10}  # fmt: skip

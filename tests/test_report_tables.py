@@ -263,3 +263,46 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error(table1_results, tmp_p
     line = expect_error(capsys, "table1", "--results", str(table1_results),
                         "--out", str(tmp_path / "taken"))  # fmt: skip
     assert line.startswith(f"error: {tmp_path / 'taken'}: cannot create the output directory")
+
+
+# -- the registry of tables behind the command --------------------------------------------------
+def test_the_registry_lists_every_table_in_the_commands_order():
+    from selfcross.report.registry import TABLES
+
+    assert list(TABLES) == ["table1", "table2", "table3", "table4", "tuning", "masking",
+                            "figure3"]  # fmt: skip
+    assert all(table.help and callable(table.make) for table in TABLES.values())
+
+
+@pytest.mark.parametrize(
+    "name", ["table1", "table2", "table3", "table4", "tuning", "masking", "figure3"]
+)
+def test_every_registered_table_is_accepted_and_made_by_the_command(name, tmp_path, monkeypatch):
+    """The command parses each name with its own options and hands them to that entry's make,
+    the protocol grid first for the tables read over it."""
+    from dataclasses import replace
+
+    from selfcross.report import registry
+    from selfcross.report.select import Protocol
+
+    calls = []
+    table = registry.TABLES[name]
+    monkeypatch.setitem(registry.TABLES, name,
+                        replace(table, make=lambda *a, **kw: calls.append((a, kw))))  # fmt: skip
+    own = [o for o in table.options if o.settings.get("required")]
+    given = [arg for o in own for arg in (o.flags[0], str(tmp_path / o.dest))]
+    run_main(name, "--results", str(tmp_path / "in"), "--out", str(tmp_path / "out"), *given)
+    (args, options), = calls  # fmt: skip
+    assert args[:2] == (tmp_path / "in", tmp_path / "out")
+    assert set(options) == {o.dest for o in table.options}
+    assert all(options[o.dest] == tmp_path / o.dest for o in own)
+    if table.grid:
+        assert args[2:] == (Protocol((1, 2, 3, 4, 5), tuple(range(1, 11))), False)
+    else:
+        assert len(args) == 2
+
+
+def test_an_unknown_table_is_refused_in_one_line(capsys):
+    line = expect_error(capsys, "table5", "--results", "x")
+    assert line == ("error: table5: no such table; choose one of table1, table2, table3, table4, "
+                    "tuning, masking, figure3")  # fmt: skip

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from selfcross.config import compose
 from selfcross.data.datamodule import IemocapDataModule
 from selfcross.errors import ConfigError
-from selfcross.training import experiment, tuning
+from selfcross.training import experiment, search, tuning
+from selfcross.training import study as stored
 from selfcross.training import tuned as tuned_settings
 from selfcross.training.record import read_record
 from tests.conftest import run_cli
@@ -36,7 +37,7 @@ def tune_overrides(tmp: Path, data_dir: Path, *extra: str) -> list[str]:
 
 
 def load(tmp: Path) -> optuna.Study:
-    storage = f"sqlite:///{tmp / 'study' / tuning.STUDY_DB}"
+    storage = f"sqlite:///{tmp / 'study' / stored.STUDY_DB}"
     return optuna.load_study(study_name="study", storage=storage)
 
 
@@ -79,7 +80,7 @@ def test_an_interrupted_study_continues_where_it_stopped(tmp_path, data_dir):
     assert study.trials[0].value == kept_value
     assert study.trials[2].params == interrupted_params
     assert study.trials[2].user_attrs["folder"] == "001"
-    assert tuning.n_counted(study.trials) == 3
+    assert stored.n_counted(study.trials) == 3
     assert len(second.outcomes) == 2
     assert second.outcomes[0].status == "skipped"  # the retried trial's finished run is kept
     assert second.outcomes[1].status == "done"
@@ -167,7 +168,7 @@ def test_a_study_refuses_other_settings(tmp_path, data_dir):
 
 def test_heads_are_only_valid_divisors_of_the_width(make_cfg):
     base = make_cfg("experiment=tune")
-    space = tuning.parse_space(
+    space = search.parse_space(
         {
             "model.network.hidden": {"type": "categorical", "choices": [30, 64]},
             "model.network.num_heads": {"type": "heads", "choices": [1, 2, 3, 4, 8]},
@@ -178,7 +179,7 @@ def test_heads_are_only_valid_divisors_of_the_width(make_cfg):
     seen = set()
     for _ in range(30):
         trial = study.ask()
-        values = tuning.suggest(trial, space, base)
+        values = search.suggest(trial, space, base)
         width = 2 * values["model.network.hidden"]
         assert width % values["model.network.num_heads"] == 0
         assert f"model.network.num_heads[width={width}]" in trial.params
@@ -186,9 +187,9 @@ def test_heads_are_only_valid_divisors_of_the_width(make_cfg):
         study.tell(trial, 0.5)
     assert {h for w, h in seen if w == 60} == {1, 2, 3, 4}  # 8 never drawn for width 60
     assert {h for w, h in seen if w == 128} == {1, 2, 4, 8}  # 3 never drawn for width 128
-    default = tuning.Settings.from_config(base).space  # the default space: all always valid
+    default = search.Settings.from_config(base).space  # the default space: all always valid
     trial = optuna.create_study().ask()
-    tuning.suggest(trial, default, base)
+    search.suggest(trial, default, base)
     assert "model.network.num_heads" in trial.params
 
 
@@ -201,12 +202,13 @@ def test_heads_are_only_valid_divisors_of_the_width(make_cfg):
         ("{data.batch_size: {type: choice, choices: [8]}}", "expected one of float"),
         ("{data.batch_size: {type: categorical, choices: []}}", "non-empty list"),
         ("{model.network.hidden: {type: heads, choices: [2]}}", "for model.network.num_heads"),
+        ("{model: {type: categorical, choices: [self, cross]}}", "a config group, not a key"),
     ],
 )
 def test_a_bad_search_space_is_one_line(make_cfg, space, message):
     cfg = make_cfg("experiment=tune", *only_space(space))
     with pytest.raises(ConfigError, match=message):
-        tuning.Settings.from_config(cfg)
+        search.Settings.from_config(cfg)
 
 
 def write_best(folder: Path, **fields) -> None:
@@ -333,3 +335,91 @@ def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path, data_di
     assert [t.state for t in trials].count(TrialState.FAIL) == 1  # trial 3, retried as 4
     assert [t.params for t in trials if t.number != 3] == expected
     assert len({json.dumps(p, sort_keys=True) for p in expected}) == 5  # no draw repeated
+
+
+def composed_the_old_way(overrides: list[str], values: dict, fold: int, out_dir: Path):
+    """A trial's run as it was made before one composition per study: composed with the trial's
+    values, fold and folder as overrides."""
+    from omegaconf import open_dict
+
+    cfg = compose([*overrides, *(search.as_override(k, v) for k, v in values.items()),
+                   f"fold={fold}", f"paths.output_dir={out_dir}"])  # fmt: skip
+    with open_dict(cfg):
+        cfg.pop("tune", None)
+        cfg.run_test = False
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"model.optimizer.lr": 0.0012520653814999472, "model.network.hidden": 30,
+         "model.network.attn_dropout": 0.32294705653332806, "data.batch_size": 32,
+         "model.network.input_dropout.T": 0.21879360563134626, "model.network.num_heads": 4},
+        {"model.optimizer.lr": 1e-05, "model.network.hidden": 90, "model.network.num_heads": 5,
+         "model.network.attn_dropout": 0.0, "model.network.mask_padding": True,
+         "model.network.pooling": "concat", "model.network.input_dropout.T": 0.5},
+    ],
+    ids=["untuned", "demo-trial", "edges"],
+)  # fmt: skip
+def test_a_trials_runs_are_the_configurations_composing_them_gives(tmp_path, values):
+    from omegaconf import OmegaConf
+
+    from selfcross.config import resolved
+    from selfcross.training.resume import config_hash
+
+    overrides = ["experiment=tune", "model=cross", "modality=TA", "tune.folds=[2,5]",
+                 f"hydra.sweep.dir={tmp_path / 'study'}"]  # fmt: skip
+    directory, base = tuning.study_config(overrides)
+    assert directory == tmp_path / "study"
+    old_base = compose([*overrides, f"paths.output_dir={directory}"])
+    assert OmegaConf.to_yaml(base) == OmegaConf.to_yaml(old_base)
+    settings = search.Settings.from_config(base)
+    assert tuning.identity(base, settings) == tuning.identity(old_base, settings)
+
+    folder = directory / "trials" / "007"
+    runs = tuning.run_configs(base, values, settings.folds, folder)
+    assert [cfg.fold for cfg in runs] == [2, 5]
+    for fold, cfg in zip(settings.folds, runs, strict=True):
+        old = composed_the_old_way(overrides, values, fold, folder / f"fold{fold}")
+        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(old)  # keys, order, interpolations
+        assert resolved(cfg) == resolved(old)
+        assert config_hash(cfg) == config_hash(old)
+    assert "tune" in base and base.run_test is False  # experiment=tune's; the base is untouched
+    assert base.paths.output_dir == str(directory) and base.fold == 1
+
+
+def test_a_study_composes_its_base_configuration_once(tmp_path, data_dir, monkeypatch):
+    composed = []
+
+    def counting(*args, **kwargs):
+        composed.append(args)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "compose", counting)
+    extra = ("tune.n_trials=3", "tune.folds=[1,2]")
+    run = FakeRun()
+    outcome = tuning.run_study(tune_overrides(tmp_path, data_dir, *extra), run=run)
+    assert outcome.ran == 3 and run.calls == 6  # three trials of two runs each
+    assert len(composed) == 1
+
+
+def test_a_trial_value_is_applied_as_hydra_parses_an_override(make_cfg):
+    from selfcross.config import apply_overrides
+
+    cfg = make_cfg()
+    apply_overrides(cfg, ["model.network.pooling=None", "model.network.mask_padding=True",
+                          "seed=7", "model.optimizer.lr=1e-05"])  # fmt: skip
+    assert cfg.model.network.pooling == "None"  # a string, as model.network.pooling=None gives
+    assert cfg.model.network.mask_padding is True and cfg.seed == 7
+    assert cfg.model.optimizer.lr == 1e-05
+    for line, message in [
+        ("model=self", "no config group"),
+        ("seed=1,2", "no config group, sweep"),
+        ("+seed=2", "no config group, sweep"),
+        ("model.network.nope=1", r"^Could not override 'model.network.nope'"),
+        ("seed=[", "cannot parse"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            apply_overrides(cfg, [line])

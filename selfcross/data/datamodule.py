@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from selfcross import MODALITIES
+from selfcross import MODALITIES, fold_problem, modality_problem
 from selfcross.data.cache import load_fold
 from selfcross.data.npy import SPLITS, fold_dir
 from selfcross.data.reader import FoldData, ReaderOptions
@@ -165,11 +165,12 @@ class IemocapDataModule(L.LightningDataModule):
             class_names = facts.class_names if class_names is None else class_names
             class_counts = facts.class_counts if class_counts is None else class_counts
             n_folds = facts.n_folds if n_folds is None else n_folds
-        if not 1 <= int(fold) <= n_folds:
-            raise ConfigError(f"fold={fold}: folds are numbered 1..{n_folds}")
-        unknown = set(modalities) - set(MODALITIES)
-        if not modalities or unknown:
-            raise ConfigError(f"modalities={list(modalities)}: choose a subset of T, V, A")
+        problem = fold_problem(fold, n_folds)
+        if problem is not None:
+            raise ConfigError(problem)
+        problem = modality_problem(modalities)
+        if problem is not None:
+            raise ConfigError(f"modalities={list(modalities)}: {problem}")
         self.root = Path(root)
         self.fold = int(fold)
         self.modalities = tuple(m for m in MODALITIES if m in modalities)

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from selfcross import MODALITIES, fusion_problem
+from selfcross import MODALITIES, fusion_problem, modality_problem
 from selfcross.errors import ConfigError
 from selfcross.models.attention import CrossModalAttention, SelfAttention
 from selfcross.models.classifier import Classifier
@@ -95,9 +95,9 @@ class EmotionNet(nn.Module):
         mask_padding: bool = False,
     ):
         super().__init__()
-        unknown = set(modalities) - set(MODALITIES)
-        if not modalities or unknown:
-            raise ConfigError(f"modalities={list(modalities)}: choose a subset of T, V, A")
+        problem = modality_problem(modalities)
+        if problem is not None:
+            raise ConfigError(f"modalities={list(modalities)}: {problem}")
         self.modalities = tuple(m for m in MODALITIES if m in modalities)
         check_fusion(fusion, self.modalities)
         if pooling not in POOLINGS:

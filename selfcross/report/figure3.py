@@ -200,9 +200,10 @@ def make_figure3(
     directory: Path,
     out_dir: Path,
     protocol: Protocol,
+    allow_mixed_data: bool = False,
+    *,
     seed: int | None = None,
     fold: int | None = None,
-    allow_mixed_data: bool = False,
 ) -> dict[str, ConfusionPanel]:
     """Figure 3 from the ``result.json`` files under ``directory``: printed, and drawn into
     ``<out_dir>/figure3.png`` and ``.pdf``. ``seed`` picks one seed of the grid (default: all,

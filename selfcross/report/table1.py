@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from selfcross.report import paper
 from selfcross.report.render import (
@@ -15,13 +14,11 @@ from selfcross.report.render import (
     csv_row,
     format_p,
     legend_marks,
-    make_tables,
     our_value,
     paper_value,
 )
 from selfcross.report.results import METRICS
 from selfcross.report.select import (
-    Protocol,
     Selection,
     missing_report,
     modality_label,
@@ -141,24 +138,4 @@ def build_table1(selection: Selection, allow_mixed_data: bool = False) -> Report
         notes=provenance(selection, allow_mixed_data),
         missing=missing_report(selection),
         csv_rows=csv_rows,
-    )
-
-
-def make_table1(
-    directory: Path,
-    out_dir: Path,
-    protocol: Protocol,
-    allow_mixed_data: bool = False,
-    split_configs: bool = False,
-) -> list[Report]:
-    """Table 1 from the ``result.json`` files under ``directory``: printed, and written as
-    ``<out_dir>/table1.md``, ``.tex`` and ``.csv``."""
-    return make_tables(
-        build_table1,
-        table1_cells(),
-        directory,
-        out_dir,
-        protocol,
-        allow_mixed_data,
-        split_configs,
     )

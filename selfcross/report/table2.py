@@ -4,7 +4,6 @@ without statistical pooling (SP)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from selfcross.report import paper
 from selfcross.report.render import (
@@ -15,7 +14,6 @@ from selfcross.report.render import (
     comparison_csv,
     csv_row,
     legend_marks,
-    make_tables,
     our_value,
     p_cells,
     paper_value,
@@ -24,7 +22,6 @@ from selfcross.report.results import METRICS
 from selfcross.report.select import (
     MODEL_LABELS,
     TRIMODAL,
-    Protocol,
     Selection,
     missing_report,
     provenance,
@@ -118,24 +115,4 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
         notes=provenance(selection, allow_mixed_data),
         missing=missing_report(selection),
         csv_rows=csv_rows,
-    )
-
-
-def make_table2(
-    directory: Path,
-    out_dir: Path,
-    protocol: Protocol,
-    allow_mixed_data: bool = False,
-    split_configs: bool = False,
-) -> list[Report]:
-    """Table 2 from the ``result.json`` files under ``directory``: printed, and written as
-    ``<out_dir>/table2.md``, ``.tex`` and ``.csv``."""
-    return make_tables(
-        build_table2,
-        table2_cells(),
-        directory,
-        out_dir,
-        protocol,
-        allow_mixed_data,
-        split_configs,
     )

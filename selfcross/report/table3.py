@@ -9,7 +9,6 @@ model, and Self-Transformer against Cross-Transformer (docs/transformers.md).
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 from selfcross.report.render import (
     Report,
@@ -18,14 +17,12 @@ from selfcross.report.render import (
     comparison_section,
     csv_row,
     legend_marks,
-    make_tables,
     our_value,
 )
 from selfcross.report.results import METRICS
 from selfcross.report.select import (
     MODEL_LABELS,
     Cell,
-    Protocol,
     Selection,
     missing_report,
     modality_label,
@@ -135,25 +132,4 @@ def build_table3(selection: Selection, allow_mixed_data: bool = False) -> Report
         notes=provenance(selection, allow_mixed_data),
         missing=missing_report(selection),
         csv_rows=csv_rows,
-    )
-
-
-def make_table3(
-    directory: Path,
-    out_dir: Path,
-    protocol: Protocol,
-    allow_mixed_data: bool = False,
-    split_configs: bool = False,
-) -> list[Report]:
-    """Table 3 from the ``result.json`` files under ``directory``: printed, and written as
-    ``<out_dir>/table3.md``, ``.tex`` and ``.csv`` (one per configuration, each in its own
-    folder, with ``split_configs``)."""
-    return make_tables(
-        build_table3,
-        table3_cells(),
-        directory,
-        out_dir,
-        protocol,
-        allow_mixed_data,
-        split_configs,
     )

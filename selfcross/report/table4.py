@@ -210,19 +210,20 @@ def pretty(key: str) -> str:
 
 def make_table4(
     untuned_dir: Path,
-    tuned_dir: Path,
     out_dir: Path,
     protocol: Protocol,
     allow_mixed_data: bool = False,
+    *,
+    tuned: Path,
 ) -> Report:
-    """Table 4 from the untuned runs under ``untuned_dir`` and the tuned runs under
-    ``tuned_dir``: printed, and written as ``<out_dir>/table4.md``, ``.tex`` and ``.csv``."""
+    """Table 4 from the untuned runs under ``untuned_dir`` and the tuned runs under ``tuned``:
+    printed, and written as ``<out_dir>/table4.md``, ``.tex`` and ``.csv``."""
     cells = table4_cells()
-    untuned = gather(untuned_dir, protocol, cells, allow_mixed_data)
-    tuned = gather(tuned_dir, protocol, cells, allow_mixed_data)
-    check_kinds(untuned, tuned)
+    untuned_runs = gather(untuned_dir, protocol, cells, allow_mixed_data)
+    tuned_runs = gather(tuned, protocol, cells, allow_mixed_data)
+    check_kinds(untuned_runs, tuned_runs)
     if not allow_mixed_data:
-        check_same_data(untuned, tuned)
-    report = build_table4(untuned, tuned, allow_mixed_data)
+        check_same_data(untuned_runs, tuned_runs)
+    report = build_table4(untuned_runs, tuned_runs, allow_mixed_data)
     publish(report, out_dir)
     return report

@@ -1,7 +1,7 @@
 """The tuning table of one study (``python -m selfcross.tables tuning --results <study dir>``):
 every trial, the best settings beside the untuned ones, and Optuna's parameter importances.
 
-The study is read from ``<study dir>/study.db`` (selfcross.training.tuning); the values are the
+The study is read from ``<study dir>/study.db`` (selfcross.training.study); the values are the
 trials' objective, the mean best-validation UWA over the tuning folds (no test split is ever
 read while tuning). Importances are Optuna's default evaluator, PED-ANOVA, which needs no
 extra package and handles the per-width head counts; they are computed over the complete
@@ -28,7 +28,7 @@ from selfcross.report.render import (
     to_markdown,
 )
 from selfcross.report.select import MODEL_LABELS, modality_label
-from selfcross.training.tuning import STUDY_DB, interrupted
+from selfcross.training.study import STUDY_DB, interrupted
 
 CSV_FIELDS = ("kind", "trial", "state", "value", "param", "setting", "untuned", "importance",
               "note")  # fmt: skip

@@ -1,4 +1,5 @@
-"""A study's best settings applied to a run (``experiment=tuned``, ``tuned.study=<folder>``).
+"""A study's ``best.json``, written and read here only, and its settings applied to a run
+(``experiment=tuned``, ``tuned.study=<folder>``).
 
 Apart from :mod:`selfcross.training.tuning` (which runs studies and trains through
 :mod:`selfcross.training.experiment`), so that a run can read a study's ``best.json`` without
@@ -13,8 +14,37 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from selfcross.errors import ConfigError
+from selfcross.training.study import n_counted
+from selfcross.utils.io import write_json_atomic
 
 BEST_FILE = "best.json"
+
+
+def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] | None:
+    """``best.json``: the best complete trial's settings and value, and how far the study is."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    payload = {
+        "study": str(directory),
+        "model": ident["model"],
+        "modality": ident["modality"],
+        "folds": ident["folds"],
+        "seed": ident["seed"],
+        "trial": best.number,
+        "value": best.value,
+        "fold_scores": best.user_attrs.get("fold_scores"),
+        "settings": best.user_attrs.get("values", {}),
+        "n_trials": n_trials,
+        "n_finished": n_counted(trials),
+        "n_complete": len(complete),
+    }
+    write_json_atomic(directory / BEST_FILE, payload)
+    return payload
 
 
 def read_best(study: str | Path) -> dict[str, Any]:

@@ -16,183 +16,38 @@ skipped as complete), a trial that was running when the process died is marked f
 are kept and an interrupted fold resumes from its last epoch. A trial whose configuration is
 invalid is pruned; one whose run fails is failed; the study goes on. ``best.json`` holds the
 best trial's settings; ``experiment=tuned`` (:func:`apply_tuned`) trains with them.
+
+The base configuration is composed once per study; each trial's runs are copies of it with the
+trial's values, fold and folder set as a composition's overrides would set them. The search
+space is :mod:`selfcross.training.search`, the stored trials :mod:`selfcross.training.study`,
+``best.json`` :mod:`selfcross.training.tuned`.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from selfcross.config import compose, validate
+from selfcross.config import apply_overrides, compose, validate
 from selfcross.errors import ConfigError, DataError, Interrupted
-from selfcross.training.tuned import BEST_FILE
-from selfcross.utils.io import write_json_atomic
+from selfcross.training.search import Settings, as_override, suggest
+from selfcross.training.study import (
+    LOCK_FILE,
+    STUDY_DB,
+    TRIALS_DIR,
+    n_counted,
+    retry_interrupted,
+    trial_folder,
+)
+from selfcross.training.tuned import write_best
 
 log = logging.getLogger("selfcross")
-
-STUDY_DB = "study.db"
-LOCK_FILE = ".study.lock"
-TRIALS_DIR = "trials"
-HEADS_KEY = "model.network.num_heads"
-HIDDEN_KEY = "model.network.hidden"
-PARAM_TYPES = ("float", "int", "categorical", "heads")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched setting: a dotted config key and its distribution.
-
-    ``heads``: a categorical over the ``choices`` that divide the attention width 2 x
-    ``model.network.hidden`` of the trial (searched or fixed): only valid head counts are ever
-    sampled. When every choice divides every width the parameter keeps its plain name; otherwise
-    it is named per width (``model.network.num_heads[width=120]``), as Optuna's categorical
-    distributions cannot change their choices between trials.
-    """
-
-    key: str
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple | None = None
-
-
-def parse_space(space: Mapping, base: DictConfig) -> list[Param]:
-    """The search space of ``tune.space``, checked against the run configuration ``base``:
-    every key exists, every distribution is well formed (ConfigError naming the key)."""
-    if not space:
-        raise ConfigError("tune.space is empty: give at least one setting to search")
-    params = []
-    for key, spec in space.items():
-        where = f"tune.space.{key}"
-        if OmegaConf.select(base, key, default="<absent>") == "<absent>":
-            raise ConfigError(f"{where}: no such configuration key")
-        if not isinstance(spec, Mapping):
-            raise ConfigError(
-                f"{where}: expected a mapping such as {{type: float, low: .., high: ..}}"
-            )
-        spec = dict(spec)
-        kind = spec.pop("type", None)
-        if kind not in PARAM_TYPES:
-            raise ConfigError(f"{where}.type={kind!r}: expected one of {', '.join(PARAM_TYPES)}")
-        known = {"low", "high", "log", "step"} if kind in ("float", "int") else {"choices"}
-        unknown = sorted(set(spec) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown entry {unknown[0]!r} for type {kind}")
-        if kind in ("float", "int"):
-            low, high = spec.get("low"), spec.get("high")
-            number = int if kind == "int" else (int, float)
-            for name, value in (("low", low), ("high", high)):
-                if isinstance(value, bool) or not isinstance(value, number):
-                    raise ConfigError(f"{where}.{name}={value!r}: expected a {kind}")
-            if low >= high:
-                raise ConfigError(f"{where}: low={low} must be below high={high}")
-            if spec.get("log") and low <= 0:
-                raise ConfigError(f"{where}: a log scale needs low > 0, got {low}")
-            params.append(
-                Param(key, kind, low, high, bool(spec.get("log", False)), spec.get("step"))
-            )
-        else:
-            choices = spec.get("choices")
-            if not isinstance(choices, list | tuple) or not choices:
-                raise ConfigError(f"{where}.choices: expected a non-empty list")
-            if kind == "heads":
-                if key != HEADS_KEY:
-                    raise ConfigError(f"{where}: type heads is for {HEADS_KEY} only")
-                if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in choices):
-                    raise ConfigError(f"{where}.choices: expected positive integers")
-            params.append(Param(key, kind, choices=tuple(choices)))
-    return params
-
-
-def widths(params: list[Param], base: DictConfig) -> list[int]:
-    """Every attention width (2 x hidden) a trial can have."""
-    hidden = next((p for p in params if p.key == HIDDEN_KEY), None)
-    if hidden is None:
-        return [2 * int(OmegaConf.select(base, HIDDEN_KEY))]
-    if hidden.type == "categorical":
-        return [2 * int(h) for h in hidden.choices]
-    if hidden.type == "int":
-        step = int(hidden.step or 1)
-        return [2 * h for h in range(int(hidden.low), int(hidden.high) + 1, step)]
-    raise ConfigError(f"tune.space.{HIDDEN_KEY}: expected type int or categorical")
-
-
-def suggest(trial, params: list[Param], base: DictConfig) -> dict[str, Any]:
-    """The trial's settings (dotted key -> value), sampled in the order of the space, hidden
-    size before heads."""
-    values: dict[str, Any] = {}
-    ordered = sorted(params, key=lambda p: p.type == "heads")
-    for p in ordered:
-        if p.type == "float":
-            values[p.key] = trial.suggest_float(p.key, p.low, p.high, log=p.log, step=p.step)
-        elif p.type == "int":
-            values[p.key] = trial.suggest_int(
-                p.key, int(p.low), int(p.high), log=p.log, step=int(p.step or 1)
-            )
-        elif p.type == "categorical":
-            values[p.key] = trial.suggest_categorical(p.key, list(p.choices))
-        else:
-            width = 2 * int(values.get(HIDDEN_KEY, OmegaConf.select(base, HIDDEN_KEY)))
-            valid = [c for c in p.choices if width % c == 0]
-            if not valid:
-                raise ConfigError(
-                    f"tune.space.{HEADS_KEY}: none of {list(p.choices)} divides the attention "
-                    f"width {width} (2 x {HIDDEN_KEY})"
-                )
-            everywhere = all(w % c == 0 for w in widths(params, base) for c in p.choices)
-            name = p.key if everywhere else f"{p.key}[width={width}]"
-            values[p.key] = trial.suggest_categorical(name, valid)
-    return values
-
-
-def as_override(key: str, value: Any) -> str:
-    """``key=value`` as a Hydra override (floats in full precision)."""
-    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """``tune.*`` of the composed configuration."""
-
-    n_trials: int
-    folds: tuple[int, ...]
-    seed: int
-    n_startup_trials: int
-    space: list[Param]
-
-    @classmethod
-    def from_config(cls, cfg: DictConfig) -> Settings:
-        if "tune" not in cfg:
-            raise ConfigError("no tune settings: add experiment=tune")
-        tune = cfg.tune
-        n_trials = tune.get("n_trials")
-        if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-            raise ConfigError(f"tune.n_trials={n_trials}: expected an integer >= 1")
-        folds = tuple(tune.get("folds") or ())
-        n_folds = cfg.data.n_folds
-        if not folds or any(not isinstance(f, int) or not 1 <= f <= n_folds for f in folds):
-            raise ConfigError(f"tune.folds={list(folds)}: expected folds among 1..{n_folds}")
-        if len(set(folds)) != len(folds):
-            raise ConfigError(f"tune.folds={list(folds)}: a fold is listed twice")
-        space_cfg = OmegaConf.to_container(tune.space, resolve=True) if tune.get("space") else {}
-        space = parse_space(space_cfg, cfg)
-        if any(p.type == "heads" for p in space):
-            widths(space, cfg)  # a hidden size that gives no width is refused now
-        return cls(
-            n_trials=n_trials,
-            folds=folds,
-            seed=int(tune.sampler.seed),
-            n_startup_trials=int(tune.sampler.n_startup_trials),
-            space=space,
-        )
 
 
 def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
@@ -216,44 +71,7 @@ def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
     }
 
 
-# -- the study ----------------------------------------------------------------------------------
-
-
-def interrupted(trials) -> set[int]:
-    """Numbers of the trials that were interrupted and are retried by a later trial."""
-    return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
-
-
-def n_counted(trials) -> int:
-    """Finished trials that count towards ``n_trials`` (an interrupted one is retried)."""
-    from optuna.trial import TrialState
-
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    retried = interrupted(trials)
-    return sum(t.state in finished and t.number not in retried for t in trials)
-
-
-def trial_folder(trial) -> str:
-    """The trial's folder name under ``trials/``: its number, or that of the interrupted trial
-    it retries (so the finished folds of that one are kept)."""
-    return str(trial.user_attrs.get("folder") or f"{trial.number:03d}")
-
-
-def retry_interrupted(study) -> int:
-    """Mark every RUNNING trial failed (``interrupted``) and enqueue its parameters again, in its
-    folder. Only one process runs a study (its lock), so a RUNNING trial is one whose process
-    died. Returns how many were found."""
-    from optuna.trial import TrialState
-
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(
-            trial.params,
-            user_attrs={"folder": trial_folder(trial), "retry_of": trial.number},
-        )
-        log.info("Trial %d was interrupted: retried with the same parameters", trial.number)
-    return len(stale)
+# -- the study -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -266,10 +84,35 @@ class StudyOutcome:
     best: dict[str, Any] | None
 
 
-def study_dir(overrides: list[str]) -> Path:
-    """The study folder: ``hydra.sweep.dir`` (``multirun/<sweep_name>``) of the composition."""
+def study_config(overrides: list[str]) -> tuple[Path, DictConfig]:
+    """The study folder (``hydra.sweep.dir``, ``multirun/<sweep_name>``) and the base
+    configuration of every trial (``paths.output_dir``: that folder), from one composition."""
     cfg = compose(overrides, with_hydra=True)
-    return Path(str(cfg.hydra.sweep.dir))
+    directory = Path(str(cfg.hydra.sweep.dir))
+    with open_dict(cfg):
+        del cfg["hydra"]  # what a composition without it returns
+    apply_overrides(cfg, [f"paths.output_dir={directory}"])
+    return directory, cfg
+
+
+def run_configs(base: DictConfig, values: dict[str, Any], folds, folder: Path) -> list[DictConfig]:
+    """A trial's runs, one per tuning fold: copies of ``base`` with the trial's ``values``, the
+    fold and its folder ``folder/fold<k>`` (the configuration, and so the hash, that composing
+    them as overrides gives), without the study's settings and never testing. Each is checked
+    (ConfigError)."""
+    configs = []
+    settings = [as_override(k, v) for k, v in values.items()]
+    for fold in folds:
+        cfg = copy.deepcopy(base)
+        apply_overrides(
+            cfg, [*settings, f"fold={fold}", f"paths.output_dir={folder / f'fold{fold}'}"]
+        )
+        with open_dict(cfg):
+            cfg.pop("tune", None)  # the study's settings are not the run's
+            cfg.run_test = False
+        validate(cfg)
+        configs.append(cfg)
+    return configs
 
 
 def run_study(overrides: list[str], run=None) -> StudyOutcome:
@@ -282,8 +125,7 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
     overrides = list(overrides)
     if not any(o.split("=")[0].lstrip("+") == "experiment" for o in overrides):
         overrides.insert(0, "experiment=tune")
-    directory = study_dir(overrides)
-    cfg = compose([*overrides, f"paths.output_dir={directory}"])
+    directory, cfg = study_config(overrides)
     settings = Settings.from_config(cfg)
     validate(cfg)  # the untuned cell itself must be a valid experiment
     ident = identity(cfg, settings)
@@ -316,14 +158,14 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
                 f"({', '.join(keys)} differ); choose another sweep_name or remove the folder"
             )
         retry_interrupted(study)
-        ran = _optimize(study, settings, overrides, directory, run)
+        ran = _optimize(study, settings, cfg, directory, run)
         best = write_best(study, directory, ident, settings.n_trials)
         return StudyOutcome(directory, settings.n_trials, ran, best)
     finally:
         lock.release()
 
 
-def _optimize(study, settings: Settings, overrides, directory: Path, run) -> int:
+def _optimize(study, settings: Settings, base: DictConfig, directory: Path, run) -> int:
     """Ask, train, tell until ``n_trials`` trials count; returns the number run now."""
     import optuna
     from optuna.trial import TrialState
@@ -341,7 +183,7 @@ def _optimize(study, settings: Settings, overrides, directory: Path, run) -> int
         )
         trial = study.ask()
         try:
-            state, value = _run_trial(trial, settings, overrides, directory, run)
+            state, value = _run_trial(trial, settings, base, directory, run)
         except (Interrupted, KeyboardInterrupt):
             log.error(
                 "Study %s interrupted in trial %d: rerun to continue", directory, trial.number
@@ -356,11 +198,10 @@ def _optimize(study, settings: Settings, overrides, directory: Path, run) -> int
         write_best(study, directory, study.user_attrs.get("identity"), settings.n_trials)
 
 
-def _run_trial(trial, settings: Settings, overrides, directory: Path, run):
+def _run_trial(trial, settings: Settings, base: DictConfig, directory: Path, run):
     """Train the trial's runs; (state, value) for ``study.tell``."""
     from optuna.trial import TrialState
 
-    base = compose([*overrides, f"paths.output_dir={directory}"])
     try:
         values = suggest(trial, settings.space, base)
     except ConfigError as err:
@@ -368,23 +209,8 @@ def _run_trial(trial, settings: Settings, overrides, directory: Path, run):
         return TrialState.PRUNED, None
     trial.set_user_attr("values", values)
     folder = directory / TRIALS_DIR / trial_folder(trial)
-    configs = []
     try:
-        for fold in settings.folds:
-            out_dir = folder / f"fold{fold}"
-            cfg = compose(
-                [
-                    *overrides,
-                    *(as_override(k, v) for k, v in values.items()),
-                    f"fold={fold}",
-                    f"paths.output_dir={out_dir}",
-                ]  # fmt: skip
-            )
-            with open_dict(cfg):
-                cfg.pop("tune", None)  # the study's settings are not the run's
-                cfg.run_test = False
-            validate(cfg)
-            configs.append(cfg)
+        configs = run_configs(base, values, settings.folds, folder)
     except ConfigError as err:
         log.warning("Trial %d is invalid: %s", trial.number, err)
         trial.set_user_attr("invalid", str(err))
@@ -413,33 +239,3 @@ def _run_trial(trial, settings: Settings, overrides, directory: Path, run):
         scores.append(float(score))
     trial.set_user_attr("fold_scores", dict(zip(map(str, settings.folds), scores, strict=True)))
     return TrialState.COMPLETE, sum(scores) / len(scores)
-
-
-def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] | None:
-    """``best.json``: the best complete trial's settings and value, and how far the study is."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        return None
-    best = max(complete, key=lambda t: (t.value, -t.number))
-    payload = {
-        "study": str(directory),
-        "model": ident["model"],
-        "modality": ident["modality"],
-        "folds": ident["folds"],
-        "seed": ident["seed"],
-        "trial": best.number,
-        "value": best.value,
-        "fold_scores": best.user_attrs.get("fold_scores"),
-        "settings": best.user_attrs.get("values", {}),
-        "n_trials": n_trials,
-        "n_finished": n_counted(trials),
-        "n_complete": len(complete),
-    }
-    write_json_atomic(directory / BEST_FILE, payload)
-    return payload
-
-
-# -- training with a study's best settings ------------------------------------------------------

@@ -1,0 +1,57 @@
+"""A study's stored trials (``study.db``): which count towards ``tune.n_trials``, which were
+interrupted and are retried, and the folder each trial's runs are kept in.
+
+Read by the study loop (:mod:`selfcross.training.tuning`), ``best.json``
+(:mod:`selfcross.training.tuned`) and the tuning table (:mod:`selfcross.report.tuning`), none of
+which needs the others for it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("selfcross")
+
+STUDY_DB = "study.db"
+"""The study's Optuna storage (SQLite) in its folder."""
+LOCK_FILE = ".study.lock"
+"""Held by the one process running the study."""
+TRIALS_DIR = "trials"
+"""The folder of the trials' runs: ``trials/<NNN>/fold<k>/``."""
+
+
+def interrupted(trials) -> set[int]:
+    """Numbers of the trials that were interrupted and are retried by a later trial."""
+    return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+
+
+def n_counted(trials) -> int:
+    """Finished trials that count towards ``n_trials`` (an interrupted one is retried)."""
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    retried = interrupted(trials)
+    return sum(t.state in finished and t.number not in retried for t in trials)
+
+
+def trial_folder(trial) -> str:
+    """The trial's folder name under ``trials/``: its number, or that of the interrupted trial
+    it retries (so the finished folds of that one are kept)."""
+    return str(trial.user_attrs.get("folder") or f"{trial.number:03d}")
+
+
+def retry_interrupted(study) -> int:
+    """Mark every RUNNING trial failed (``interrupted``) and enqueue its parameters again, in its
+    folder. Only one process runs a study (its lock), so a RUNNING trial is one whose process
+    died. Returns how many were found."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(
+            trial.params,
+            user_attrs={"folder": trial_folder(trial), "retry_of": trial.number},
+        )
+        log.info("Trial %d was interrupted: retried with the same parameters", trial.number)
+    return len(stale)
