@@ -16,14 +16,14 @@ import torch
 from scipy import stats
 
 from selfcross.ablate import main
-from selfcross.models.blanking import blank, dropout_masks, train_means
-from selfcross.report.ablation import make_ablation_report
-from selfcross.training.ablation import (
+from selfcross.analysis.ablation import (
     ABLATION_FILE,
     BlankedSplit,
     ablate_results,
     present_subsets,
 )
+from selfcross.models.blanking import blank, dropout_masks, train_means
+from selfcross.report.ablation import make_ablation_report
 from selfcross.training.record import read_record
 from tests.recordkit import write_run
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from selfcross import fusion_problem
+from selfcross.analysis.results import load_results
 from selfcross.config import model_fusion
-from selfcross.report.results import load_results
 from selfcross.report.select import applicable
 from selfcross.training.record import RESULT_FILE, SCHEMA_VERSION
 from tests.reportkit import (

@@ -12,6 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfcross.analysis.ablation import (
+    ABLATION_FILE,
+    modality_dropout_of,
+    present_subsets,
+    read_ablation,
+)
+from selfcross.analysis.reload import best_checkpoint
+from selfcross.analysis.results import METRICS, RunResult, check_runs, load_results, warn_skipped
 from selfcross.errors import DataError
 from selfcross.report.render import (
     Report,
@@ -22,17 +30,9 @@ from selfcross.report.render import (
     p_cells,
     publish,
 )
-from selfcross.report.results import METRICS, RunResult, check_runs, load_results, warn_skipped
 from selfcross.report.select import MODEL_LABELS, modality_label
 from selfcross.report.stats import compare, summarize
-from selfcross.training.ablation import (
-    ABLATION_FILE,
-    modality_dropout_of,
-    present_subsets,
-    read_ablation,
-)
 from selfcross.training.record import read_record
-from selfcross.training.reload import best_checkpoint
 
 CSV_FIELDS = (
     "table", "trained", "modality_dropout", "fill", "model", "present", "metric", "mean",

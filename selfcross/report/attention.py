@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfcross.analysis.reload import ReloadedRun, reload_run
 from selfcross.errors import ConfigError
-from selfcross.training.reload import ReloadedRun, reload_run
 from selfcross.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from selfcross.analysis.results import METRICS
 from selfcross.report import paper
 from selfcross.report.render import (
     Report,
@@ -19,7 +20,6 @@ from selfcross.report.render import (
     our_value,
     paper_value,
 )
-from selfcross.report.results import METRICS
 from selfcross.report.select import (
     Protocol,
     Selection,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from selfcross.analysis.results import METRICS
 from selfcross.report import paper
 from selfcross.report.render import (
     Report,
@@ -20,7 +21,6 @@ from selfcross.report.render import (
     p_cells,
     paper_value,
 )
-from selfcross.report.results import METRICS
 from selfcross.report.select import (
     MODEL_LABELS,
     TRIMODAL,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from selfcross.analysis.results import METRICS
 from selfcross.report.render import (
     Report,
     Section,
@@ -21,7 +22,6 @@ from selfcross.report.render import (
     make_tables,
     our_value,
 )
-from selfcross.report.results import METRICS
 from selfcross.report.select import (
     MODEL_LABELS,
     Cell,

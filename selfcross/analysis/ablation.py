@@ -26,10 +26,10 @@ from itertools import combinations
 from pathlib import Path
 
 from selfcross import MODALITIES
+from selfcross.analysis.reload import best_checkpoint, reload_run
+from selfcross.analysis.results import find_result_files
 from selfcross.errors import DataError
-from selfcross.report.results import find_result_files
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
-from selfcross.training.reload import best_checkpoint, reload_run
 from selfcross.training.resume import CHECKPOINT_DIR
 from selfcross.utils.io import write_json_atomic
 
