@@ -1,51 +1,38 @@
 """Attention maps of a finished run, and how much attention goes to padding.
 
-``python -m selfcross.attention <run folder>`` (:mod:`selfcross.attention`) calls
-:func:`attention_report`: the run is rebuilt from its ``result.json`` (the resolved
-configuration), its best checkpoint is loaded (weights only), and its test split is run once
-through the real attention modules, each recording its per-head weights
+:func:`measure_attention` rebuilds the run from its ``result.json`` (the resolved configuration)
+and its best checkpoint (weights only, :mod:`selfcross.analysis.reload`) and runs its test split
+once through the real attention modules, each recording its per-head weights
 (``CrossModalAttention.record_weights``, the ``nn.MultiheadAttention`` computation).
 
 Statistics, per attention module and head, over every test utterance: a row of weights is one
 query step's distribution over the key steps. Rows counted are the valid query steps of
 utterances with at least one valid key (padding after a time-wise convolution is defined by
 :meth:`~selfcross.models.encoders.ModalityEncoder.out_lengths`). For each row,
-``entropy`` = -sum p log p (nats) and ``padding_share`` = the mass on padded keys; the json holds
-their means over rows, and ``uniform_entropy``, the mean of log(number of keys the row could
-attend to): all keys unmasked, the valid ones with ``mask_padding``.
-
-Figures: for N test utterances (chosen by :func:`pick_utterances`), one PNG each with one heatmap
-per attention module (query step x key step, mean over heads), padded steps hatched.
+``entropy`` = -sum p log p (nats) and ``padding_share`` = the mass on padded keys; the record
+(:class:`~selfcross.analysis.records.AttentionRecord`, ``attention.json``) holds their means
+over rows, and ``uniform_entropy``, the mean of log(number of keys the row could attend to): all
+keys unmasked, the valid ones with ``mask_padding``. For N test utterances (chosen by
+:func:`pick_utterances`) the mean-over-heads maps are kept for the heatmaps that
+:mod:`selfcross.report.attention` draws.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from selfcross.analysis.records import AttentionRecord, ModuleAttention, UtteranceFigure
 from selfcross.analysis.reload import ReloadedRun, reload_run
 from selfcross.errors import ConfigError
-from selfcross.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
-OUT_DIR = "attention"
-JSON_FILE = "attention.json"
-
-
-# -- rebuilding a run -------------------------------------------------------------------------
-
-
-def rebuild_run(run_dir: str | Path) -> ReloadedRun:
-    """The run's module with its best weights, in eval mode, and its data module (set up)."""
-    return reload_run(Path(run_dir))
+VALID_RULE = "after a time-wise conv: ceil(n * out_len / seq_len) leading steps"
 
 
 # -- capturing weights ------------------------------------------------------------------------
@@ -185,120 +172,75 @@ def collect(run: ReloadedRun, picked: list[int]) -> tuple[list[Site], dict, dict
     return sites, stats, maps
 
 
-# -- figures ----------------------------------------------------------------------------------
+# -- the measurement -------------------------------------------------------------------------
 
 
-def draw_utterance(path: Path, sites: list[Site], entry: dict, title: str) -> None:
-    """One PNG: a heatmap per attention module, padded query rows and key columns hatched."""
-    import matplotlib
+@dataclass
+class AttentionMaps:
+    """What one pass over a run's test split gave: per-site statistics, and for each picked
+    utterance its mean-over-heads maps (``maps[index]["maps"][site]``, [Lq, Lk] arrays), label
+    id, valid steps and lengths per modality."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-    from matplotlib.ticker import MaxNLocator
+    run: ReloadedRun
+    sites: list[Site]
+    stats: dict[str, HeadStats]
+    picked: list[int]
+    maps: dict[int, dict]
+    n_utterances: int
 
-    cols = min(3, len(sites))
-    rows = math.ceil(len(sites) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[len(sites) :]:
-        ax.axis("off")
-    for ax, site in zip(axes.flat, sites, strict=False):
-        heat = entry["maps"][site.name]
-        lq, lk = heat.shape
-        image = ax.imshow(
-            heat, aspect="auto", origin="upper", cmap="viridis", interpolation="nearest",
-            extent=(-0.5, lk - 0.5, lq - 0.5, -0.5), vmin=0.0, vmax=float(heat.max()) or 1.0,
-        )  # fmt: skip
-        nq, nk = entry["valid"][site.query], entry["valid"][site.key]
-        if nk == 0 and not heat.any():
-            ax.text((lk - 1) / 2, (lq - 1) / 2, "no valid key:\nattends to nothing",
-                    ha="center", va="center", fontsize=9, color="white")  # fmt: skip
-        hatch = {"facecolor": (1, 1, 1, 0.35), "edgecolor": "white", "hatch": "//", "lw": 0}
-        if nk < lk:
-            ax.add_patch(Rectangle((nk - 0.5, -0.5), lk - nk, lq, **hatch))
-            ax.axvline(nk - 0.5, color="red", lw=1.2, ls="--")
-        if nq < lq:
-            ax.add_patch(Rectangle((-0.5, nq - 0.5), lk, lq - nq, **hatch))
-            ax.axhline(nq - 0.5, color="red", lw=1.2, ls="--")
-        ax.set_title(f"{site.name}\nquery {site.query} ({nq}/{lq} valid), "
-                     f"key {site.key} ({nk}/{lk} valid)", fontsize=9)  # fmt: skip
-        ax.set_xlabel(f"key step ({site.key})", fontsize=8)
-        ax.set_ylabel(f"query step ({site.query})", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
-    fig.suptitle(title + "   (mean over heads; hatched beyond the red line: padding)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    def label(self, index: int) -> str:
+        """The class name of a picked utterance (its id if the record names fewer classes)."""
+        names = list(self.run.record.class_names)
+        label = self.maps[index]["label"]
+        return names[label] if label < len(names) else str(label)
+
+    def png_name(self, k: int, index: int) -> str:
+        """The heatmap file of the k-th picked utterance (0-based)."""
+        return f"utterance{k + 1}_test{index}_{self.label(index)}.png"
+
+    def record(self) -> AttentionRecord:
+        """The ``attention.json`` record of this measurement."""
+        run, record = self.run, self.run.record
+        return AttentionRecord(
+            run=str(run.run_dir),
+            model=record.model,
+            modality=record.modality,
+            fold=record.fold,
+            seed=record.seed,
+            mask_padding=bool(run.module.network.mask_padding),
+            checkpoint=str(run.checkpoint),
+            split="test",
+            n_utterances=self.n_utterances,
+            valid_rule=VALID_RULE,
+            modules={
+                s.name: ModuleAttention(
+                    query=s.query,
+                    key=s.key,
+                    heads=s.module.mha.num_heads,
+                    **self.stats[s.name].summary(),
+                )
+                for s in self.sites
+            },
+            utterances=[
+                UtteranceFigure(
+                    index=index,
+                    label=self.label(index),
+                    lengths=self.maps[index]["lengths"],
+                    valid_steps=self.maps[index]["valid"],
+                    png=self.png_name(k, index),
+                )
+                for k, index in enumerate(self.picked)
+            ],
+        )
 
 
-# -- the report -------------------------------------------------------------------------------
-
-
-def attention_report(run_dir: str | Path, utterances: int = 4, out: Path | None = None) -> dict:
-    """Write ``<run>/attention/attention.json`` and one PNG per picked utterance; return the
-    json's content."""
+def measure_attention(run_dir: str | Path, utterances: int = 4) -> AttentionMaps:
+    """Rebuild the run in ``run_dir`` and run its test split once, keeping the maps of
+    ``utterances`` picked test utterances."""
     if utterances < 1:
         raise ConfigError(f"--utterances {utterances}: expected at least 1")
-    run = rebuild_run(run_dir)
-    out = Path(out) if out is not None else run.run_dir / OUT_DIR
+    run = reload_run(Path(run_dir))
     labels = np.asarray(run.datamodule.datasets["test"].labels)
     picked = pick_utterances(labels, utterances)
     sites, stats, maps = collect(run, picked)
-    out.mkdir(parents=True, exist_ok=True)
-    names = list(run.record.class_names)
-    record = run.record
-    figures = []
-    for k, index in enumerate(picked):
-        entry = maps[index]
-        name = names[entry["label"]] if entry["label"] < len(names) else str(entry["label"])
-        png = out / f"utterance{k + 1}_test{index}_{name}.png"
-        title = (
-            f"{record.model} {record.modality}, fold {record.fold} seed {record.seed}, "
-            f"mask_padding={run.module.network.mask_padding}: test utterance {index} ({name})"
-        )
-        draw_utterance(png, sites, entry, title)
-        figures.append(
-            {"index": index, "label": name, "lengths": entry["lengths"],
-             "valid_steps": entry["valid"], "png": png.name}
-        )  # fmt: skip
-    result = {
-        "run": str(run.run_dir),
-        "model": record.model,
-        "modality": record.modality,
-        "fold": record.fold,
-        "seed": record.seed,
-        "mask_padding": bool(run.module.network.mask_padding),
-        "checkpoint": str(run.checkpoint),
-        "split": "test",
-        "n_utterances": len(labels),
-        "valid_rule": "after a time-wise conv: ceil(n * out_len / seq_len) leading steps",
-        "modules": {
-            s.name: {
-                "query": s.query,
-                "key": s.key,
-                "heads": s.module.mha.num_heads,
-                **stats[s.name].summary(),
-            }
-            for s in sites
-        },  # fmt: skip
-        "utterances": figures,
-    }
-    write_json_atomic(out / JSON_FILE, result)
-    return result
-
-
-def print_summary(result: dict, out: Path) -> None:
-    print(f"{result['model']} {result['modality']} (mask_padding={result['mask_padding']}), "
-          f"{result['n_utterances']} test utterances")  # fmt: skip
-    print(f"{'module':<32} {'entropy':>8} {'uniform':>8} {'on padding':>10}")
-    for name, m in result["modules"].items():
-        print(f"{name:<32} {m['entropy_mean']:8.3f} {m['uniform_entropy']:8.3f} "
-              f"{m['padding_share_mean']:10.1%}")  # fmt: skip
-    print(f"wrote {out / JSON_FILE} and {len(result['utterances'])} PNGs")
-
-
-def load_report(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return AttentionMaps(run, sites, stats, picked, maps, len(labels))
