@@ -223,10 +223,35 @@ def cycles(imports: list[Import]) -> list[list[str]]:
     return sorted(groups)
 
 
+def shortest_cycle(group: list[str], imports: list[Import]) -> list[str]:
+    """One shortest cycle through the group's first module: [a, b, ..., a]."""
+    inside = set(group)
+    graph: dict[str, list[str]] = {}
+    for imp in imports:
+        if imp.source in inside and imp.target in inside:
+            graph.setdefault(imp.source, []).append(imp.target)
+    start = group[0]
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for target in sorted(graph.get(node, [])):
+                if target == start:
+                    return paths[node] + [start]
+                if target not in paths:
+                    paths[target] = paths[node] + [target]
+                    nxt.append(target)
+        frontier = nxt
+    return [start]
+
+
 def cycle_report(group: list[str], imports: list[Import]) -> str:
+    """The cycle's modules, one shortest loop through them, and every import inside it."""
     inside = set(group)
     lines = [str(i) for i in imports if i.source in inside and i.target in inside]
-    return f"import cycle among {', '.join(group)}:\n    " + "\n    ".join(lines)
+    loop = " -> ".join(shortest_cycle(group, imports))
+    return f"import cycle among {', '.join(group)} (e.g. {loop}):\n    " + "\n    ".join(lines)
 
 
 def fail_with(problems: list[str], rule: str) -> None:
@@ -336,4 +361,5 @@ def test_each_rule_names_the_module_the_import_and_the_rule():
     ]
     assert cycles(loop) == [["a.x", "a.y", "a.z"]]
     report = cycle_report(["a.x", "a.y", "a.z"], loop)
+    assert "(e.g. a.x -> a.y -> a.z -> a.x)" in report
     assert "y.py:2 imports a.z (lazy, inside a function)" in report and "a.w" not in report
