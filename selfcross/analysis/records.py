@@ -117,7 +117,8 @@ def _fill(raw: Any, where: str) -> FillScores:
     raw = dict(_object(raw, where))
     entries = raw.get("entries")
     if not isinstance(entries, list):
-        raise ValueError(f"{where}.entries is not a list")
+        what = "missing key " if entries is None else ""
+        raise ValueError(f"{what}{where}.entries" + ("" if what else " is not a list"))
     raw["entries"] = [_subset(e, f"{where}.entries[{i}]") for i, e in enumerate(entries)]
     return _build(FillScores, raw, f"{where}.")
 
@@ -210,9 +211,8 @@ class AttentionRecord:
         }
         figures = raw.get("utterances")
         if not isinstance(figures, list):
-            raise ValueError(
-                "missing key utterances" if figures is None else "utterances is not a list"
-            )
+            what = "missing key " if figures is None else ""
+            raise ValueError(f"{what}utterances" + ("" if what else " is not a list"))
         raw["utterances"] = [
             _build(UtteranceFigure, _object(f, f"utterances[{i}]"), f"utterances[{i}].")
             for i, f in enumerate(figures)
@@ -268,7 +268,7 @@ def _versioned(raw: Any, current: int) -> tuple[dict[str, Any], int]:
 
 
 def _first_version(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's keys with ``schema_version`` first, as the files have always had it."""
+    """The record's keys with ``schema_version`` first, where ``ablation.json`` always had it."""
     return {"schema_version": record.pop("schema_version"), **record}
 
 
