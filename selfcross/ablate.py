@@ -7,7 +7,7 @@ best checkpoint and its test split scored once per non-empty subset of its modal
 absent ones blanked with ``--fill``; each run gets ``ablation.json`` (runs whose file matches
 are not scored again). Then ``<out>/ablation.md``, ``.tex``, ``.csv`` and ``ablation.png``:
 WA and UWA per present subset, the drop from the full set, and Self vs Cross t-tests on the
-drops (docs/diagnostics.md). The work is done by :mod:`selfcross.training.ablation` and
+drops (docs/diagnostics.md). The work is done by :mod:`selfcross.analysis.ablation` and
 :mod:`selfcross.report.ablation`; this module only reads the command line.
 """
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from selfcross.analysis.ablation import ablate_results
 from selfcross.config import user_errors
 from selfcross.models.blanking import FILLS
 from selfcross.report.ablation import make_ablation_report
-from selfcross.training.ablation import ablate_results
 
 
 def build_parser() -> argparse.ArgumentParser:

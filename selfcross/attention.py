@@ -7,7 +7,8 @@ checkpoints were pruned cannot be read). Writes ``attention.json`` (per attentio
 over the whole test split: mean attention entropy and the share of attention mass on padded
 keys) and one PNG per picked test utterance (one heatmap per attention module, query step x key
 step, mean over heads, padding hatched) into ``<run>/attention/``. The work is done by
-:mod:`selfcross.report.attention` (docs/diagnostics.md, "Attention maps and padding").
+:mod:`selfcross.analysis.attention` (the measurement) and :mod:`selfcross.report.attention` (the
+drawing) (docs/diagnostics.md, "Attention maps and padding").
 """
 
 from __future__ import annotations
@@ -32,14 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def attention_report(run_dir: Path, utterances: int = 4, out: Path | None = None):
+    """Measure the run's attention, draw the picked utterances and write ``attention.json``
+    into ``out`` (default ``<run>/attention``); return its record."""
+    from selfcross.analysis.attention import measure_attention
+    from selfcross.analysis.records import ATTENTION_DIR, write_attention
+    from selfcross.report.attention import draw_attention
+
+    measured = measure_attention(run_dir, utterances)
+    out = Path(out) if out is not None else measured.run.run_dir / ATTENTION_DIR
+    record = measured.record()
+    draw_attention(record, measured.sites, measured.maps, out)
+    write_attention(out, record)
+    return record
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with user_errors():
-        from selfcross.report.attention import attention_report, print_summary
+        from selfcross.analysis.records import ATTENTION_DIR
+        from selfcross.report.attention import print_summary
 
-        out = args.out or args.run / "attention"
-        result = attention_report(args.run, args.utterances, out)
-        print_summary(result, out)
+        out = args.out or args.run / ATTENTION_DIR
+        print_summary(attention_report(args.run, args.utterances, out), out)
 
 
 if __name__ == "__main__":

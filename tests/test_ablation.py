@@ -16,14 +16,10 @@ import torch
 from scipy import stats
 
 from selfcross.ablate import main
+from selfcross.analysis.ablation import BlankedSplit, ablate_results, present_subsets
+from selfcross.analysis.records import ABLATION_FILE, AblationRecord, read_ablation
 from selfcross.models.blanking import blank, dropout_masks, train_means
 from selfcross.report.ablation import make_ablation_report
-from selfcross.training.ablation import (
-    ABLATION_FILE,
-    BlankedSplit,
-    ablate_results,
-    present_subsets,
-)
 from selfcross.training.record import read_record
 from tests.recordkit import write_run
 
@@ -374,29 +370,41 @@ def test_pruned_checkpoint_is_listed_as_skipped(trained_run, tmp_path, capsys):
 # -- the table from ablation.json files --------------------------------------------------------
 
 
-def write_ablated(root: Path, model: str, fold: int, seed: int, scores: dict, p: float = 0.0):
-    """A hand-made run (result.json) with its ablation.json: scores[present] = (wa, uwa)."""
+def write_ablated(
+    root: Path, model: str, fold: int, seed: int, scores: dict, p: float = 0.0, **change
+) -> Path:
+    """A hand-made run (result.json) with its ablation.json: scores[present] = (wa, uwa).
+
+    The file is written as a literal dict in the layout selfcross has always written (schema
+    1), not through the record class, so that the reader is held to old files; ``change``
+    replaces top-level keys (None drops one)."""
     run_dir = root / model / "TVA" / f"p{p}" / f"fold{fold}" / f"seed{seed}"
     full = scores["TVA"]
     config = {"model": {"modality_dropout": p}}
     write_run(run_dir, model, "TVA", fold, seed, full[0], full[1], config=config)
     entries = [
-        {"present": s, "absent": "", "test_wa": wa, "test_uwa": uwa, "confusion": []}
+        {"present": s, "absent": "", "test_wa": wa, "test_uwa": uwa, "test_f1": wa,
+         "test_loss": 1.0, "confusion": []}
         for s, (wa, uwa) in scores.items()
-    ]
+    ]  # fmt: skip
     record = read_record(run_dir / "result.json")
-    (run_dir / ABLATION_FILE).write_text(
-        json.dumps(
-            {
-                "schema_version": 1,
-                "config_hash": record.config_hash,
-                "finished": record.finished,
-                "data_fingerprint": record.data.fingerprint,
-                "checkpoint": {"file": "checkpoints/best.ckpt", "sha256": "x"},
-                "fills": {"zeros": {"entries": entries}},
-            }
-        )
-    )
+    raw = {
+        "schema_version": 1,
+        "model": model,
+        "modality": "TVA",
+        "fold": fold,
+        "seed": seed,
+        "modality_dropout": p,
+        "config_hash": record.config_hash,
+        "finished": record.finished,
+        "data_fingerprint": record.data.fingerprint,
+        "checkpoint": {"file": "checkpoints/best.ckpt", "sha256": "x"},
+        "fills": {"zeros": {"entries": entries, "scored": "2026-01-01T00:00:00+00:00"}},
+    }
+    raw.update(change)
+    raw = {k: v for k, v in raw.items() if v is not None}
+    (run_dir / ABLATION_FILE).write_text(json.dumps(raw, indent=2))
+    return run_dir
 
 
 def test_table_cells_and_drop_tests_recomputed_from_ablation_files(tmp_path):
@@ -455,3 +463,60 @@ def test_table_cells_and_drop_tests_recomputed_from_ablation_files(tmp_path):
     assert "skipped: " + str(tmp_path / "runs" / "self" / "TV" / "fold1" / "seed1") in md
     assert "no best checkpoint (pruned)" in md
     assert (tmp_path / "out" / "ablation.png").is_file()
+
+
+# -- the ablation.json record -----------------------------------------------------------------
+
+TVA_SCORES = {s: (0.5, 0.6) for s in ("TVA", "TV", "TA", "VA", "T", "V", "A")}
+
+
+def test_old_ablation_files_read_and_write_back_key_for_key(tmp_path):
+    run_dir = write_ablated(tmp_path, "self", 1, 1, TVA_SCORES)
+    raw = json.loads((run_dir / ABLATION_FILE).read_text())
+    record = read_ablation(run_dir / ABLATION_FILE)
+    assert record.schema_version == 1 and record.fills["zeros"].entries[0].present == "TVA"
+    assert json.dumps(record.to_dict()) == json.dumps(raw)  # same keys, same order
+    assert record.belongs_to(read_record(run_dir / "result.json"))
+    unversioned = write_ablated(tmp_path, "self", 1, 2, TVA_SCORES, schema_version=None)
+    assert read_ablation(unversioned / ABLATION_FILE).schema_version == 1
+    assert read_ablation(tmp_path / "nowhere.json") is None
+    with pytest.raises(ValueError, match="missing key fills.zeros.entries\\[0\\].absent"):
+        AblationRecord.from_dict({**raw, "fills": {"zeros": {"entries": [{"present": "T"}]}}})
+    with pytest.raises(ValueError, match="unknown key checkpoint.size"):
+        AblationRecord.from_dict({**raw, "checkpoint": {"file": "f", "sha256": "x", "size": 1}})
+    with pytest.raises(ValueError, match="test_wa is 'high', expected a number"):
+        bad = [{**raw["fills"]["zeros"]["entries"][0], "test_wa": "high"}]
+        AblationRecord.from_dict({**raw, "fills": {"zeros": {"entries": bad, "scored": ""}}})
+
+
+def test_newer_or_corrupt_ablation_files_are_named_and_left_out(tmp_path):
+    root = tmp_path / "runs"
+    keys = [(1, 1), (1, 2), (2, 1)]
+    for model in ("self", "cross"):
+        for fold, seed in keys:
+            write_ablated(root, model, fold, seed, TVA_SCORES)
+    newer = write_ablated(root, "self", 2, 2, TVA_SCORES, schema_version=2)
+    corrupt = write_ablated(root, "cross", 2, 2, TVA_SCORES)
+    (corrupt / ABLATION_FILE).write_text('{"schema_version": 1, "fills": {')
+    keyless = write_ablated(root, "cross", 3, 1, TVA_SCORES, modality_dropout=None)
+    report = make_ablation_report(root, tmp_path / "out", "zeros")
+    assert len(report.missing) == 3
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    assert (
+        f"skipped: {newer}: {ABLATION_FILE} schema_version 2 is newer than this selfcross reads"
+        in md
+    )
+    assert f"skipped: {corrupt}: {ABLATION_FILE} cannot be read (not valid JSON" in md
+    unread = f"skipped: {keyless}: {ABLATION_FILE} cannot be read"
+    assert f"{unread} (missing key modality_dropout)" in md
+    # Scoring leaves a newer file alone (it is not this selfcross's to replace).
+    before = (newer / ABLATION_FILE).read_text()
+    outcome = ablate_results(root, "zeros")
+    by_dir = {r.run_dir: r for r in outcome.runs}
+    assert (
+        by_dir[newer].status == "skipped" and "newer than this selfcross" in by_dir[newer].reason
+    )
+    assert (newer / ABLATION_FILE).read_text() == before
+    assert by_dir[corrupt].status == "skipped"  # no checkpoint to score it again
+    assert by_dir[corrupt].reason.endswith("(pruned: resume.keep_checkpoints)")
+    assert by_dir[root / "self/TVA/p0.0/fold1/seed1"].status == "reused"

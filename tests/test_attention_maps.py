@@ -15,9 +15,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy import stats
 
+from selfcross.analysis.attention import HeadStats, attention_sites, pick_utterances, row_entropy
+from selfcross.analysis.records import (
+    ATTENTION_FILE,
+    AttentionRecord,
+    NewerSchema,
+    read_attention,
+)
 from selfcross.attention import main as attention_main
 from selfcross.config import compose
-from selfcross.report.attention import HeadStats, attention_sites, pick_utterances, row_entropy
 from tests.conftest import base_overrides, run_cli
 from tests.recordkit import write_run
 from tests.reportkit import md_tables, run_main
@@ -126,6 +132,8 @@ def test_attention_report_masked_and_unmasked(runs, model, capsys):
         else {f"cross_attention.{p}.layers.0" for p in ("V2T", "A2T", "T2V", "A2V", "T2A", "V2A")}
     )
     assert set(result["modules"]) == expected
+    assert list(result) == ATTENTION_KEYS  # the layout of files written before the record
+    assert read_attention(plain / "attention" / ATTENTION_FILE).to_dict() == result
     for name, m in result["modules"].items():
         assert len(m["entropy"]) == len(m["padding_share"]) == m["heads"] == 6
         assert 0 <= m["entropy_mean"] <= m["uniform_entropy"] + 1e-9
@@ -147,12 +155,43 @@ def test_attention_report_masked_and_unmasked(runs, model, capsys):
         assert m["rows"] > 0
 
 
+ATTENTION_KEYS = [
+    "schema_version", "run", "model", "modality", "fold", "seed", "mask_padding", "checkpoint",
+    "split", "n_utterances", "valid_rule", "modules", "utterances",
+]  # fmt: skip
+
+
+def test_attention_record_reads_old_files_and_names_what_it_cannot_read(runs, tmp_path):
+    """A file written before schema_version existed reads as version 1; a newer or broken one
+    is a ValueError saying why, never a crash or a silent default."""
+    run_dir = runs[("cross_self", False)]
+    attention_main([str(run_dir), "--utterances", "1", "--out", str(tmp_path / "new")])
+    raw = json.loads((tmp_path / "new" / ATTENTION_FILE).read_text())
+    assert raw["schema_version"] == 1
+    old = {k: v for k, v in raw.items() if k != "schema_version"}
+    record = AttentionRecord.from_dict(old)
+    assert record.schema_version == 1 and record.to_dict() == raw
+    module = next(iter(record.modules.values()))
+    assert module.heads == len(module.entropy) == 6
+    assert record.utterances[0].png.endswith(".png")
+    with pytest.raises(NewerSchema, match="schema_version 2 is newer than this selfcross"):
+        AttentionRecord.from_dict({**raw, "schema_version": 2})
+    with pytest.raises(ValueError, match="missing key modules.self_attention.T.rows"):
+        bad = {k: v for k, v in raw["modules"]["self_attention.T"].items() if k != "rows"}
+        AttentionRecord.from_dict({**raw, "modules": {"self_attention.T": bad}})
+    broken = tmp_path / ATTENTION_FILE
+    broken.write_text(json.dumps(raw)[:50])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_attention(broken)
+    assert read_attention(tmp_path / "absent.json") is None
+
+
 def test_recorded_rows_sum_to_one_and_match_the_module_output(runs):
     """The recorded weights are the real module's: each valid row is a distribution, and
     recording does not change the network's output."""
-    from selfcross.report.attention import rebuild_run
+    from selfcross.analysis.reload import reload_run
 
-    run = rebuild_run(runs[("cross_self", True)])
+    run = reload_run(runs[("cross_self", True)])
     network = run.module.network
     batch = next(iter(run.datamodule.test_dataloader()))
     with torch.no_grad():

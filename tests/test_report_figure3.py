@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selfcross.analysis.results import load_results
 from selfcross.report.figure3 import figure3_panels
-from selfcross.report.results import load_results
 from tests.recordkit import CLASSES
 from tests.reportkit import TV_SELF, expect_error, run_main, write_cell, write_result
 

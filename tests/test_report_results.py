@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from selfcross import fusion_problem
+from selfcross.analysis.results import load_results
 from selfcross.config import model_fusion
-from selfcross.report.results import load_results
 from selfcross.report.select import applicable
 from selfcross.training.record import RESULT_FILE, SCHEMA_VERSION
 from tests.reportkit import (
@@ -224,10 +224,15 @@ def test_which_cells_exist_follows_the_package_rule():
 
 
 def test_the_report_imports_neither_torch_nor_a_command():
+    """The report renders records; it never builds a network (no torch, no models), and the
+    drawings of the analysis commands (ablation, attention) are no exception."""
     code = (
-        "import sys, selfcross.report.figure3, selfcross.report.table1, selfcross.report.table2;"
+        "import sys, selfcross.report.figure3, selfcross.report.table1, selfcross.report.table2,"
+        " selfcross.report.masking, selfcross.report.ablation, selfcross.report.attention;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')"
-        " or m in ('selfcross.tables', 'selfcross.run')]; print(bad)"
+        " or m.startswith('selfcross.models')"
+        " or m in ('selfcross.tables', 'selfcross.run', 'selfcross.ablate',"
+        " 'selfcross.attention')]; print(bad)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

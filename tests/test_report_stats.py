@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcross.report.results import RunResult
+from selfcross.analysis.results import RunResult
 from selfcross.report.stats import compare, summarize
 
 

@@ -197,7 +197,7 @@ def test_the_tuning_table_of_a_study(tmp_path):
 
 
 def test_tuning_runs_are_never_tabulated(tmp_path):
-    from selfcross.report.results import load_results
+    from selfcross.analysis.results import load_results
 
     write_result(tmp_path, "cross", "TA", 1, 1, 0.5)
     write_result(tmp_path, "cross", "TA", 1, 2, 0.5, folder="trials/000/fold1", test_wa=None,

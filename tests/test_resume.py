@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
+from selfcross.analysis.results import find_result_files
 from selfcross.config import compose
-from selfcross.report.results import find_result_files
 from selfcross.training import resume, rundir
 from selfcross.training.experiment import train_and_test
 from selfcross.training.record import read_record

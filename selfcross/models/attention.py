@@ -29,7 +29,7 @@ class CrossModalAttention(nn.Module):
 
     ``record_weights = True`` makes every call go through ``nn.MultiheadAttention`` with
     ``need_weights`` and keep the per-head weights [B, heads, T_t, T_s] in ``last_weights``
-    (the attention-map tool, :mod:`selfcross.report.attention`); the output is the same function.
+    (the attention-map tool, :mod:`selfcross.analysis.attention`); the output is the same function.
     """
 
     def __init__(

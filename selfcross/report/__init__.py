@@ -1,7 +1,9 @@
-"""From the runs' ``result.json`` files to the paper's tables and figure.
+"""From the runs' records to the paper's tables and figures; rendering only.
 
-``results`` loads and checks the run records, ``select`` groups them into the cells of the
-protocol grid, ``stats`` summarises and tests them, ``render`` writes them; ``table1``,
-``table2`` and ``figure3`` build the paper's outputs beside its reported values (``paper``).
-The command is ``python -m selfcross.tables``.
+The records are found and read by :mod:`selfcross.analysis` (``analysis.results``); here
+``select`` groups them into the cells of the protocol grid, ``stats`` summarises and tests them,
+``render`` writes them; ``table1``, ``table2``, ``table3``, ``table4``, ``figure3``, ``masking``
+and ``tuning`` build the outputs beside the paper's reported values (``paper``); ``ablation``
+and ``attention`` draw what the analysis commands computed. Nothing here builds a network. The
+command is ``python -m selfcross.tables``.
 """

@@ -1,4 +1,5 @@
-"""The missing-modality table and figure, built from the runs' ``ablation.json`` files.
+"""The missing-modality table and figure, built from the runs' ``ablation.json`` files (read by
+:func:`selfcross.analysis.ablation.load_ablations`).
 
 Per trained modality set and modality-dropout probability, and per model: test WA and UWA
 (mean ± sample std over runs) for every present subset, the drop from the full set (full minus
@@ -9,9 +10,11 @@ without a usable ``ablation.json`` for the fill are listed as skipped, with the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from selfcross.analysis.ablation import AblatedRun, load_ablations, present_subsets
+from selfcross.analysis.records import ABLATION_FILE
+from selfcross.analysis.results import METRICS, check_runs
 from selfcross.errors import DataError
 from selfcross.report.render import (
     Report,
@@ -22,17 +25,8 @@ from selfcross.report.render import (
     p_cells,
     publish,
 )
-from selfcross.report.results import METRICS, RunResult, check_runs, load_results, warn_skipped
 from selfcross.report.select import MODEL_LABELS, modality_label
 from selfcross.report.stats import compare, summarize
-from selfcross.training.ablation import (
-    ABLATION_FILE,
-    modality_dropout_of,
-    present_subsets,
-    read_ablation,
-)
-from selfcross.training.record import read_record
-from selfcross.training.reload import best_checkpoint
 
 CSV_FIELDS = (
     "table", "trained", "modality_dropout", "fill", "model", "present", "metric", "mean",
@@ -44,84 +38,8 @@ Self-vs-Cross test on the drops."""
 
 METRIC_NAMES = {"wa": "WA", "uwa": "UWA"}
 
-
-@dataclass(frozen=True)
-class AblatedRun:
-    """One run's scores per present subset: ``scores[present][metric]``."""
-
-    run: RunResult
-    dropout: float
-    scores: dict[str, dict[str, float]]
-
-    def drop(self, present: str) -> Drop:
-        full = self.scores[self.run.modality]
-        return Drop({m: full[m] - self.scores[present][m] for m in METRICS})
-
-    def at(self, present: str) -> Drop:
-        return Drop(dict(self.scores[present]))
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Values of one run keyed by metric name, as :func:`stats.compare` reads runs."""
-
-    values: dict[str, float]
-
-    def metric(self, name: str) -> float:
-        return self.values[name]
-
-
 Group = tuple[str, float]
 """(trained modality set, modality dropout probability)."""
-
-
-def _scores(raw: dict, fill: str, modality: str) -> dict[str, dict[str, float]]:
-    entries = raw["fills"][fill]["entries"]
-    scores = {}
-    for entry in entries:
-        scores[entry["present"]] = {m: float(entry[key]) for m, key in METRICS.items()}
-    missing = [p for p in present_subsets(modality) if p not in scores]
-    if missing:
-        raise ValueError(f"no entry for present={missing[0]}")
-    return scores
-
-
-def load_ablations(
-    directory: Path, fill: str
-) -> tuple[list[AblatedRun], list[str], list[RunResult]]:
-    """The ablated runs under ``directory`` for ``fill``, the skipped multi-modal runs (one
-    line each, with the reason), and the uni-modal runs (not applicable)."""
-    runs, bad = load_results(directory)
-    warn_skipped(bad)
-    ablated, skipped, unimodal = [], [f"{b.path}: {b.problem}" for b in bad], []
-    for run in runs:
-        if len(run.modality) < 2:
-            unimodal.append(run)
-            continue
-        run_dir = run.path.parent
-        record = read_record(run.path)
-        raw = read_ablation(run_dir / ABLATION_FILE)
-        if raw is None:
-            why = "not ablated" if best_checkpoint(run_dir) else "no best checkpoint (pruned)"
-            skipped.append(f"{run_dir}: {why}, no {ABLATION_FILE}")
-            continue
-        if (raw.get("config_hash"), raw.get("finished")) != (
-            record.config_hash,
-            record.finished,
-        ):
-            skipped.append(f"{run_dir}: {ABLATION_FILE} belongs to an earlier run of the folder")
-            continue
-        if fill not in raw["fills"]:
-            skipped.append(f"{run_dir}: {ABLATION_FILE} has no fill={fill}")
-            continue
-        try:
-            scores = _scores(raw, fill, run.modality)
-        except (KeyError, TypeError, ValueError) as err:
-            skipped.append(f"{run_dir}: {ABLATION_FILE} is malformed ({err})")
-            continue
-        dropout = modality_dropout_of(record.config)
-        ablated.append(AblatedRun(run, dropout, scores))
-    return ablated, skipped, unimodal
 
 
 def group_runs(ablated: list[AblatedRun]) -> dict[Group, dict[str, dict[tuple, AblatedRun]]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selfcross.analysis.results import RunResult, Skipped, load_results, warn_skipped
 from selfcross.errors import DataError
 from selfcross.report.render import (
     DAGGER,
@@ -22,7 +23,6 @@ from selfcross.report.render import (
     print_missing_and_notes,
     say_written,
 )
-from selfcross.report.results import RunResult, Skipped, load_results, warn_skipped
 from selfcross.report.select import (
     MODEL_LABELS,
     TRIMODAL,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from selfcross.analysis.results import METRICS, load_results, warn_skipped
 from selfcross.errors import DataError
 from selfcross.report.render import (
     Report,
@@ -26,7 +27,6 @@ from selfcross.report.render import (
     p_cells,
     publish,
 )
-from selfcross.report.results import METRICS, load_results, warn_skipped
 from selfcross.report.select import (
     MODEL_LABELS,
     Protocol,

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from selfcross import fusion_problem
-from selfcross.config import model_fusion
-from selfcross.report.results import (
+from selfcross.analysis.results import (
     RunResult,
     Skipped,
     check_runs,
@@ -26,6 +25,7 @@ from selfcross.report.results import (
     load_results,
     warn_skipped,
 )
+from selfcross.config import model_fusion
 from selfcross.report.stats import Summary, metric_values, summarize
 
 MODEL_LABELS = {

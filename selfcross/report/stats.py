@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selfcross.report.results import RunResult
+from selfcross.analysis.results import RunResult
 
 ALPHA = 0.05
 """Significance level of the ``*`` marks (the paper's)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from selfcross.analysis.results import METRICS
 from selfcross.report import paper
 from selfcross.report.render import (
     Report,
@@ -17,7 +18,6 @@ from selfcross.report.render import (
     our_value,
     paper_value,
 )
-from selfcross.report.results import METRICS
 from selfcross.report.select import (
     Selection,
     missing_report,

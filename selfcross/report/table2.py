@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from selfcross.analysis.results import METRICS
 from selfcross.report import paper
 from selfcross.report.render import (
     Report,
@@ -18,7 +19,6 @@ from selfcross.report.render import (
     p_cells,
     paper_value,
 )
-from selfcross.report.results import METRICS
 from selfcross.report.select import (
     MODEL_LABELS,
     TRIMODAL,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from selfcross.analysis.results import METRICS
 from selfcross.report.render import (
     Report,
     Section,
@@ -19,7 +20,6 @@ from selfcross.report.render import (
     legend_marks,
     our_value,
 )
-from selfcross.report.results import METRICS
 from selfcross.report.select import (
     MODEL_LABELS,
     Cell,

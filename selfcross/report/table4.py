@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from selfcross.analysis import results
+from selfcross.analysis.results import METRICS, config_difference
 from selfcross.errors import DataError
-from selfcross.report import paper, results
+from selfcross.report import paper
 from selfcross.report.render import (
     Report,
     Section,
@@ -29,7 +31,6 @@ from selfcross.report.render import (
     paper_value,
     publish,
 )
-from selfcross.report.results import METRICS, config_difference
 from selfcross.report.select import (
     MODEL_LABELS,
     Protocol,

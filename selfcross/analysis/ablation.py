@@ -1,4 +1,5 @@
-"""Missing-modality evaluation of finished runs: ``<run>/ablation.json``.
+"""Missing-modality evaluation of finished runs: ``<run>/ablation.json``, and its scores loaded
+for the table (:func:`load_ablations`).
 
 For a run trained on two or three modalities, its configuration is rebuilt from
 ``result.json``, its best checkpoint is loaded (weights only) and its test split is scored once
@@ -11,13 +12,13 @@ otherwise the checkpoint or the data changed, and the run is refused by name.
 ``ablation.json`` records the checkpoint's SHA-256, the data fingerprint and the run's
 ``config_hash``/``finished``; a rerun reuses the file while they match and only adds a fill it
 lacks. Runs whose checkpoint is gone (``resume.keep_checkpoints``) and that have no matching file
-are reported as skipped.
+are reported as skipped, and so is a file from a newer selfcross (never overwritten). The
+file's keys are :class:`~selfcross.analysis.records.AblationRecord`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,17 +27,29 @@ from itertools import combinations
 from pathlib import Path
 
 from selfcross import MODALITIES
+from selfcross.analysis.records import (
+    ABLATION_FILE,
+    AblationRecord,
+    CheckpointRef,
+    FillScores,
+    NewerSchema,
+    SubsetScore,
+    read_ablation,
+    write_ablation,
+)
+from selfcross.analysis.reload import best_checkpoint, reload_run
+from selfcross.analysis.results import (
+    METRICS,
+    RunResult,
+    find_result_files,
+    load_results,
+    warn_skipped,
+)
 from selfcross.errors import DataError
-from selfcross.report.results import find_result_files
-from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
-from selfcross.training.reload import best_checkpoint, reload_run
+from selfcross.training.record import RESULT_FILE, RunRecord, read_record
 from selfcross.training.resume import CHECKPOINT_DIR
-from selfcross.utils.io import write_json_atomic
 
 log = logging.getLogger("selfcross")
-
-ABLATION_FILE = "ablation.json"
-ABLATION_SCHEMA = 1
 
 
 def present_subsets(modality: str) -> list[str]:
@@ -72,33 +85,6 @@ class AblationOutcome:
         return [r for r in self.runs if r.status == status]
 
 
-def read_ablation(path: Path) -> dict | None:
-    """A decoded ``ablation.json`` of this schema, or None if absent or unusable."""
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, dict) or raw.get("schema_version") != ABLATION_SCHEMA:
-        return None
-    if not isinstance(raw.get("fills"), dict):
-        return None
-    return raw
-
-
-def _matches(stored: dict | None, record: RunRecord, ckpt_sha: str | None) -> bool:
-    """Whether a stored ablation belongs to this run's record and (if present) checkpoint."""
-    if stored is None:
-        return False
-    if (
-        stored.get("config_hash") != record.config_hash
-        or stored.get("finished") != record.finished
-    ):
-        return False
-    if not same_data(str(stored.get("data_fingerprint", "")), record.data.fingerprint):
-        return False
-    return ckpt_sha is None or stored.get("checkpoint", {}).get("sha256") == ckpt_sha
-
-
 def ablate_results(directory: Path, fill: str = "zeros") -> AblationOutcome:
     """Ablate every finished multi-modal run under ``directory`` (``result.json`` files, runs
     in ``superseded/`` left out); DataError names the first run that cannot be trusted."""
@@ -121,33 +107,36 @@ def ablate_run(run_dir: Path, record: RunRecord, fill: str) -> RunAblation:
     out = run_dir / ABLATION_FILE
     ckpt = best_checkpoint(run_dir)
     ckpt_sha = sha256_file(ckpt) if ckpt is not None else None
-    stored = read_ablation(out)
-    if _matches(stored, record, ckpt_sha) and fill in stored["fills"]:
+    try:
+        found = read_ablation(out)
+    except NewerSchema as err:
+        return RunAblation(run_dir, "skipped", f"{ABLATION_FILE}: {err}")
+    except ValueError:
+        found = None  # unusable: scored again and replaced
+    stored = found if found is not None and found.belongs_to(record, ckpt_sha) else None
+    if stored is not None and fill in stored.fills:
         return RunAblation(run_dir, "reused")
     if ckpt is None:
         reason = f"no best checkpoint in {CHECKPOINT_DIR}/ (pruned: resume.keep_checkpoints)" + (
-            f", and its {ABLATION_FILE} has no fill={fill}" if stored else ""
+            f", and its {ABLATION_FILE} has no fill={fill}" if found else ""
         )
         return RunAblation(run_dir, "skipped", reason)
-    fills = stored["fills"] if _matches(stored, record, ckpt_sha) else {}
+    fills = stored.fills if stored is not None else {}
     entries = score_subsets(run_dir, record, fill)
-    fills[fill] = {"entries": entries, "scored": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_json_atomic(
-        out,
-        {
-            "schema_version": ABLATION_SCHEMA,
-            "model": record.model,
-            "modality": record.modality,
-            "fold": record.fold,
-            "seed": record.seed,
-            "modality_dropout": modality_dropout_of(record.config),
-            "config_hash": record.config_hash,
-            "finished": record.finished,
-            "data_fingerprint": record.data.fingerprint,
-            "checkpoint": {"file": str(ckpt.relative_to(run_dir)), "sha256": ckpt_sha},
-            "fills": fills,
-        },
+    fills[fill] = FillScores(entries, datetime.now(UTC).isoformat(timespec="seconds"))
+    ablation = AblationRecord(
+        model=record.model,
+        modality=record.modality,
+        fold=record.fold,
+        seed=record.seed,
+        modality_dropout=modality_dropout_of(record.config),
+        config_hash=record.config_hash,
+        finished=record.finished,
+        data_fingerprint=record.data.fingerprint,
+        checkpoint=CheckpointRef(str(ckpt.relative_to(run_dir)), ckpt_sha),
+        fills=fills,
     )
+    write_ablation(run_dir, ablation)
     return RunAblation(run_dir, "scored")
 
 
@@ -157,7 +146,7 @@ def modality_dropout_of(config: dict) -> float:
     return float((model or {}).get("modality_dropout", 0.0) or 0.0)
 
 
-def score_subsets(run_dir: Path, record: RunRecord, fill: str) -> list[dict]:
+def score_subsets(run_dir: Path, record: RunRecord, fill: str) -> list[SubsetScore]:
     """The entries of ``ablation.json`` for one fill: one per present subset, full set first,
     checked against ``result.json``."""
     from hydra.utils import instantiate
@@ -196,33 +185,107 @@ def score_subsets(run_dir: Path, record: RunRecord, fill: str) -> list[dict]:
         trainer.test(module, dataloaders=loader, verbose=False)
         report = module.test_report
         entries.append(
-            {
-                "present": present,
-                "absent": "".join(absent),
-                "test_wa": report["wa"],
-                "test_uwa": report["uwa"],
-                "test_f1": report["f1"],
-                "test_loss": report["loss"],
-                "confusion": report["confusion"],
-            }
+            SubsetScore(
+                present=present,
+                absent="".join(absent),
+                test_wa=report["wa"],
+                test_uwa=report["uwa"],
+                test_f1=report["f1"],
+                test_loss=report["loss"],
+                confusion=report["confusion"],
+            )
         )
     check_full_set(run_dir, record, entries[0])
     return entries
 
 
-def check_full_set(run_dir: Path, record: RunRecord, full: dict) -> None:
+def check_full_set(run_dir: Path, record: RunRecord, full: SubsetScore) -> None:
     """DataError unless the full set reproduces ``result.json``'s test metrics exactly."""
-    ours = (full["test_wa"], full["test_uwa"], full["confusion"])
+    ours = (full.test_wa, full.test_uwa, full.confusion)
     theirs = (record.test_wa, record.test_uwa, record.confusion)
     if ours != theirs:
         raise DataError(
             run_dir,
-            f"the full set {full['present']} scores WA {full['test_wa']!r} UWA "
-            f"{full['test_uwa']!r}, but {RESULT_FILE} has WA {record.test_wa!r} UWA "
+            f"the full set {full.present} scores WA {full.test_wa!r} UWA "
+            f"{full.test_uwa!r}, but {RESULT_FILE} has WA {record.test_wa!r} UWA "
             f"{record.test_uwa!r}"
             + ("" if ours[:2] != theirs[:2] else " and another confusion matrix")
             + ": the checkpoint or the data changed since the run",
         )
+
+
+@dataclass(frozen=True)
+class AblatedRun:
+    """One run's scores per present subset: ``scores[present][metric]``."""
+
+    run: RunResult
+    dropout: float
+    scores: dict[str, dict[str, float]]
+
+    def drop(self, present: str) -> Drop:
+        full = self.scores[self.run.modality]
+        return Drop({m: full[m] - self.scores[present][m] for m in METRICS})
+
+    def at(self, present: str) -> Drop:
+        return Drop(dict(self.scores[present]))
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Values of one run keyed by metric name, as ``report.stats.compare`` reads runs."""
+
+    values: dict[str, float]
+
+    def metric(self, name: str) -> float:
+        return self.values[name]
+
+
+def load_ablations(
+    directory: Path, fill: str
+) -> tuple[list[AblatedRun], list[str], list[RunResult]]:
+    """The ablated runs under ``directory`` for ``fill``, the skipped multi-modal runs (one
+    line each, with the reason), and the uni-modal runs (not applicable)."""
+    runs, bad = load_results(directory)
+    warn_skipped(bad)
+    ablated, skipped, unimodal = [], [f"{b.path}: {b.problem}" for b in bad], []
+    for run in runs:
+        if len(run.modality) < 2:
+            unimodal.append(run)
+            continue
+        run_dir = run.path.parent
+        record = read_record(run.path)
+        try:
+            stored = read_ablation(run_dir / ABLATION_FILE)
+        except ValueError as err:
+            problem = err if isinstance(err, NewerSchema) else f"cannot be read ({err})"
+            skipped.append(f"{run_dir}: {ABLATION_FILE} {problem}")
+            continue
+        if stored is None:
+            why = "not ablated" if best_checkpoint(run_dir) else "no best checkpoint (pruned)"
+            skipped.append(f"{run_dir}: {why}, no {ABLATION_FILE}")
+            continue
+        if (stored.config_hash, stored.finished) != (record.config_hash, record.finished):
+            skipped.append(f"{run_dir}: {ABLATION_FILE} belongs to an earlier run of the folder")
+            continue
+        if fill not in stored.fills:
+            skipped.append(f"{run_dir}: {ABLATION_FILE} has no fill={fill}")
+            continue
+        try:
+            scores = _scores(stored, fill, run.modality)
+        except ValueError as err:
+            skipped.append(f"{run_dir}: {ABLATION_FILE} is malformed ({err})")
+            continue
+        ablated.append(AblatedRun(run, modality_dropout_of(record.config), scores))
+    return ablated, skipped, unimodal
+
+
+def _scores(stored: AblationRecord, fill: str, modality: str) -> dict[str, dict[str, float]]:
+    """``{present: {metric: value}}`` of one fill; ValueError if a present subset has none."""
+    scores = {p: {m: float(v) for m, v in s.items()} for p, s in stored.scores(fill).items()}
+    missing = [p for p in present_subsets(modality) if p not in scores]
+    if missing:
+        raise ValueError(f"no entry for present={missing[0]}")
+    return scores
 
 
 class BlankedSplit:

@@ -1,0 +1,292 @@
+"""The records of what the analysis computes from a finished run, typed like ``result.json``.
+
+``ablation.json`` (:class:`AblationRecord`, written by ``selfcross.ablate`` into the run's
+folder) and ``attention.json`` (:class:`AttentionRecord`, written by ``selfcross.attention`` into
+``<run>/attention/``): every key is defined here once, each file is written by one function
+(atomically) and read by one. A file without ``schema_version`` reads as version 1, whose keys
+are today's; a file from a newer selfcross (:class:`NewerSchema`) or one that is not a record
+raises ValueError with the reason, which callers report beside the file's path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfcross.training.record import RunRecord, same_data
+from selfcross.utils.io import write_json_atomic
+
+ABLATION_FILE = "ablation.json"
+ABLATION_SCHEMA = 1
+"""Bump when a key of ``ablation.json`` changes meaning or goes away."""
+
+ATTENTION_DIR = "attention"
+"""The default folder of ``attention.json`` and the heatmaps, inside the run's folder."""
+ATTENTION_FILE = "attention.json"
+ATTENTION_SCHEMA = 1
+"""Bump when a key of ``attention.json`` changes meaning or goes away."""
+
+
+class NewerSchema(ValueError):
+    """A record written by a newer selfcross: never overwritten, never read."""
+
+
+# -- ablation.json --------------------------------------------------------------------------
+
+
+@dataclass
+class SubsetScore:
+    """The test scores of one run with only the ``present`` modalities (``absent`` blanked)."""
+
+    present: str
+    absent: str
+    test_wa: float
+    test_uwa: float
+    test_f1: float | None
+    test_loss: float | None
+    confusion: list[list[int]] | None
+    """[C, C] test counts, rows the true class, columns the predicted one."""
+
+
+@dataclass
+class FillScores:
+    """One fill's scores: one entry per present subset, the full set first."""
+
+    entries: list[SubsetScore]
+    scored: str
+    """UTC time the fill was scored, ISO 8601."""
+
+
+@dataclass
+class CheckpointRef:
+    file: str
+    """Relative to the run's folder."""
+    sha256: str
+
+
+@dataclass
+class AblationRecord:
+    """A run scored per present modality subset, per fill (``zeros``, ``train_mean``)."""
+
+    model: str
+    modality: str
+    fold: int
+    seed: int
+    modality_dropout: float
+    config_hash: str
+    """With ``finished`` and ``data_fingerprint``: which run of the folder the file belongs to."""
+    finished: str
+    data_fingerprint: str
+    checkpoint: CheckpointRef
+    fills: dict[str, FillScores]
+    schema_version: int = ABLATION_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return _first_version(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> AblationRecord:
+        """A record from decoded JSON; ValueError naming the first problem."""
+        raw, version = _versioned(raw, ABLATION_SCHEMA)
+        checkpoint = _object(raw.get("checkpoint"), "checkpoint")
+        raw["checkpoint"] = _build(CheckpointRef, checkpoint, "checkpoint.")
+        fills = _object(raw.get("fills"), "fills")
+        raw["fills"] = {name: _fill(value, f"fills.{name}") for name, value in fills.items()}
+        record = _build(cls, raw, "")
+        record.schema_version = version
+        return record
+
+    def belongs_to(self, run: RunRecord, checkpoint_sha256: str | None = None) -> bool:
+        """Whether these scores are of ``run`` as recorded (the same config hash, finishing
+        time and data) and, when given, of the checkpoint with that SHA-256."""
+        if (self.config_hash, self.finished) != (run.config_hash, run.finished):
+            return False
+        if not same_data(str(self.data_fingerprint), run.data.fingerprint):
+            return False
+        return checkpoint_sha256 is None or self.checkpoint.sha256 == checkpoint_sha256
+
+    def scores(self, fill: str) -> dict[str, dict[str, float]]:
+        """``{present: {"wa": ..., "uwa": ...}}`` of one fill; KeyError if it was not scored."""
+        return {e.present: {"wa": e.test_wa, "uwa": e.test_uwa} for e in self.fills[fill].entries}
+
+
+def _fill(raw: Any, where: str) -> FillScores:
+    raw = dict(_object(raw, where))
+    entries = raw.get("entries")
+    if not isinstance(entries, list):
+        what = "missing key " if entries is None else ""
+        raise ValueError(f"{what}{where}.entries" + ("" if what else " is not a list"))
+    raw["entries"] = [_subset(e, f"{where}.entries[{i}]") for i, e in enumerate(entries)]
+    return _build(FillScores, raw, f"{where}.")
+
+
+def _subset(raw: Any, where: str) -> SubsetScore:
+    entry = _build(SubsetScore, _object(raw, where), f"{where}.")
+    if not isinstance(entry.present, str):
+        raise ValueError(f"{where}.present is {entry.present!r}, expected a string")
+    for key in ("test_wa", "test_uwa"):
+        value = getattr(entry, key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}.{key} is {value!r}, expected a number")
+    return entry
+
+
+def write_ablation(run_dir: str | Path, record: AblationRecord) -> Path:
+    """Write ``<run_dir>/ablation.json`` atomically (the old file or the whole new one)."""
+    return write_json_atomic(Path(run_dir) / ABLATION_FILE, record.to_dict())
+
+
+def read_ablation(path: str | Path) -> AblationRecord | None:
+    """The record in ``path``, or None if there is no such file; ValueError saying why a file
+    cannot be used (unreadable, not JSON, not a record, :class:`NewerSchema`)."""
+    raw = _load(Path(path))
+    return None if raw is None else AblationRecord.from_dict(raw)
+
+
+# -- attention.json -------------------------------------------------------------------------
+
+
+@dataclass
+class ModuleAttention:
+    """One attention module over the test split: per-head means over the rows counted (valid
+    query steps of utterances with a valid key), and their means over heads."""
+
+    query: str
+    key: str
+    heads: int
+    rows: int
+    entropy: list[float]
+    """Per head: mean of -sum p log p over rows, in nats."""
+    padding_share: list[float]
+    """Per head: mean attention mass on padded keys."""
+    entropy_mean: float
+    padding_share_mean: float
+    uniform_entropy: float
+    """Mean over rows of log(keys the row could attend to): uniform attention's entropy."""
+
+
+@dataclass
+class UtteranceFigure:
+    """A test utterance drawn as heatmaps, and the PNG (in the record's folder) holding them."""
+
+    index: int
+    label: str
+    lengths: dict[str, int]
+    valid_steps: dict[str, int]
+    png: str
+
+
+@dataclass
+class AttentionRecord:
+    """Attention entropy and padding share of one run, per attention module and head."""
+
+    run: str
+    model: str
+    modality: str
+    fold: int
+    seed: int
+    mask_padding: bool
+    checkpoint: str
+    split: str
+    n_utterances: int
+    valid_rule: str
+    modules: dict[str, ModuleAttention]
+    utterances: list[UtteranceFigure]
+    schema_version: int = ATTENTION_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return _first_version(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> AttentionRecord:
+        """A record from decoded JSON; ValueError naming the first problem."""
+        raw, version = _versioned(raw, ATTENTION_SCHEMA)
+        modules = _object(raw.get("modules"), "modules")
+        raw["modules"] = {
+            name: _build(ModuleAttention, _object(m, f"modules.{name}"), f"modules.{name}.")
+            for name, m in modules.items()
+        }
+        figures = raw.get("utterances")
+        if not isinstance(figures, list):
+            what = "missing key " if figures is None else ""
+            raise ValueError(f"{what}utterances" + ("" if what else " is not a list"))
+        raw["utterances"] = [
+            _build(UtteranceFigure, _object(f, f"utterances[{i}]"), f"utterances[{i}].")
+            for i, f in enumerate(figures)
+        ]
+        record = _build(cls, raw, "")
+        record.schema_version = version
+        return record
+
+
+def write_attention(out_dir: str | Path, record: AttentionRecord) -> Path:
+    """Write ``<out_dir>/attention.json`` atomically."""
+    return write_json_atomic(Path(out_dir) / ATTENTION_FILE, record.to_dict())
+
+
+def read_attention(path: str | Path) -> AttentionRecord | None:
+    """The record in ``path``, or None if there is no such file; ValueError saying why a file
+    cannot be used (unreadable, not JSON, not a record, :class:`NewerSchema`)."""
+    raw = _load(Path(path))
+    return None if raw is None else AttentionRecord.from_dict(raw)
+
+
+# -- shared ---------------------------------------------------------------------------------
+
+
+def _load(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"unreadable ({err.__class__.__name__})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno}, column {err.colno}"
+        raise ValueError(f"not valid JSON (truncated?): {err.msg} ({where})") from None
+
+
+def _versioned(raw: Any, current: int) -> tuple[dict[str, Any], int]:
+    """A copy of the record without ``schema_version``, and that version (1 if absent)."""
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    raw = dict(raw)
+    version = raw.pop("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"schema_version is {version!r}, expected a positive integer")
+    if version > current:
+        raise NewerSchema(
+            f"schema_version {version} is newer than this selfcross reads ({current}); "
+            "update selfcross"
+        )
+    return raw, version
+
+
+def _first_version(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's keys with ``schema_version`` first, where ``ablation.json`` always had it."""
+    return {"schema_version": record.pop("schema_version"), **record}
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object; else ValueError naming where it sits."""
+    if not isinstance(value, dict):
+        raise ValueError(f"missing key {where}" if value is None else f"{where} is not an object")
+    return value
+
+
+def _build(kind, raw: dict[str, Any], where: str):
+    """``kind(**raw)``; ValueError naming the first missing or unknown key."""
+    fields = [f for f in dataclasses.fields(kind) if f.name != "schema_version"]
+    names = {f.name for f in fields}
+    missing = [f.name for f in fields if f.name not in raw]
+    if missing:
+        raise ValueError(f"missing key {where}{missing[0]}")
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"unknown key {where}{unknown[0]}")
+    return kind(**{n: raw[n] for n in names})
