@@ -14,7 +14,7 @@ import torch
 from selfcross.data.npy import SPLITS
 from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import read_clip_audio
-from selfcross.prepare.meld import REPAIRS, repair_text
+from selfcross.prepare.meld_release import REPAIRS, repair_text
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
 from selfcross.prepare.text import tokenize
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
