@@ -18,7 +18,8 @@ from selfcross.config import compose, validate
 from selfcross.data import npy
 from selfcross.data import validate as checks
 from selfcross.data.datasets import dataset
-from selfcross.data.reader import FoldReader, ReaderOptions
+from selfcross.data.fold import ReaderOptions
+from selfcross.data.reader import FoldReader
 from selfcross.errors import ConfigError, DataError
 from tests.conftest import run_cli
 from tests.foldkit import SHAPES, SIZES, VOCAB, make_fold, make_root, shape_overrides

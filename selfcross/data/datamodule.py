@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfcross import MODALITIES
 from selfcross.data.cache import load_fold
+from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import SPLITS, fold_dir
-from selfcross.data.reader import FoldData, ReaderOptions
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 from selfcross.errors import ConfigError
 
