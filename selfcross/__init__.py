@@ -26,6 +26,17 @@ def fusion_problem(fusion: str, modalities) -> str | None:
     return None
 
 
+def fold_problem(fold, n_folds: int) -> str | None:
+    """Why ``fold`` names no fold of data with ``n_folds`` folds (fold01 .. foldNN), or None.
+
+    The one statement of the fold range: config validation, the data module and the sweeps ask
+    here, with the number of folds of the data root's manifest when it has one.
+    """
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= n_folds:
+        return f"fold={fold}: folds are numbered 1..{n_folds}"
+    return None
+
+
 NORMS = ("post", "pre")
 """LayerNorm placement of the transformer-encoder layers (selfcross.models.transformer)."""
 
