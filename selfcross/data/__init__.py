@@ -9,7 +9,7 @@ The data path: :mod:`~selfcross.data.npy` (raw ``.npy`` files) -> :mod:`~selfcro
 :mod:`~selfcross.data.datasets` reads a dataset's facts from ``conf/data/<name>.yaml``.
 """
 
-from selfcross.data.datamodule import IemocapDataModule, SplitTensors
+from selfcross.data.datamodule import FoldDataModule, IemocapDataModule, SplitTensors
 from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import fold_dir
 from selfcross.data.reader import FoldReader
@@ -17,6 +17,7 @@ from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 
 __all__ = [
     "FoldData",
+    "FoldDataModule",
     "FoldReader",
     "IemocapDataModule",
     "ReaderOptions",

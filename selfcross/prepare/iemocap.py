@@ -37,6 +37,7 @@ from selfcross.prepare.steps import (
     vocab_json,
     warn,
     warn_no_prosody,
+    write_folds_manifest,
     write_utterances,
 )
 from selfcross.prepare.text import check_glove
@@ -108,7 +109,7 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
     warnings: list[str] = []
     check_out_dir(settings)
     corpus = scan_release(settings.raw, list(settings.sessions), settings.classes,
-                          settings.drop_labels)  # fmt: skip
+                          settings.drop_labels, settings.label_ids)  # fmt: skip
     print_counts(corpus, settings.class_names, settings.class_counts)
     if corpus.no_transcript:
         warn(
@@ -177,6 +178,7 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
     write_utterances(utterance_table(corpus, rows), settings)
 
     checked = final_check(fold_dirs, settings)
+    write_folds_manifest(settings, video_key)
     timing = {
         "audio_seconds": round(stats.audio_seconds, 2),
         "video_decode_seconds": round(stats.decode_seconds, 2),

@@ -59,6 +59,9 @@ class Corpus:
     root: Path
     utterances: list[Utterance]
     classes: tuple[str, ...]
+    """Per class id, how counts name it (its release labels joined by ``+``)."""
+    label_ids: dict[str, int]
+    """Release label -> class id (a class may keep several labels)."""
     dropped: Counter = field(default_factory=Counter)
     """Dropped label -> count."""
     dropped_per_session: dict[int, int] = field(default_factory=dict)
@@ -66,7 +69,7 @@ class Corpus:
     """Kept utterance ids with no transcription line (their text is empty)."""
 
     def class_id(self, utterance: Utterance) -> int:
-        return self.classes.index(utterance.label)
+        return self.label_ids[utterance.label]
 
     def dialogs(self) -> dict[str, list[Utterance]]:
         out: dict[str, list[Utterance]] = {}
@@ -124,18 +127,22 @@ def scan_release(
     sessions: list[int],
     classes: tuple[str, ...],
     drop_labels: tuple[str, ...],
+    label_ids: dict[str, int] | None = None,
 ) -> Corpus:
-    """Read labels and transcripts of ``sessions``; keep ``classes``, drop ``drop_labels``.
+    """Read labels and transcripts of ``sessions``; keep the labels of ``label_ids`` (release
+    label -> class id; default: label i of ``classes`` is class i), drop ``drop_labels``.
 
-    A label in neither list stops with an error naming the file: a silent drop could hide a
+    A label in neither stops with an error naming the file: a silent drop could hide a
     mistyped class list.
     """
+    if label_ids is None:
+        label_ids = {label: i for i, label in enumerate(classes)}
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "no such directory (expected IEMOCAP_full_release)")
     if not any((root / f"Session{n}").is_dir() for n in range(1, 6)):
         raise DataError(root, "holds no Session1..Session5 folder: is it IEMOCAP_full_release?")
-    corpus = Corpus(root=root, utterances=[], classes=tuple(classes))
+    corpus = Corpus(root=root, utterances=[], classes=tuple(classes), label_ids=dict(label_ids))
     seen: set[str] = set()
     for session in sessions:
         session_dir = corpus.session_dir(session)
@@ -162,11 +169,11 @@ def scan_release(
                     corpus.dropped[label] += 1
                     corpus.dropped_per_session[session] += 1
                     continue
-                if label not in classes:
+                if label not in label_ids:
                     raise DataError(
                         label_file,
                         f"utterance {utt_id} has label '{label}', neither in classes "
-                        f"{list(classes)} nor in drop_labels {list(drop_labels)}",
+                        f"{list(label_ids)} nor in drop_labels {list(drop_labels)}",
                     )
                 if utt_id not in texts:
                     corpus.no_transcript.append(utt_id)
@@ -174,7 +181,7 @@ def scan_release(
                     Utterance(utt_id, session, dialog, start, end, label, texts.get(utt_id, ""))
                 )
     if not corpus.utterances:
-        raise DataError(root, f"no utterance labelled with one of {list(classes)}")
+        raise DataError(root, f"no utterance labelled with one of {list(label_ids)}")
     return corpus
 
 
@@ -188,7 +195,7 @@ def _check_id(path: Path, utt_id: str, dialog: str, seen: set[str]) -> None:
 
 def counts(corpus: Corpus) -> dict:
     """Per class, per session and per dropped label: the numbers prepare.json records."""
-    per_class = Counter(u.label for u in corpus.utterances)
+    per_class = Counter(corpus.classes[corpus.class_id(u)] for u in corpus.utterances)
     per_session = Counter(u.session for u in corpus.utterances)
     return {
         "per_class": {c: per_class[c] for c in corpus.classes},

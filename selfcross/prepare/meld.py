@@ -44,6 +44,7 @@ from selfcross.prepare.steps import (
     vocab_json,
     warn,
     warn_no_prosody,
+    write_folds_manifest,
     write_utterances,
 )
 from selfcross.prepare.text import check_glove
@@ -59,7 +60,7 @@ def split_count_lines(
     corpus: MeldCorpus, kept: list[MeldUtterance], settings: PrepareSettings
 ) -> list[str]:
     """Per class id: kept / published utterances of each split and in total, as printed."""
-    ours = Counter((u.split, u.label) for u in kept)
+    ours = Counter((u.split, corpus.class_of(u)) for u in kept)
     published = settings.split_counts
     names = list(settings.class_names)
     splits = list(SPLIT_FILES)
@@ -107,7 +108,7 @@ def prepare_meld(settings: PrepareSettings) -> dict:
     started = time.perf_counter()
     warnings: list[str] = []
     check_out_dir(settings)
-    corpus = scan_meld(settings.raw, settings.classes, settings.drop_labels)
+    corpus = scan_meld(settings.raw, settings.classes, settings.drop_labels, settings.label_ids)
     n_listed = len(corpus.utterances) + len(corpus.unusable)
 
     def unusable(entry: dict, path) -> None:
@@ -226,6 +227,7 @@ def prepare_meld(settings: PrepareSettings) -> dict:
     write_seconds = time.perf_counter() - write_started
     write_utterances(utterance_table(kept, rows), settings)
     checked = final_check(fold_dirs, settings)
+    write_folds_manifest(settings, video_key)
 
     total_seconds = time.perf_counter() - started
     computed = max(stats.n_audio, stats.n_video)
@@ -238,7 +240,7 @@ def prepare_meld(settings: PrepareSettings) -> dict:
         "write_seconds": round(write_seconds, 2),
         "total_seconds": round(total_seconds, 2),
     }
-    per_split = Counter((u.split, u.label) for u in kept)
+    per_split = Counter((u.split, corpus.class_of(u)) for u in kept)
     summary = {
         **provenance(),
         "dataset": "meld",

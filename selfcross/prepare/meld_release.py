@@ -126,8 +126,11 @@ class MeldCorpus:
     utterances: list[MeldUtterance]
     """The usable utterances, train then dev then test, each in csv order."""
     classes: tuple[str, ...]
+    """Per class id, how counts name it (its release labels joined by ``+``)."""
+    label_ids: dict[str, int]
+    """Release Emotion -> class id (a class may keep several)."""
     listed: Counter = field(default_factory=Counter)
-    """(split, label) -> rows of the csv files."""
+    """(split, class) -> rows of the csv files."""
     unusable: list[dict] = field(default_factory=list)
     """{id, split, label, clip, reason} of each dropped utterance."""
     unlisted: list[dict] = field(default_factory=list)
@@ -137,7 +140,11 @@ class MeldCorpus:
     dropped_labels: Counter = field(default_factory=Counter)
 
     def class_id(self, utterance: MeldUtterance) -> int:
-        return self.classes.index(utterance.label)
+        return self.label_ids[utterance.label]
+
+    def class_of(self, utterance: MeldUtterance) -> str:
+        """How counts name the utterance's class."""
+        return self.classes[self.class_id(utterance)]
 
 
 def _decode(path: Path) -> tuple[str, bool]:
@@ -153,10 +160,19 @@ def _decode(path: Path) -> tuple[str, bool]:
 
 
 def read_csv(
-    path: Path, split: str, clip_dir: Path, classes: tuple[str, ...], drop_labels: tuple[str, ...]
+    path: Path,
+    split: str,
+    clip_dir: Path,
+    classes: tuple[str, ...],
+    drop_labels: tuple[str, ...],
+    label_ids: dict[str, int] | None = None,
 ) -> tuple[list[MeldUtterance], list[dict], Counter, int, Counter]:
-    """The rows of one split's csv: (utterances, duplicates, listed counts, repaired texts,
-    dropped labels). A missing column, a non-numeric id or an unknown emotion is an error."""
+    """The rows of one split's csv: (utterances, duplicates, listed counts per (split, class),
+    repaired texts, dropped labels). ``label_ids``: release Emotion -> class id (default: label
+    i of ``classes`` is class i). A missing column, a non-numeric id or an unknown emotion is an
+    error."""
+    if label_ids is None:
+        label_ids = {label: i for i, label in enumerate(classes)}
     if not path.is_file():
         raise DataError(path, "csv file is missing (is raw the extracted MELD.Raw?)")
     text, _ = _decode(path)
@@ -192,13 +208,13 @@ def read_csv(
         if label in drop_labels:
             dropped[label] += 1
             continue
-        if label not in classes:
+        if label not in label_ids:
             raise DataError(
                 path,
-                f"line {line}: emotion '{label}' is neither in classes {list(classes)} nor in "
+                f"line {line}: emotion '{label}' is neither in classes {list(label_ids)} nor in "
                 f"drop_labels {list(drop_labels)}",
             )
-        listed[(split, label)] += 1
+        listed[(split, classes[label_ids[label]])] += 1
         utterance_text, n_repairs = repair_text(get("Utterance"))
         speaker, _ = repair_text(get("Speaker"))
         repaired += n_repairs > 0
@@ -223,21 +239,29 @@ def unusable_entry(utt: MeldUtterance, reason: str) -> dict:
 
 
 def scan_meld(
-    root: str | Path, classes: tuple[str, ...], drop_labels: tuple[str, ...]
+    root: str | Path,
+    classes: tuple[str, ...],
+    drop_labels: tuple[str, ...],
+    label_ids: dict[str, int] | None = None,
 ) -> MeldCorpus:
-    """The three csv files and the clip folders (clips are checked later, by :func:`probe`)."""
+    """The three csv files and the clip folders (clips are checked later, by :func:`probe`);
+    ``label_ids`` as for :func:`read_csv`."""
+    if label_ids is None:
+        label_ids = {label: i for i, label in enumerate(classes)}
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "no such directory (expected MELD.Raw)")
     if not any((root / csv_name).is_file() for csv_name, _ in SPLIT_FILES.values()):
         raise DataError(root, "holds no train_sent_emo.csv: is it the extracted MELD.Raw?")
-    corpus = MeldCorpus(root=root, utterances=[], classes=tuple(classes))
+    corpus = MeldCorpus(
+        root=root, utterances=[], classes=tuple(classes), label_ids=dict(label_ids)
+    )
     for split, (csv_name, folder) in SPLIT_FILES.items():
         clip_dir = root / folder
         if not clip_dir.is_dir():
             raise DataError(clip_dir, "clip folder is missing")
         rows, duplicates, listed, repaired, dropped = read_csv(
-            root / csv_name, split, clip_dir, corpus.classes, drop_labels
+            root / csv_name, split, clip_dir, corpus.classes, drop_labels, corpus.label_ids
         )
         corpus.utterances += rows
         corpus.unusable += duplicates
@@ -253,7 +277,7 @@ def scan_meld(
                     {"split": split, "clip": str(clip), "reason": f"no row of {csv_name}"}
                 )
     if not corpus.utterances:
-        raise DataError(root, f"no utterance labelled with one of {list(classes)}")
+        raise DataError(root, f"no utterance labelled with one of {list(label_ids)}")
     return corpus
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 import selfcross
 from selfcross.errors import DataError
+from selfcross.manifest import FoldsManifest, write_manifest
 from selfcross.prepare.audio import PROSODY_DIM
 from selfcross.prepare.cache import entry_path, load_entry
 from selfcross.prepare.resnet import FEATURE_DIM
@@ -180,6 +181,27 @@ def final_check(fold_dirs: list[Path], settings: PrepareSettings) -> list[dict]:
     published = dict(zip(settings.class_names, settings.class_counts, strict=False))
     return check_output(settings.out, folds, settings.shapes, list(settings.class_names),
                         published)  # fmt: skip
+
+
+def write_folds_manifest(settings: PrepareSettings, features: dict) -> None:
+    """``<out>/dataset.json``: the folds' number, class names, shapes, split and ``features``
+    (the feature settings, beside the frame encoder's cache key)."""
+    shapes = {m: {k: v for k, v in s.items() if k in ("seq_len", "feat_dim")}
+              for m, s in settings.shapes.items()}  # fmt: skip
+    settings_now = settings_json(settings)
+    manifest = FoldsManifest(
+        dataset=settings.dataset,
+        n_folds=settings.n_folds,
+        class_names=tuple(settings.class_names),
+        shapes=shapes,
+        split=settings.split,
+        features={
+            "audio": settings_now["audio"],
+            "text": settings_now["text"],
+            "vision": {**settings_now["frames"], **features},
+        },
+    )
+    write_manifest(settings.out, manifest)
 
 
 def provenance() -> dict:
