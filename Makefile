@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 # Sweeps and tables: `make table1 DATA=iemocap DATA_ROOT=/path/to/folds LAUNCHER=local_gpus`
-# (DATA=meld: one fold, FOLDS defaults to conf/data/$(DATA).yaml's n_folds)
+# (FOLDS defaults to the n_folds of DATA_ROOT's manifest, dataset.json, else of conf/data/$(DATA).yaml:
+# DATA=meld has one fold)
 DATA ?= synthetic
 DATA_ROOT ?=
 PRESET ?= small
-N_FOLDS := $(or $(shell sed -n 's/^n_folds: *\([0-9]*\).*/\1/p' conf/data/$(DATA).yaml 2>/dev/null),5)
+ROOT_FOLDS := $(if $(DATA_ROOT),$(shell [ -f "$(DATA_ROOT)/dataset.json" ] && [ -x $(PY) ] && $(PY) -c 'import sys; from selfcross.manifest import root_n_folds; print(root_n_folds(sys.argv[1], 0))' "$(DATA_ROOT)" 2>/dev/null))
+N_FOLDS := $(or $(ROOT_FOLDS),$(shell sed -n 's/^n_folds: *\([0-9]*\).*/\1/p' conf/data/$(DATA).yaml 2>/dev/null),5)
 FOLDS ?= $(shell seq -s, 1 $(N_FOLDS))
 SEEDS ?= 1,2,3,4,5,6,7,8,9,10
 LAUNCHER ?= basic

@@ -4,7 +4,8 @@
     python -m selfcross.check data.preset=paper modality=TV data.on_nonfinite=zero
 
 Takes the same overrides as ``selfcross.run`` (a synthetic source is generated first if needed)
-and checks all five folds with the options a run would use: the modalities' files, data.shapes,
+and checks every fold of the root (as many as its manifest, dataset.json, says; without one,
+data.n_folds) with the options a run would use: the modalities' files, data.shapes,
 data.drop_zero_video, data.text_source and data.on_nonfinite. Prints, per fold, the utterances
 per class id and name beside the paper's whole-corpus counts, the utterances dropped for having
 no video, and per split and modality the valid lengths and feature statistics; then every problem
@@ -29,9 +30,11 @@ def check_config(overrides: list[str]) -> CheckReport:
     cfg = compose([*overrides, "paths.output_dir=."])
     validate(cfg)
     datamodule = instantiate(cfg.data)
-    folds = range(1, datamodule.n_folds + 1)
+    folds = range(1, datamodule.n_folds + 1)  # the root's manifest's count, when it has one
     if datamodule.synthetic is not None:
-        ensure_synthetic(datamodule.root, folds, datamodule.synthetic)
+        ensure_synthetic(
+            datamodule.root, folds, datamodule.synthetic, datamodule.class_names, len(folds)
+        )
     return check_root(
         datamodule.root,
         datamodule.options,

@@ -20,7 +20,8 @@ from selfcross import (
     modality_problem,
     transformer_problem,
 )
-from selfcross.errors import ConfigError, Interrupted, JobFailed, SelfcrossError
+from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, SelfcrossError
+from selfcross.manifest import FoldsManifest, manifest_path, read_manifest
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -176,9 +177,14 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
     try:
-        problem = fold_problem(cfg.fold, cfg.data.n_folds)
+        manifest = root_manifest(cfg.data)
+        n_folds = cfg.data.n_folds if manifest is None else manifest.n_folds
+        problem = fold_problem(cfg.fold, n_folds)
         if problem is not None:
-            raise ConfigError(problem)
+            source = "" if manifest is None else f" ({manifest_path(cfg.data.root)})"
+            raise ConfigError(problem + source)
+        if manifest is not None:
+            check_against_manifest(cfg.data, manifest)
         preset = cfg.data.get("preset")
         if preset is not None and preset not in cfg.data_presets:
             raise ConfigError(
@@ -212,6 +218,35 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
         if key == "data.root":
             hint = ": point it at the folder holding fold01 .. fold05 (data.root=/path/to/folds)"
         raise ConfigError(f"{key} is not set{hint}") from None
+
+
+def root_manifest(data: DictConfig) -> FoldsManifest | None:
+    """The manifest of ``data.root``; None without one, for an unset root and for synthetic data
+    (whose configuration decides what the generator writes)."""
+    if data.get("synthetic") or OmegaConf.is_missing(data, "root") or data.root is None:
+        return None
+    try:
+        return read_manifest(data.root)
+    except DataError as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
+    """The configured shapes and class names must be those of the folds the root holds."""
+    path = manifest_path(data.root)
+    for modality, shape in manifest.shapes.items():
+        for key, theirs in shape.items():
+            ours = data.shapes[modality][key]
+            if ours != theirs:
+                raise ConfigError(
+                    f"data.shapes.{modality}.{key}={ours}, but the folds have {theirs} ({path}): "
+                    f"set data.shapes.{modality}.{key}={theirs}"
+                )
+    if tuple(data.class_names) != manifest.class_names:
+        raise ConfigError(
+            f"data.class_names=[{', '.join(data.class_names)}], but the folds' class ids are "
+            f"[{', '.join(manifest.class_names)}] ({path})"
+        )
 
 
 MAX_SEED = 2**32 - 1

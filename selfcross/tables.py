@@ -12,8 +12,9 @@ from the runs' ``result.json`` files.
 
 Every file named ``result.json`` under ``--results`` is read. Each table cell is the mean ± sample
 std (ddof=1) of the runs of one model on one modality subset, with their number n; a cell with
-fewer runs than the protocol's grid (``--folds`` x ``--seeds``, by default 5 folds x 10 seeds) is
-marked with a dagger and listed, with the missing (fold, seed), in a "missing runs" report.
+fewer runs than the protocol's grid (``--folds`` x ``--seeds``, by default 5 folds, or those of the
+data root's manifest, x 10 seeds) is marked with a dagger and listed, with the missing (fold,
+seed), in a "missing runs" report.
 Self vs Cross is tested with the paper's test (Student's two-sample t-test, ``*`` where p < .05)
 and, beside it, the paired t-test over runs matched by (fold, seed). Tables are printed and
 written as ``<out>/<name>.md``, ``.tex`` and ``.csv``; Figure 3 as ``<out>/figure3.png``/``.pdf``.
@@ -32,7 +33,7 @@ from selfcross.config import user_errors
 from selfcross.errors import ConfigError
 from selfcross.report.paper import N_RUNS
 from selfcross.report.registry import RESULTS_HELP, TABLES
-from selfcross.report.select import Protocol
+from selfcross.report.select import DEFAULT_FOLDS, Protocol, manifest_folds
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -54,8 +55,17 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
-    """The grid from --folds and --seeds, or --folds and --expected-runs (seeds 1..runs/folds)."""
+    """The grid from --folds and --seeds, or --folds and --expected-runs (seeds 1..runs/folds).
+
+    Without --folds: the folds of the runs' data root, as its manifest says (seeds then default
+    to 1-10), else 1-5."""
     folds = args.folds
+    if folds is None:
+        folds = manifest_folds(args.results)
+        if folds is None:
+            folds = DEFAULT_FOLDS
+        elif args.seeds is None and args.expected_runs is None:
+            args.seeds = tuple(range(1, N_RUNS // len(DEFAULT_FOLDS) + 1))
     if args.seeds is not None:
         seeds = args.seeds
         if args.expected_runs is not None and args.expected_runs != len(folds) * len(seeds):
@@ -84,7 +94,10 @@ def io_options(results_help: str) -> argparse.ArgumentParser:
 def grid_options() -> argparse.ArgumentParser:
     """The protocol grid's options, which every table read from result.json files takes."""
     grid = argparse.ArgumentParser(add_help=False)
-    grid.add_argument("--folds", type=int_list, default=(1, 2, 3, 4, 5), help="default 1-5")
+    grid.add_argument(
+        "--folds", type=int_list, default=None,
+        help="default: 1..n of the data root's manifest (dataset.json), else 1-5",
+    )  # fmt: skip
     grid.add_argument(
         "--seeds", type=int_list, default=None,
         help="expected seeds (default 1..expected-runs/folds, i.e. 1-10)",

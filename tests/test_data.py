@@ -266,6 +266,35 @@ def test_datamodule_rejects_bad_arguments(tmp_path):
         IemocapDataModule(root=str(tmp_path), num_classes=4)
 
 
+def test_one_data_module_reads_every_dataset_under_its_old_name_too(tmp_path):
+    """FoldDataModule reads any dataset's folds; IemocapDataModule, the name configs and records
+    written before the rename hold, still imports and hashes as the same configuration."""
+    from selfcross import data
+    from selfcross.config import compose
+    from selfcross.training.resume import comparable_config, config_hash
+
+    assert data.IemocapDataModule is data.FoldDataModule
+    for name in ("iemocap", "meld", "synthetic"):
+        assert compose([f"data={name}"]).data._target_ == "selfcross.data.FoldDataModule"
+    new = compose(["data=iemocap", "data.root=/data/iemocap"])
+    old = compose(["data=iemocap", "data.root=/data/iemocap",
+                   "data._target_=selfcross.data.IemocapDataModule"])  # fmt: skip
+    assert config_hash(new) == config_hash(old)
+    as_dict = {"data": {"_target_": "selfcross.data.FoldDataModule"}}
+    assert comparable_config(as_dict) == {"data._target_": '"selfcross.data.IemocapDataModule"'}
+
+
+def test_the_data_module_takes_the_number_of_folds_from_the_roots_manifest(tmp_path):
+    from selfcross.manifest import FoldsManifest, write_manifest
+
+    dims = {m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]} for m, s in SHAPES.items()}
+    IemocapDataModule(root=str(tmp_path), fold=5)  # no manifest: IEMOCAP's five folds
+    write_manifest(tmp_path, FoldsManifest("iemocap", 2, tuple("abcdefg"), dims, "random"))
+    assert IemocapDataModule(root=str(tmp_path), fold=2).n_folds == 2
+    with pytest.raises(ConfigError, match=r"^fold=3: folds are numbered 1..2$"):
+        IemocapDataModule(root=str(tmp_path), fold=3)
+
+
 # -- the processed-fold cache ---------------------------------------------------------------
 def test_cache_gives_the_same_arrays_memory_mapped(fold, tmp_path):
     from selfcross.data.cache import load_fold

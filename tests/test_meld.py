@@ -14,7 +14,7 @@ import torch
 from selfcross.data.npy import SPLITS
 from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import read_clip_audio
-from selfcross.prepare.meld import REPAIRS, repair_text
+from selfcross.prepare.meld_release import REPAIRS, repair_text
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
 from selfcross.prepare.text import tokenize
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
@@ -113,6 +113,9 @@ def test_one_fold_with_the_official_split_and_exact_counts(prepared, release):
         in text
     )  # noqa: E501
     assert "Listed in the csv files: train 16, dev 7, test 7 (total 30)" in text
+    root = json.loads((out / "dataset.json").read_text())  # the root's manifest
+    assert (root["dataset"], root["n_folds"], root["split"]) == ("meld", 1, "official")
+    assert root["class_names"] == list(CLASSES) and root["features"]["vision"]["region"] == "whole"
 
 
 def test_fold_has_the_iemocap_format(prepared):
@@ -381,12 +384,12 @@ def test_training_on_meld_uses_its_class_names(prepared, tmp_path):
                                 "fold=2"]))  # fmt: skip
 
 
-def meld_grid(root):
+def meld_grid(root, data_root="/data/meld"):
     """Hand-made results of a one-fold MELD grid: Table 1's cells and Table 2's models."""
     from tests.reportkit import write_result
 
-    data = {"name": "meld", "preset": None, "root": "/data/meld", "fingerprint": "fold1",
-            "fold_path": "/data/meld/fold01"}  # fmt: skip
+    data = {"name": "meld", "preset": None, "root": str(data_root), "fingerprint": "fold1",
+            "fold_path": f"{data_root}/fold01"}  # fmt: skip
     for model, modalities in (("self", "T V A TV TA VA TVA"), ("cross", "TV TA VA TVA"),
                               ("self_nosp", "TVA"), ("cross_nosp", "TVA"),
                               ("cross_self", "TVA")):  # fmt: skip
@@ -426,6 +429,18 @@ def test_tables_on_a_one_fold_meld_grid_have_no_paper_columns(tmp_path, capsys):
         assert not any(model in ("mdre", "amh") for _, _, model in rows)
     assert "Expected runs: 3 per cell: fold 1 x seeds 1-3" in text
     assert "- Cross T+A: 2 of 3 runs; missing fold 1 seed 3" in (out / "table1.md").read_text()
+
+
+def test_tables_take_their_default_folds_from_the_data_roots_manifest(tmp_path, capsys):
+    """Without --folds: the folds of the runs' data root (its dataset.json says one), 10 seeds."""
+    from selfcross.manifest import FoldsManifest, write_manifest
+    from tests.reportkit import run_main
+
+    dims = {m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]} for m, s in SHAPES.items()}
+    write_manifest(tmp_path / "meld", FoldsManifest("meld", 1, CLASSES, dims, "official"))
+    meld_grid(tmp_path / "runs", tmp_path / "meld")
+    run_main("table2", "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "t"))
+    assert "Expected runs: 10 per cell: fold 1 x seeds 1-10" in capsys.readouterr().out
 
 
 def test_figure3_on_meld_uses_its_class_names(tmp_path, capsys):

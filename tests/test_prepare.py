@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from selfcross.data.npy import SPLITS
+from selfcross.errors import ConfigError
 from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import AudioSettings, mfcc_features, read_wav
 from selfcross.prepare.extract import ExtractStats, FramePacker
@@ -403,6 +404,67 @@ def test_crash_then_resume_gives_the_same_folds(prepared, release, tmp_path, mon
                 )
 
 
+def test_the_roots_manifest_says_what_preparation_produced(prepared):
+    """dataset.json: the folds' number, class names in id order, shapes, split and settings."""
+    from selfcross.manifest import read_manifest
+
+    out, _, _ = prepared
+    manifest = read_manifest(out)
+    assert (manifest.dataset, manifest.n_folds, manifest.split) == ("iemocap", 5, "random")
+    assert manifest.class_names == (
+        "angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral"
+    )  # fmt: skip
+    assert manifest.shapes == {
+        m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]} for m, s in SHAPES.items()
+    }
+    features = manifest.features
+    assert features["audio"]["n_mfcc"] == 40 and features["audio"]["hop_ms"] == 10
+    assert features["text"]["oov"] == "random" and features["text"]["dim"] == GLOVE_DIM
+    assert features["vision"]["weights"] == "random-0"
+    assert features["vision"]["region"] == "speaker"
+
+
+def test_release_labels_per_class_come_from_the_dataset_config(release, tmp_path, capsys):
+    """conf/data/iemocap.yaml maps each class to its release labels; a class may keep several
+    (here happy: [hap, exc]); the old ``classes=`` list still works, with a deprecation line."""
+    from omegaconf import OmegaConf
+
+    from selfcross.data.datasets import dataset
+    from selfcross.prepare.__main__ import compose_prepare
+    from selfcross.prepare.iemocap_release import counts, scan_release
+    from selfcross.prepare.settings import class_labels, from_config
+
+    facts = dataset("iemocap")
+    assert dict(facts.labels) == {n: [c] for n, c in zip(facts.class_names, CLASSES, strict=True)}
+    settings = from_config(compose_prepare(overrides(release, tmp_path / "o")))
+    assert settings.classes == tuple(CLASSES)
+    assert settings.label_ids == {c: i for i, c in enumerate(CLASSES)}
+    assert "deprecated" not in capsys.readouterr().err
+    old = from_config(compose_prepare([*overrides(release, tmp_path / "o"),
+                                       "classes=[ang,exc,hap,sad,fru,sur,neu]"]))  # fmt: skip
+    assert "warning: classes= is deprecated" in capsys.readouterr().err
+    assert (old.classes, old.label_ids) == (settings.classes, settings.label_ids)
+
+    four = OmegaConf.create({
+        "class_names": ["angry", "happy", "sad", "neutral"],
+        "labels": {"angry": ["ang"], "happy": ["hap", "exc"], "sad": ["sad"], "neutral": ["neu"]},
+    })  # fmt: skip
+    labels = class_labels(four, None, "four")
+    label_ids = {label: i for i, group in enumerate(labels.values()) for label in group}
+    classes = tuple("+".join(g) for g in labels.values())
+    corpus = scan_release(release.root, [1, 2], classes, ("fru", "sur", "xxx", "fea", "oth"),
+                          label_ids)  # fmt: skip
+    kept = Counter(u.label for u in release.kept)
+    assert counts(corpus)["per_class"] == {
+        "ang": kept["ang"], "hap+exc": kept["hap"] + kept["exc"], "sad": kept["sad"],
+        "neu": kept["neu"],
+    }  # fmt: skip
+    assert {corpus.class_id(u) for u in corpus.utterances if u.label in ("hap", "exc")} == {1}
+    with pytest.raises(ConfigError, match="must give the release labels of each class"):
+        class_labels(OmegaConf.create({"class_names": ["a", "b"], "labels": {"a": ["x"]}}),
+                     None, "two")  # fmt: skip
+
+
 # -- splits ---------------------------------------------------------------------------------
 def test_session_split_tests_on_one_session(prepared, release, tmp_path):
     out = tmp_path / "by_session"
@@ -410,6 +472,8 @@ def test_session_split_tests_on_one_session(prepared, release, tmp_path):
     summary, _ = prepare_quietly(overrides(release, out, "split=session", f"cache={cache}"))
     assert summary["folds"] == ["fold01", "fold02"] and summary["computed"]["audio"] == 0
     assert not (out / "fold03").exists()
+    assert json.loads((out / "dataset.json").read_text())["n_folds"] == 2
+    assert json.loads((out / "dataset.json").read_text())["split"] == "session"
     for session in (1, 2):
         ids = manifest(out / f"fold{session:02d}")
         assert sorted(ids["test"]) == sorted(u.id for u in release.kept if u.session == session)

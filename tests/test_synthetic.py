@@ -352,3 +352,39 @@ def test_within_group_zero_is_a_valid_corpus(tmp_path):
     root = ensure_synthetic(tmp_path, [1], spec)
     fold = FoldReader(root / "fold01", ReaderOptions(shapes=SHAPES)).load()
     assert len(fold.splits["train"]) > 0
+
+
+def test_the_generator_writes_the_roots_manifest_beside_unchanged_folds(tmp_path):
+    """Given the class names and number of folds, ensure_synthetic writes dataset.json; the fold
+    files are byte for byte those written without it (FORMAT_VERSION pins them)."""
+    from selfcross.manifest import FoldsManifest, read_manifest
+
+    names = tuple(dataset("iemocap").class_names)
+    plain = ensure_synthetic(tmp_path / "plain", [1], SPEC)
+    described = ensure_synthetic(tmp_path / "described", [1], SPEC, names, 5)
+    assert read_manifest(plain) is None
+    assert read_manifest(described) == FoldsManifest(
+        "synthetic", 5, names, SHAPES, "random",
+        features={"synthetic": json.loads(json.dumps(asdict(SPEC))), "format": FORMAT_VERSION,
+                  "digest": SPEC.digest()},
+    )  # fmt: skip
+    files = sorted(p.name for p in (plain / "fold01").iterdir())
+    assert files == sorted(p.name for p in (described / "fold01").iterdir())
+    for name in files:
+        assert (plain / "fold01" / name).read_bytes() == (described / "fold01" / name).read_bytes()
+
+
+def test_a_synthetic_run_writes_the_manifest_of_its_root(tmp_path):
+    from hydra.utils import instantiate
+
+    from selfcross.config import compose
+    from selfcross.manifest import read_manifest
+
+    cfg = compose(["data.preset=tiny", f"paths.data_dir={tmp_path}"])
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    manifest = read_manifest(tmp_path / "synthetic" / "tiny")
+    assert manifest.n_folds == 5 and manifest.class_names == tuple(cfg.data.class_names)
+    assert manifest.shapes == {
+        m: {"seq_len": s.seq_len, "feat_dim": s.feat_dim} for m, s in cfg.data.shapes.items()
+    }

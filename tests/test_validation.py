@@ -18,7 +18,8 @@ from selfcross.config import compose, validate
 from selfcross.data import npy
 from selfcross.data import validate as checks
 from selfcross.data.datasets import dataset
-from selfcross.data.reader import FoldReader, ReaderOptions
+from selfcross.data.fold import ReaderOptions
+from selfcross.data.reader import FoldReader
 from selfcross.errors import ConfigError, DataError
 from tests.conftest import run_cli
 from tests.foldkit import SHAPES, SIZES, VOCAB, make_fold, make_root, shape_overrides
@@ -832,3 +833,105 @@ def test_check_cli_exit_status_and_no_traceback(tmp_path):
     )
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "4 of 5 folds valid; 1 problem(s), 0 warning(s)"
+
+
+# -- a root's manifest (dataset.json) -----------------------------------------------------------
+def write_folds_manifest(root, n_folds: int, shapes=SHAPES, names=NAMES):
+    from selfcross.manifest import FoldsManifest, write_manifest
+
+    dims = {m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]} for m, s in shapes.items()}
+    return write_manifest(root, FoldsManifest("iemocap", n_folds, names, dims, "random"))
+
+
+def test_manifest_round_trip_and_one_line_errors(tmp_path):
+    """What is written is read back; a file that is not a manifest, or one of a newer schema,
+    is one DataError naming it."""
+    import json
+
+    from selfcross.manifest import SCHEMA_VERSION, FoldsManifest, read_manifest
+
+    assert read_manifest(tmp_path) is None  # a root without one
+    path = write_folds_manifest(tmp_path, 3)
+    assert path == tmp_path / "dataset.json"
+    manifest = read_manifest(tmp_path)
+    assert manifest == FoldsManifest(
+        "iemocap", 3, NAMES, {m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]}
+                              for m, s in SHAPES.items()}, "random"
+    )  # fmt: skip
+    assert (
+        manifest.schema_version == SCHEMA_VERSION == json.loads(path.read_text())["schema_version"]
+    )
+    for text, problem in (
+        ('{"dataset": "iemocap", "n_folds": 3', "is not a readable manifest (Expecting"),
+        ("[1, 2]", "is not a manifest (expected a JSON object)"),
+        ('{"schema_version": 1, "dataset": "x"}', "is not a manifest: no n_folds"),
+    ):
+        path.write_text(text)
+        with pytest.raises(DataError) as caught:
+            read_manifest(tmp_path)
+        assert str(caught.value).startswith(f"{path}: {problem}"), str(caught.value)
+        assert "\n" not in str(caught.value)
+    newer = {**manifest.to_json(), "schema_version": SCHEMA_VERSION + 1}
+    path.write_text(json.dumps(newer))
+    with pytest.raises(DataError) as caught:
+        read_manifest(tmp_path)
+    assert str(caught.value) == (
+        f"{path}: schema_version {SCHEMA_VERSION + 1} is newer than this selfcross reads "
+        f"({SCHEMA_VERSION}): update selfcross"
+    )
+    bad = {**manifest.to_json(), "n_folds": 0}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(DataError, match="n_folds=0: expected an integer >= 1"):
+        read_manifest(tmp_path)
+
+
+def test_a_root_whose_manifest_says_three_folds(tmp_path, capsys):
+    """fold=4 is refused in one line naming the manifest; selfcross.check walks 3 folds."""
+    root = tmp_path / "folds"
+    make_root(root, folds=(1, 2, 3))
+    path = write_folds_manifest(root, 3)
+    validate(compose([*iemocap(root), "fold=3"]))
+    with pytest.raises(ConfigError) as caught:
+        validate(compose([*iemocap(root), "fold=4"]))
+    assert str(caught.value) == f"fold=4: folds are numbered 1..3 ({path})"
+    status, out = run_check(capsys, *iemocap(root))
+    assert status == 0, out
+    assert out.strip().splitlines()[-1] == "3 of 3 folds valid; 0 problem(s), 0 warning(s)"
+    assert "fold04" not in out
+
+
+def test_a_root_without_a_manifest_is_checked_as_before(tmp_path, capsys):
+    """No dataset.json: data.n_folds (5 for IEMOCAP) decides, as before manifests existed."""
+    root = tmp_path / "folds"
+    make_root(root, folds=(1, 2, 3))
+    validate(compose([*iemocap(root), "fold=5"]))
+    status, out = run_check(capsys, *iemocap(root))
+    assert status == 2
+    assert f"error: {root / 'fold04'}: fold directory is missing" in out
+    assert out.strip().splitlines()[-1] == "3 of 5 folds valid; 2 problem(s), 0 warning(s)"
+
+
+def test_shapes_and_class_names_are_held_to_the_manifest(tmp_path):
+    root = tmp_path / "folds"
+    make_root(root, folds=(1,))
+    path = write_folds_manifest(root, 1)
+    with pytest.raises(ConfigError) as caught:  # data.shapes left at IEMOCAP's defaults
+        validate(compose(["data=iemocap", f"data.root={root}"]))
+    assert str(caught.value) == (
+        f"data.shapes.T.seq_len=128, but the folds have 6 ({path}): set data.shapes.T.seq_len=6"
+    )
+    renamed = "data.class_names=[a,excited,happy,sad,frustrated,surprise,neutral]"
+    with pytest.raises(ConfigError, match=r"^data.class_names=\[a, excited, .*\], but the folds"):
+        validate(compose([*iemocap(root), renamed]))
+
+
+def test_a_corrupt_manifest_is_one_line_from_the_check_cli(tmp_path):
+    root = tmp_path / "folds"
+    make_root(root, folds=(1,))
+    (root / "dataset.json").write_text("{not json")
+    proc = run_cli("selfcross.check", *iemocap(root))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {root / 'dataset.json'}: is not a readable manifest (Expecting property name "
+        "enclosed in double quotes: line 1 column 2 (char 1))"
+    ]

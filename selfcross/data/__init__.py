@@ -2,19 +2,22 @@
 processed-fold cache and the LightningDataModule.
 
 The data path: :mod:`~selfcross.data.npy` (raw ``.npy`` files) -> :mod:`~selfcross.data.reader`
-(checks, with :mod:`~selfcross.data.preprocess`) -> :mod:`~selfcross.data.cache` ->
-:mod:`~selfcross.data.datamodule`. :mod:`~selfcross.data.validate` runs every check on all folds
-(``selfcross.check``); :mod:`~selfcross.data.datasets` reads a dataset's facts from
-``conf/data/<name>.yaml``.
+(checks, with :mod:`~selfcross.data.preprocess`; what it returns: :mod:`~selfcross.data.fold`)
+-> :mod:`~selfcross.data.cache` -> :mod:`~selfcross.data.datamodule`.
+:mod:`~selfcross.data.validate` runs every check on all folds (``selfcross.check``), with
+:mod:`~selfcross.data.feature_stats` and :mod:`~selfcross.data.check_report`;
+:mod:`~selfcross.data.datasets` reads a dataset's facts from ``conf/data/<name>.yaml``.
 """
 
-from selfcross.data.datamodule import IemocapDataModule, SplitTensors
+from selfcross.data.datamodule import FoldDataModule, IemocapDataModule, SplitTensors
+from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import fold_dir
-from selfcross.data.reader import FoldData, FoldReader, ReaderOptions
+from selfcross.data.reader import FoldReader
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 
 __all__ = [
     "FoldData",
+    "FoldDataModule",
     "FoldReader",
     "IemocapDataModule",
     "ReaderOptions",

@@ -27,8 +27,9 @@ import numpy as np
 from filelock import FileLock
 
 from selfcross.data.fingerprint import MEMO_DIR, fingerprint
+from selfcross.data.fold import FoldData, ReaderOptions, SplitData
 from selfcross.data.npy import SPLITS
-from selfcross.data.reader import FoldData, FoldReader, ReaderOptions, SplitData
+from selfcross.data.reader import FoldReader
 from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The IEMOCAP LightningDataModule: one fold, any subset of modalities, real or synthetic."""
+"""The LightningDataModule of processed folds (any dataset): one fold, any subset of modalities,
+real or synthetic."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfcross import MODALITIES, fold_problem, modality_problem
 from selfcross.data.cache import load_fold
+from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import SPLITS, fold_dir
-from selfcross.data.reader import FoldData, ReaderOptions
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 from selfcross.errors import ConfigError
+from selfcross.manifest import root_n_folds
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +107,9 @@ def keep_batch(batch):
     return batch
 
 
-class IemocapDataModule(L.LightningDataModule):
-    """Processed IEMOCAP folds (the format of :mod:`selfcross.data.npy`), or synthetic folds
-    in the same format. Built from ``conf/data/<name>.yaml`` (``cfg.data``).
+class FoldDataModule(L.LightningDataModule):
+    """Processed folds of any dataset (the format of :mod:`selfcross.data.npy`: IEMOCAP, MELD),
+    or synthetic folds in the same format. Built from ``conf/data/<name>.yaml`` (``cfg.data``).
 
     Args:
         root: directory holding ``fold01`` ... ``fold05``.
@@ -116,8 +118,11 @@ class IemocapDataModule(L.LightningDataModule):
         class_names, class_counts, n_folds: the dataset's facts; None: those of
             ``conf/data/<name>.yaml`` (class_counts: the published utterances per class id,
             the synthetic data's class sizes).
-        split_counts, paper_results: facts read by preparation and tables (published counts
-            per official split; whether the paper reports this dataset), not used for loading.
+        split_counts, paper_results, labels: facts read by preparation and tables (published
+            counts per official split; whether the paper reports this dataset; the release's
+            labels of each class), not used for loading.
+        A prepared root's manifest (``dataset.json``) gives the number of folds instead of
+        ``n_folds`` (synthetic roots excepted: their configuration decides what is generated).
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
         synthetic: generator parameters; when given, missing folds are generated under ``root``.
         cache_dir: where processed folds are kept and memory-mapped (shared by concurrent runs);
@@ -143,6 +148,7 @@ class IemocapDataModule(L.LightningDataModule):
         n_folds: int | None = None,
         split_counts: dict | None = None,
         paper_results: bool = True,
+        labels: dict | None = None,
         shapes: dict | None = None,
         drop_zero_video: bool = True,
         audio_standardize: str = "feature",
@@ -165,7 +171,9 @@ class IemocapDataModule(L.LightningDataModule):
             class_names = facts.class_names if class_names is None else class_names
             class_counts = facts.class_counts if class_counts is None else class_counts
             n_folds = facts.n_folds if n_folds is None else n_folds
-        problem = fold_problem(fold, n_folds)
+        if not synthetic:  # a prepared root's manifest says how many folds it holds
+            n_folds = root_n_folds(root, n_folds)
+        problem = fold_problem(int(fold), n_folds)
         if problem is not None:
             raise ConfigError(problem)
         problem = modality_problem(modalities)
@@ -226,7 +234,9 @@ class IemocapDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:
-            ensure_synthetic(self.root, [self.fold], self.synthetic)
+            ensure_synthetic(
+                self.root, [self.fold], self.synthetic, self.class_names, self.n_folds
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if self.fold_data is not None:
@@ -311,3 +321,7 @@ class IemocapDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+IemocapDataModule = FoldDataModule
+"""The data module's name before it read every dataset (records and configs may name it)."""

@@ -6,15 +6,13 @@ of bounded size, checking that every value is finite (selfcross.data.preprocess 
 handles non-finite values and standardises audio). Any problem raises
 :class:`~selfcross.errors.DataError` whose message is ``<path>: <problem>``.
 
-(About 430 lines: :class:`FoldReader` states the format's rules in the order a fold is read, and
-reads best as one class.)
+What a fold is once opened and once read (the dataclasses) lives in :mod:`selfcross.data.fold`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,15 @@ import numpy as np
 from selfcross import MODALITIES
 from selfcross.data import sanity
 from selfcross.data.fingerprint import fingerprint as fold_fingerprint
+from selfcross.data.fold import (
+    FoldData,
+    OpenedFold,
+    OpenedSplit,
+    ReaderOptions,
+    SplitData,
+    missing_classes,
+    missing_classes_problem,
+)
 from selfcross.data.npy import (
     EMBEDDING_FILE,
     FEATURE_FILES,
@@ -40,8 +47,6 @@ from selfcross.data.npy import (
     text_source,
 )
 from selfcross.data.preprocess import (
-    AUDIO_STANDARDIZE,
-    ON_NONFINITE,
     copy_blocks,
     kept_rows,
     replace_nonfinite,
@@ -51,107 +56,8 @@ from selfcross.errors import DataError
 
 log = logging.getLogger(__name__)
 
-TEXT_SOURCES = ("auto", "ids", "dense")
 NO_PADDED_LENGTH = np.iinfo(np.int32).max
 """Upper bound for video lengths when neither the video file nor data.shapes gives one."""
-
-
-@dataclass
-class SplitData:
-    """The kept utterances of one split, each modality as one contiguous array."""
-
-    features: dict[str, np.ndarray]
-    """Modality letter -> float32 [N, T, D]; text may instead be int64 token ids [N, T]."""
-    labels: np.ndarray
-    """[N] int64 class ids."""
-    lengths: dict[str, np.ndarray] = field(default_factory=dict)
-    """Modality letter -> [N] int64 valid lengths, where the format records them (A, V)."""
-    n_dropped: int = 0
-    nonfinite_zeroed: int = 0
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class FoldData:
-    """One fold, ready for training: three splits, the text embedding, and what was done."""
-
-    path: Path
-    splits: dict[str, SplitData]
-    embedding: np.ndarray | None
-    """[V, D] float32 GloVe matrix when text is given as token ids, else None."""
-    audio_mean: np.ndarray | None = None
-    audio_std: np.ndarray | None = None
-    fingerprint: str = ""
-    """The fold's files' layout and contents (:mod:`selfcross.data.fingerprint`)."""
-    embedding_zeroed: int = 0
-
-    def class_counts(self, num_classes: int) -> dict[str, list[int]]:
-        return {
-            name: np.bincount(split.labels, minlength=num_classes).tolist()
-            for name, split in self.splits.items()
-        }
-
-
-@dataclass
-class OpenedSplit:
-    """One split's files, opened and checked: features stay memory-mapped, the rest is int64.
-
-    In collecting mode (see :class:`FoldReader`) an entry is absent when its file had a problem.
-    """
-
-    name: str
-    n: int | None = None
-    """Utterances in the split's files (None when no file could give it)."""
-    n_source: Path | None = None
-    """The file ``n`` was taken from: the label file unless it was unusable."""
-    labels: np.ndarray | None = None
-    """[N] int64 class ids."""
-    features: dict[str, np.ndarray] = field(default_factory=dict)
-    """Modality -> [N, T, D] memory map; text as token ids is an int64 [N, T] array."""
-    lengths: dict[str, np.ndarray] = field(default_factory=dict)
-    """``A``/``V`` -> [N] int64 valid lengths."""
-    paths: dict[str, Path] = field(default_factory=dict)
-    """Role (``label``, a modality, ``A_len``, ``V_len``) -> file."""
-    keep: np.ndarray | None = None
-    """Rows used: those with video unless data.drop_zero_video is false."""
-
-    @property
-    def n_dropped(self) -> int:
-        return 0 if self.n is None or self.keep is None else self.n - len(self.keep)
-
-
-@dataclass
-class OpenedFold:
-    path: Path
-    text_source: str
-    splits: dict[str, OpenedSplit]
-    embedding: np.ndarray | None
-    """[V, D] float32 copy of W_embedding (text as ids only)."""
-
-
-@dataclass
-class ReaderOptions:
-    modalities: tuple[str, ...] = MODALITIES
-    num_classes: int = 7
-    drop_zero_video: bool = True
-    audio_standardize: str = "feature"
-    text_source: str = "auto"
-    on_nonfinite: str = "error"
-    shapes: dict | None = None
-    """Expected {modality: {seq_len, feat_dim}}; the files must match when given. Without it,
-    the three splits must still agree with one another."""
-
-    def __post_init__(self):
-        self.modalities = tuple(self.modalities)
-        for name, value, allowed in (
-            ("audio_standardize", self.audio_standardize, AUDIO_STANDARDIZE),
-            ("text_source", self.text_source, TEXT_SOURCES),
-            ("on_nonfinite", self.on_nonfinite, ON_NONFINITE),
-        ):
-            if value not in allowed:
-                raise ValueError(f"data.{name}={value!r}: expected one of {', '.join(allowed)}")
 
 
 class FoldReader:
@@ -431,13 +337,3 @@ def _warn_zeroed(path: Path, count: int) -> None:
         log.warning(
             "%s: replaced %d NaN or infinite values with 0 (data.on_nonfinite=zero)", path, count
         )
-
-
-def missing_classes(labels: np.ndarray, num_classes: int) -> list[int]:
-    """Class ids with no utterance in ``labels``."""
-    return np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0).tolist()
-
-
-def missing_classes_problem(missing: list[int], names=None) -> str:
-    ids = ", ".join(f"{c} ({names[c]})" if names else str(c) for c in missing)
-    return f"the train split has no utterance of class id(s) {ids}"

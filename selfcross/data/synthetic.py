@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 from filelock import FileLock
 
 from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
+from selfcross.manifest import SHAPE_KEYS, FoldsManifest, write_manifest
 from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)
@@ -257,11 +259,19 @@ def _write_fold(directory: Path, spec: SyntheticSpec, fold: int) -> None:
     np.save(directory / EMBEDDING_FILE, signal.embedding, allow_pickle=False)
 
 
-def ensure_synthetic(root: str | Path, folds, spec: SyntheticSpec) -> Path:
+def ensure_synthetic(
+    root: str | Path,
+    folds,
+    spec: SyntheticSpec,
+    class_names: Sequence[str] | None = None,
+    n_folds: int | None = None,
+) -> Path:
     """Write the requested folds under ``root`` unless they exist for the same ``spec``.
 
     Safe when several runs ask at once (a file lock serialises them) and when a run is killed
-    mid-write (a fold directory appears only once complete).
+    mid-write (a fold directory appears only once complete). Given the ``class_names`` of the
+    class ids and the ``n_folds`` the data offers, the root's manifest (``dataset.json``) is
+    written too; the fold files do not depend on it.
     """
     root = Path(root)
     meta_path = root / "synthetic.json"
@@ -293,4 +303,20 @@ def ensure_synthetic(root: str | Path, folds, spec: SyntheticSpec) -> Path:
                 os.replace(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+        if class_names is not None:
+            write_manifest(root, synthetic_manifest(spec, class_names, n_folds or max(folds)))
     return root
+
+
+def synthetic_manifest(spec: SyntheticSpec, class_names, n_folds: int) -> FoldsManifest:
+    """What a synthetic root holds, as its ``dataset.json`` says: the generator's parameters are
+    its feature settings; the folds are stratified random splits."""
+    shapes = {m: {k: int(spec.shapes[m][k]) for k in SHAPE_KEYS} for m in sorted(spec.shapes)}
+    return FoldsManifest(
+        dataset="synthetic",
+        n_folds=int(n_folds),
+        class_names=tuple(class_names),
+        shapes=shapes,
+        split="random",
+        features={"synthetic": asdict(spec), "format": FORMAT_VERSION, "digest": spec.digest()},
+    )

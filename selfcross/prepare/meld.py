@@ -1,312 +1,66 @@
-"""MELD's public release (``MELD.Raw``) prepared as one fold: ``selfcross.prepare dataset=meld``.
+"""MELD prepared as one fold from its public release: ``selfcross.prepare dataset=meld``.
 
-Layout read (``raw`` is the extracted ``MELD.Raw``)::
-
-    train_sent_emo.csv  dev_sent_emo.csv  test_sent_emo.csv
-        Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,
-        StartTime,EndTime   (quoted fields may hold commas and line breaks)
-    train_splits/dia<D>_utt<U>.mp4   dev_splits_complete/...   output_repeated_splits_test/...
-
-Each csv row is one utterance; its clip holds its video and its audio track. The official split
-is fold01: train, dev and test as the release gives them. An utterance's id is
-``<split>-dia<D>_utt<U>`` (dialog numbers restart in each split).
-
-The release is messy, and a long run must neither stop on it nor pass it silently:
-
-- text: characters mis-decoded on the way to the csv are repaired (:data:`REPAIRS`: the C1
-  controls that cp1252 puns for punctuation, e.g. U+0092 for an apostrophe, curly quotes and
-  dashes, the ellipsis, UTF-8 read as cp1252 such as ``â€™``); any other C1 control is removed;
-- clips listed but missing, empty, undecodable, without an audio or a video stream, or without
-  one decodable frame: the utterance is dropped from every modality;
-- clips in the folders that no csv lists: reported (they carry no label).
-
-Every dropped utterance and unlisted clip is listed with its reason in ``prepare.json`` and in
-``fold01/manifest.json`` and summarised on the console; ``strict=true`` makes the first of them an
-error naming the file. Features are computed by the IEMOCAP code (:mod:`selfcross.prepare.extract`,
-one clip per job, cached per utterance) and written by :mod:`selfcross.prepare.writer`.
+The release is read by :mod:`selfcross.prepare.meld_release` (csv rows, repaired texts, clips
+probed). Every listed utterance whose clip is unusable is dropped from every modality and listed
+with its reason in ``prepare.json`` and ``fold01/manifest.json`` and summarised on the console;
+``strict=true`` makes the first of them an error naming the file. Features are computed as for
+IEMOCAP (:mod:`selfcross.prepare.extract`, one clip per job, cached per utterance) and written by
+:mod:`selfcross.prepare.writer`; the official split is fold01.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import platform
-import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-import selfcross
 from selfcross.errors import DataError
+from selfcross.prepare.audio import PROSODY_DIM
 from selfcross.prepare.cache import cache_folder, entry_path
 from selfcross.prepare.extract import DialogJob, UtteranceJob, extract_features
-from selfcross.prepare.report import warn
+from selfcross.prepare.meld_release import (
+    SPLIT_FILES,
+    MeldCorpus,
+    MeldUtterance,
+    csv_seconds,
+    probe,
+    scan_meld,
+    unusable_entry,
+)
+from selfcross.prepare.settings import PrepareSettings
+from selfcross.prepare.steps import (
+    SUMMARY_FILE,
+    FoldRows,
+    check_disk_space,
+    check_out_dir,
+    final_check,
+    load_frame_encoder,
+    prepare_text,
+    progress_bar,
+    provenance,
+    settings_json,
+    vocab_json,
+    warn,
+    warn_no_prosody,
+    write_folds_manifest,
+    write_utterances,
+)
+from selfcross.prepare.text import check_glove
 from selfcross.prepare.video import WHOLE
-from selfcross.utils.io import git_commit, write_json_atomic
+from selfcross.prepare.writer import fold_layout, write_folds
+from selfcross.utils.io import write_json_atomic
 
-SPLIT_FILES = {
-    "train": ("train_sent_emo.csv", "train_splits"),
-    "dev": ("dev_sent_emo.csv", "dev_splits_complete"),
-    "test": ("test_sent_emo.csv", "output_repeated_splits_test"),
-}
-"""Official split -> (csv file, clip folder) in MELD.Raw."""
-COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID", "StartTime",
-           "EndTime")  # fmt: skip
-"""The csv columns needed (Season and Episode are kept when present, the others not read)."""
-CLIP_NAME = re.compile(r"^dia(?P<dialog>\d+)_utt(?P<utt>\d+)\.mp4$")
-REPAIRS: dict[str, str] = {
-    # UTF-8 text decoded as cp1252 and encoded again (longest first when applied)
-    "\u00e2\u20ac\u2122": "'",  # â€™
-    "\u00e2\u20ac\u02dc": "'",  # â€˜
-    "\u00e2\u20ac\u0153": '"',  # â€œ
-    "\u00e2\u20ac\u009d": '"',  # â€ + U+009D
-    "\u00e2\u20ac\u00a6": "...",  # â€¦
-    "\u00e2\u20ac\u201d": "--",  # â€”
-    "\u00e2\u20ac\u201c": "-",  # â€“
-    # cp1252 bytes read as Latin-1: C1 controls standing for punctuation
-    "\u0091": "'",
-    "\u0092": "'",
-    "\u0093": '"',
-    "\u0094": '"',
-    "\u0085": "...",
-    "\u0096": "-",
-    "\u0097": "--",
-    # typographic punctuation -> plain (GloVe's tokens are plain)
-    "\u2018": "'",
-    "\u2019": "'",
-    "\u201c": '"',
-    "\u201d": '"',
-    "\u2026": "...",
-    "\u2013": "-",
-    "\u2014": "--",
-    "\u00a0": " ",
-}
-"""Mis-decoded or typographic character(s) -> replacement (docs/preparing-meld.md)."""
-_REPAIR = re.compile("|".join(re.escape(k) for k in sorted(REPAIRS, key=len, reverse=True)))
-_C1 = re.compile("[\u0080-\u009f]")
-TIME = re.compile(r"^(\d+):(\d\d):(\d\d)[,.](\d{1,3})$")
 SHOWN = 10
 """Unusable utterances named on the console (all are in prepare.json and the manifest)."""
 
 
-def repair_text(text: str) -> tuple[str, int]:
-    """(repaired text, number of repairs): :data:`REPAIRS`, then leftover C1 controls removed."""
-    n = 0
-
-    def replace(match: re.Match) -> str:
-        nonlocal n
-        n += 1
-        return REPAIRS[match.group(0)]
-
-    text = _REPAIR.sub(replace, text)
-    text, removed = _C1.subn("", text)
-    return " ".join(text.split()), n + removed
-
-
-def parse_time(value: str) -> float | None:
-    """``HH:MM:SS,mmm`` -> seconds (None when malformed: the times are informative only)."""
-    match = TIME.match(value.strip())
-    if match is None:
-        return None
-    h, m, s, ms = match.groups()
-    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms.ljust(3, "0")) / 1000
-
-
-@dataclass(frozen=True)
-class MeldUtterance:
-    id: str
-    """``<split>-dia<D>_utt<U>``."""
-    split: str
-    dialog: int
-    utterance: int
-    speaker: str
-    label: str
-    text: str
-    clip: Path
-    line: int
-    """The csv line the row starts on."""
-    start: str = ""
-    end: str = ""
-    season: str = ""
-    episode: str = ""
-
-
-@dataclass
-class MeldCorpus:
-    root: Path
-    utterances: list[MeldUtterance]
-    """The usable utterances, train then dev then test, each in csv order."""
-    classes: tuple[str, ...]
-    listed: Counter = field(default_factory=Counter)
-    """(split, label) -> rows of the csv files."""
-    unusable: list[dict] = field(default_factory=list)
-    """{id, split, label, clip, reason} of each dropped utterance."""
-    unlisted: list[dict] = field(default_factory=list)
-    """{split, clip, reason} of each clip no csv lists."""
-    repaired: int = 0
-    """Utterances whose text was repaired."""
-    dropped_labels: Counter = field(default_factory=Counter)
-
-    def class_id(self, utterance: MeldUtterance) -> int:
-        return self.classes.index(utterance.label)
-
-
-def _decode(path: Path) -> tuple[str, bool]:
-    """The file's text and whether it had to be read as cp1252 (not valid UTF-8)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(path, f"cannot be read ({err.strerror})") from None
-    try:
-        return raw.decode("utf-8-sig"), False
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace"), True
-
-
-def read_csv(
-    path: Path, split: str, clip_dir: Path, classes: tuple[str, ...], drop_labels: tuple[str, ...]
-) -> tuple[list[MeldUtterance], list[dict], Counter, int, Counter]:
-    """The rows of one split's csv: (utterances, duplicates, listed counts, repaired texts,
-    dropped labels). A missing column, a non-numeric id or an unknown emotion is an error."""
-    if not path.is_file():
-        raise DataError(path, "csv file is missing (is raw the extracted MELD.Raw?)")
-    text, _ = _decode(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise DataError(path, f"has no column {', '.join(missing)} (header: {','.join(header)})")
-    col = {name: header.index(name) for name in header}
-    utterances, duplicates, seen = [], [], set()
-    listed, dropped = Counter(), Counter()
-    repaired = 0
-    while True:
-        line = reader.line_num + 1
-        row = next(reader, None)
-        if row is None:
-            break
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(header):
-            raise DataError(path, f"line {line}: {len(row)} fields, expected {len(header)}")
-
-        def get(name: str, row=row) -> str:
-            return row[col[name]].strip() if name in col else ""
-
-        try:
-            dialog, utt = int(get("Dialogue_ID")), int(get("Utterance_ID"))
-        except ValueError:
-            raise DataError(
-                path, f"line {line}: Dialogue_ID/Utterance_ID are not numbers"
-            ) from None
-        label = get("Emotion").lower()
-        if label in drop_labels:
-            dropped[label] += 1
-            continue
-        if label not in classes:
-            raise DataError(
-                path,
-                f"line {line}: emotion '{label}' is neither in classes {list(classes)} nor in "
-                f"drop_labels {list(drop_labels)}",
-            )
-        listed[(split, label)] += 1
-        utterance_text, n_repairs = repair_text(get("Utterance"))
-        speaker, _ = repair_text(get("Speaker"))
-        repaired += n_repairs > 0
-        name = f"dia{dialog}_utt{utt}"
-        item = MeldUtterance(
-            id=f"{split}-{name}", split=split, dialog=dialog, utterance=utt, speaker=speaker,
-            label=label, text=utterance_text, clip=clip_dir / f"{name}.mp4", line=line,
-            start=get("StartTime"), end=get("EndTime"), season=get("Season"),
-            episode=get("Episode"),
-        )  # fmt: skip
-        if item.id in seen:
-            duplicates.append(unusable_entry(item, f"{path.name} line {line} repeats {name}"))
-            continue
-        seen.add(item.id)
-        utterances.append(item)
-    return utterances, duplicates, listed, repaired, dropped
-
-
-def unusable_entry(utt: MeldUtterance, reason: str) -> dict:
-    return {"id": utt.id, "split": utt.split, "label": utt.label, "clip": str(utt.clip),
-            "reason": reason}  # fmt: skip
-
-
-def scan_meld(
-    root: str | Path, classes: tuple[str, ...], drop_labels: tuple[str, ...]
-) -> MeldCorpus:
-    """The three csv files and the clip folders (clips are checked later, by :func:`probe`)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "no such directory (expected MELD.Raw)")
-    if not any((root / csv_name).is_file() for csv_name, _ in SPLIT_FILES.values()):
-        raise DataError(root, "holds no train_sent_emo.csv: is it the extracted MELD.Raw?")
-    corpus = MeldCorpus(root=root, utterances=[], classes=tuple(classes))
-    for split, (csv_name, folder) in SPLIT_FILES.items():
-        clip_dir = root / folder
-        if not clip_dir.is_dir():
-            raise DataError(clip_dir, "clip folder is missing")
-        rows, duplicates, listed, repaired, dropped = read_csv(
-            root / csv_name, split, clip_dir, corpus.classes, drop_labels
-        )
-        corpus.utterances += rows
-        corpus.unusable += duplicates
-        corpus.listed.update(listed)
-        corpus.repaired += repaired
-        corpus.dropped_labels.update(dropped)
-        names = {u.clip.name for u in rows}
-        for clip in sorted(clip_dir.iterdir()):
-            if clip.name.startswith(".") or not clip.is_file():
-                continue
-            if clip.name not in names and CLIP_NAME.match(clip.name):
-                corpus.unlisted.append(
-                    {"split": split, "clip": str(clip), "reason": f"no row of {csv_name}"}
-                )
-    if not corpus.utterances:
-        raise DataError(root, f"no utterance labelled with one of {list(classes)}")
-    return corpus
-
-
-def probe(clip: Path) -> tuple[float | None, str | None]:
-    """(duration in seconds or None, problem or None) of one clip, from its container."""
-    import av
-
-    if not clip.is_file():
-        return None, "clip is missing"
-    if clip.stat().st_size == 0:
-        return None, "clip is empty (0 bytes)"
-    try:
-        with av.open(str(clip)) as container:
-            if not container.streams.video:
-                return None, "holds no video stream"
-            if not container.streams.audio:
-                return None, "holds no audio stream"
-            if container.duration:
-                return container.duration / av.time_base, None
-            stream = container.streams.video[0]
-            if stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base), None
-            return None, None
-    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as err:
-        message = getattr(err, "strerror", None) or str(err) or type(err).__name__
-        return None, f"cannot be opened as video ({message.splitlines()[0]})"
-
-
-def csv_seconds(utt: MeldUtterance) -> float | None:
-    start, end = parse_time(utt.start), parse_time(utt.end)
-    if start is None or end is None or end <= start:
-        return None
-    return end - start
-
-
-def split_count_lines(corpus: MeldCorpus, kept: list[MeldUtterance], settings) -> list[str]:
+def split_count_lines(
+    corpus: MeldCorpus, kept: list[MeldUtterance], settings: PrepareSettings
+) -> list[str]:
     """Per class id: kept / published utterances of each split and in total, as printed."""
-    ours = Counter((u.split, u.label) for u in kept)
+    ours = Counter((u.split, corpus.class_of(u)) for u in kept)
     published = settings.split_counts
     names = list(settings.class_names)
     splits = list(SPLIT_FILES)
@@ -349,29 +103,12 @@ def _reasons(entries: list[dict]) -> str:
     return ", ".join(f"{k}: {n:,}" for k, n in kinds.most_common())
 
 
-def prepare_meld(settings) -> dict:
+def prepare_meld(settings: PrepareSettings) -> dict:
     """Build ``<out>/fold01`` from MELD.Raw; returns the summary written to ``prepare.json``."""
-    from selfcross.prepare.audio import PROSODY_DIM
-    from selfcross.prepare.build import (
-        SUMMARY_FILE,
-        UTTERANCES_FILE,
-        FoldRows,
-        check_disk_space,
-        final_check,
-        load_frame_encoder,
-        prepare_text,
-        progress_bar,
-        report_cuts,
-        vocab_json,
-    )
-    from selfcross.prepare.text import check_glove
-    from selfcross.prepare.writer import fold_layout, write_folds
-
     started = time.perf_counter()
     warnings: list[str] = []
-    if settings.out.exists() and not settings.out.is_dir():
-        raise DataError(settings.out, "exists and is not a directory")
-    corpus = scan_meld(settings.raw, settings.classes, settings.drop_labels)
+    check_out_dir(settings)
+    corpus = scan_meld(settings.raw, settings.classes, settings.drop_labels, settings.label_ids)
     n_listed = len(corpus.utterances) + len(corpus.unusable)
 
     def unusable(entry: dict, path) -> None:
@@ -470,11 +207,7 @@ def prepare_meld(settings) -> dict:
     text_started = time.perf_counter()
     tokens, vocab, embedding = prepare_text(corpus, settings, glove)
     text_seconds = time.perf_counter() - text_started
-    warn(
-        f"prosody features are not computed: {{split}}_audio_prosody.npy holds zeros [N, "
-        f"{PROSODY_DIM}] (the paper's models do not use them)",
-        warnings,
-    )
+    warn_no_prosody(warnings)
     partitions = {1: {s: np.flatnonzero([u.split == s for u in kept]) for s in SPLIT_FILES}}
     print(f"Writing fold01 ({needed / 1e9:.2f} GB at most)", flush=True)
     rows = FoldRows(corpus, settings, tokens, vocab, audio_folder, video_folder, set())
@@ -492,10 +225,9 @@ def prepare_meld(settings) -> dict:
         fold_dirs = write_folds(settings.out, partitions, len(kept), rows, layout,
                                 embedding.matrix, extras, bar.update)  # fmt: skip
     write_seconds = time.perf_counter() - write_started
-    utterances = utterance_table(kept, rows)
-    write_json_atomic(settings.out / UTTERANCES_FILE, utterances)
-    report_cuts(utterances, settings)
+    write_utterances(utterance_table(kept, rows), settings)
     checked = final_check(fold_dirs, settings)
+    write_folds_manifest(settings, video_key)
 
     total_seconds = time.perf_counter() - started
     computed = max(stats.n_audio, stats.n_video)
@@ -508,13 +240,11 @@ def prepare_meld(settings) -> dict:
         "write_seconds": round(write_seconds, 2),
         "total_seconds": round(total_seconds, 2),
     }
-    per_split = Counter((u.split, u.label) for u in kept)
+    per_split = Counter((u.split, corpus.class_of(u)) for u in kept)
     summary = {
-        "version": selfcross.__version__,
-        "git_commit": git_commit(),
-        "python": platform.python_version(),
+        **provenance(),
         "dataset": "meld",
-        "settings": json.loads(json.dumps(asdict(settings), default=str)),
+        "settings": settings_json(settings),
         "shapes": settings.shapes,
         "counts": {
             "per_split": {s: {c: per_split[(s, c)] for c in corpus.classes} for s in SPLIT_FILES},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -13,17 +14,10 @@ from selfcross.data.datasets import dataset
 from selfcross.errors import ConfigError
 from selfcross.prepare.audio import AudioSettings
 from selfcross.prepare.resnet import FEATURE_DIM
-from selfcross.prepare.splits import SPLIT_MODES
 from selfcross.prepare.text import TextSettings
 from selfcross.prepare.video import FrameSettings
 
 MAX_AUTO_JOBS = 8
-DATASETS = ("iemocap", "meld")
-"""Releases ``selfcross.prepare`` reads (``dataset=<name>``: conf/dataset/<name>.yaml); the
-facts of each (class names, published counts, number of folds) are conf/data/<name>.yaml."""
-OFFICIAL_SPLIT = "official"
-"""MELD's split: the release's own train / dev / test, written as fold01."""
-RELEASE_NAMES = {"iemocap": "IEMOCAP_full_release", "meld": "MELD.Raw"}
 PATH_HINTS = {
     "raw": "point it at {release} (raw=/path/to/{release})",
     "glove": "point it at glove.840B.300d.txt (glove=/path/to/glove.840B.300d.txt)",
@@ -42,6 +36,8 @@ class PrepareSettings:
     sessions: tuple[int, ...]
     split: str
     folds: tuple[int, ...]
+    n_folds: int
+    """The split's folds are fold01 .. fold<n_folds> (``folds`` may write only some)."""
     ratios: tuple[float, float, float]
     seed: int
     jobs: int
@@ -50,6 +46,9 @@ class PrepareSettings:
     strict: bool
     """MELD: an unusable or unlisted clip is an error instead of being dropped and listed."""
     classes: tuple[str, ...]
+    """Per class id, its release labels joined by ``+`` (``hap+exc``): how counts name it."""
+    label_ids: dict[str, int]
+    """Release label -> class id (data.labels of conf/data/<name>.yaml)."""
     drop_labels: tuple[str, ...]
     class_names: tuple[str, ...]
     """The dataset's class names (data.class_names), one per class id."""
@@ -94,17 +93,15 @@ def _positive(name: str, value) -> int:
 def from_config(cfg: DictConfig) -> PrepareSettings:
     """Check and convert the composed configuration; every mistake is one ConfigError."""
     name = cfg.get("dataset")
-    if name not in DATASETS:
-        raise ConfigError(f"dataset={name}: expected one of {', '.join(DATASETS)}")
     try:
         for key, hint in PATH_HINTS.items():
             if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
-                raise ConfigError(f"{key} is not set: {hint.format(release=RELEASE_NAMES[name])}")
+                raise ConfigError(f"{key} is not set: {hint.format(release=cfg.release)}")
         data = OmegaConf.to_container(cfg, resolve=True)
     except MissingMandatoryValue as err:
         raise ConfigError(f"{err.full_key or 'a value'} is not set") from None
     out = Path(data["out"])
-    modes = (OFFICIAL_SPLIT,) if name == "meld" else SPLIT_MODES
+    modes = tuple(data["split_modes"])
     if data["split"] not in modes:
         raise ConfigError(f"split={data['split']}: expected one of {', '.join(modes)}")
     sessions = tuple(int(s) for s in data["sessions"])
@@ -130,10 +127,12 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
     jobs = data["jobs"]
     if jobs is None:
         jobs = max(1, min(os.cpu_count() or 1, MAX_AUTO_JOBS))
-    classes = tuple(data["classes"])
-    overlap = set(classes) & set(data["drop_labels"])
-    if len(set(classes)) < len(classes) or overlap:
-        raise ConfigError(f"classes={list(classes)}: repeated, or also in drop_labels")
+    labels = class_labels(facts, data["classes"], name)
+    label_ids = {label: i for i, group in enumerate(labels.values()) for label in group}
+    overlap = set(label_ids) & set(data["drop_labels"])
+    if len(label_ids) < sum(map(len, labels.values())) or overlap:
+        shown = ", ".join(f"{c}: [{', '.join(g)}]" for c, g in labels.items())
+        raise ConfigError(f"labels {{{shown}}}: a label repeated, or also in drop_labels")
     vision = data["vision"]
     weights = vision["weights"]
     if weights is None and not vision["random_weights"]:
@@ -155,13 +154,15 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         sessions=sessions,
         split=data["split"],
         folds=folds,
+        n_folds=max(default_folds),
         ratios=ratios,
         seed=int(data["seed"]),
         jobs=_positive("jobs", jobs),
         progress=bool(data["progress"]),
         check=bool(data["check"]),
         strict=bool(data["strict"]),
-        classes=classes,
+        classes=tuple("+".join(group) for group in labels.values()),
+        label_ids=label_ids,
         drop_labels=tuple(data["drop_labels"]),
         class_names=tuple(facts.class_names),
         class_counts=tuple(facts.class_counts),
@@ -181,3 +182,29 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
             else _positive("vision.cpu_threads", vision["cpu_threads"])
         ),
     )
+
+
+def class_labels(facts, classes, name: str) -> dict[str, tuple[str, ...]]:
+    """Class name -> the release labels it keeps, in class-id order: data.labels of
+    conf/data/<name>.yaml, one entry per name of data.class_names. ``classes`` (the release label
+    of each class id, the old spelling) replaces it, with a deprecation line."""
+    names = tuple(facts.class_names)
+    if classes is not None:
+        print(
+            f"warning: classes= is deprecated: the release labels of each class are data.labels "
+            f"in conf/data/{name}.yaml (class name: [labels])",
+            file=sys.stderr,
+        )
+        if len(classes) != len(names):
+            raise ConfigError(
+                f"classes={list(classes)}: one label per class of {name} ({', '.join(names)})"
+            )
+        return {n: (str(c),) for n, c in zip(names, classes, strict=True)}
+    labels = facts.get("labels") or {}
+    if list(labels) != list(names) or not all(labels[n] for n in names):
+        raise ConfigError(
+            f"data.labels of conf/data/{name}.yaml must give the release labels of each class "
+            f"of data.class_names, in its order ({', '.join(names)}); it has "
+            f"{', '.join(labels) or 'none'}"
+        )
+    return {n: tuple(str(label) for label in labels[n]) for n in names}

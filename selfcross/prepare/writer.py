@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selfcross.data.fold import ReaderOptions
 from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
-from selfcross.data.reader import ReaderOptions
 from selfcross.data.validate import check_root
 from selfcross.errors import DataError
 from selfcross.utils.io import write_json_atomic

@@ -22,11 +22,14 @@ from selfcross.analysis.results import (
     check_runs,
     config_groups,
     describe_source,
+    find_result_files,
     load_results,
     warn_skipped,
 )
 from selfcross.config import model_fusion
+from selfcross.manifest import read_manifest
 from selfcross.report.stats import Summary, metric_values, summarize
+from selfcross.training.record import read_record
 
 MODEL_LABELS = {
     "self": "Self",
@@ -80,6 +83,22 @@ class Protocol:
         folds = f"fold{'s' if len(self.folds) > 1 else ''} {format_ints(self.folds)}"
         seeds = f"seed{'s' if len(self.seeds) > 1 else ''} {format_ints(self.seeds)}"
         return f"{self.expected} per cell: {folds} x {seeds}"
+
+
+DEFAULT_FOLDS = (1, 2, 3, 4, 5)
+"""The protocol's folds when neither --folds nor the runs' data root says: IEMOCAP's five."""
+
+
+def manifest_folds(results: str | Path) -> tuple[int, ...] | None:
+    """Folds 1..n of the data root the runs under ``results`` read, n as the root's manifest
+    (``dataset.json``) says; None when the first readable run names a root without one."""
+    for path in find_result_files(results):
+        record = read_record(path)
+        root = getattr(getattr(record, "data", None), "root", None)
+        if isinstance(root, str) and root:
+            manifest = read_manifest(root)
+            return None if manifest is None else tuple(range(1, manifest.n_folds + 1))
+    return None
 
 
 @dataclass

@@ -33,12 +33,17 @@ NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 NOT_HASHED_DATA = (
     "cache_dir", "on_device", "num_workers", "n_folds", "class_counts", "split_counts",
-    "paper_results",
+    "paper_results", "labels",
 )  # fmt: skip
 """Where and how data are held: the same numbers either way; and the corpus's facts (number of
 folds, published class counts per corpus and per split, whether the paper reports numbers on
-it), which describe the dataset rather than set up a run. Left out
-so that the hashes of runs written before these keys existed still match."""
+it, the release's labels of each class), which describe the dataset rather than set up a run.
+Left out so that the hashes of runs written before these keys existed still match."""
+HASHED_AS: dict[str, dict[str, str]] = {
+    "data._target_": {"selfcross.data.FoldDataModule": "selfcross.data.IemocapDataModule"},
+}
+"""Renamed classes, hashed under the name earlier runs recorded (the old name stays importable):
+a rename is code, which the hash never covers."""
 NOT_HASHED_MODEL = ("_target_", "best_metric", "class_names")
 """The module's class (code, which the hash never covers) and two keys that repeat hashed
 ones (``monitor.metric``, ``data.class_names``): hashes stay those of earlier runs."""
@@ -82,6 +87,11 @@ def drop_unhashed(cfg) -> None:
         _drop(cfg, dotted)
     for dotted, default in HASHED_UNLESS_DEFAULT.items():
         _drop(cfg, dotted, default)
+    for dotted, renamed in HASHED_AS.items():
+        group, key = dotted.split(".")
+        node = cfg.get(group) if hasattr(cfg, "get") else None
+        if hasattr(node, "get") and node.get(key) in renamed:
+            node[key] = renamed[node[key]]
     for group, keys in (
         ("trainer", NOT_HASHED_TRAINER),
         ("data", NOT_HASHED_DATA),

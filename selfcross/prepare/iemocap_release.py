@@ -1,4 +1,5 @@
-"""The official IEMOCAP release: sessions, dialogs, labelled utterances and their files.
+"""The official IEMOCAP release read: sessions, dialogs, labelled utterances, their files and
+counts.
 
 Layout read (``raw`` is ``IEMOCAP_full_release``)::
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +59,9 @@ class Corpus:
     root: Path
     utterances: list[Utterance]
     classes: tuple[str, ...]
+    """Per class id, how counts name it (its release labels joined by ``+``)."""
+    label_ids: dict[str, int]
+    """Release label -> class id (a class may keep several labels)."""
     dropped: Counter = field(default_factory=Counter)
     """Dropped label -> count."""
     dropped_per_session: dict[int, int] = field(default_factory=dict)
@@ -64,7 +69,7 @@ class Corpus:
     """Kept utterance ids with no transcription line (their text is empty)."""
 
     def class_id(self, utterance: Utterance) -> int:
-        return self.classes.index(utterance.label)
+        return self.label_ids[utterance.label]
 
     def dialogs(self) -> dict[str, list[Utterance]]:
         out: dict[str, list[Utterance]] = {}
@@ -122,18 +127,22 @@ def scan_release(
     sessions: list[int],
     classes: tuple[str, ...],
     drop_labels: tuple[str, ...],
+    label_ids: dict[str, int] | None = None,
 ) -> Corpus:
-    """Read labels and transcripts of ``sessions``; keep ``classes``, drop ``drop_labels``.
+    """Read labels and transcripts of ``sessions``; keep the labels of ``label_ids`` (release
+    label -> class id; default: label i of ``classes`` is class i), drop ``drop_labels``.
 
-    A label in neither list stops with an error naming the file: a silent drop could hide a
+    A label in neither stops with an error naming the file: a silent drop could hide a
     mistyped class list.
     """
+    if label_ids is None:
+        label_ids = {label: i for i, label in enumerate(classes)}
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "no such directory (expected IEMOCAP_full_release)")
     if not any((root / f"Session{n}").is_dir() for n in range(1, 6)):
         raise DataError(root, "holds no Session1..Session5 folder: is it IEMOCAP_full_release?")
-    corpus = Corpus(root=root, utterances=[], classes=tuple(classes))
+    corpus = Corpus(root=root, utterances=[], classes=tuple(classes), label_ids=dict(label_ids))
     seen: set[str] = set()
     for session in sessions:
         session_dir = corpus.session_dir(session)
@@ -160,11 +169,11 @@ def scan_release(
                     corpus.dropped[label] += 1
                     corpus.dropped_per_session[session] += 1
                     continue
-                if label not in classes:
+                if label not in label_ids:
                     raise DataError(
                         label_file,
                         f"utterance {utt_id} has label '{label}', neither in classes "
-                        f"{list(classes)} nor in drop_labels {list(drop_labels)}",
+                        f"{list(label_ids)} nor in drop_labels {list(drop_labels)}",
                     )
                 if utt_id not in texts:
                     corpus.no_transcript.append(utt_id)
@@ -172,7 +181,7 @@ def scan_release(
                     Utterance(utt_id, session, dialog, start, end, label, texts.get(utt_id, ""))
                 )
     if not corpus.utterances:
-        raise DataError(root, f"no utterance labelled with one of {list(classes)}")
+        raise DataError(root, f"no utterance labelled with one of {list(label_ids)}")
     return corpus
 
 
@@ -182,3 +191,40 @@ def _check_id(path: Path, utt_id: str, dialog: str, seen: set[str]) -> None:
     if utt_id in seen:
         raise DataError(path, f"utterance {utt_id} is labelled twice")
     seen.add(utt_id)
+
+
+def counts(corpus: Corpus) -> dict:
+    """Per class, per session and per dropped label: the numbers prepare.json records."""
+    per_class = Counter(corpus.classes[corpus.class_id(u)] for u in corpus.utterances)
+    per_session = Counter(u.session for u in corpus.utterances)
+    return {
+        "per_class": {c: per_class[c] for c in corpus.classes},
+        "per_session": {
+            f"Session{s}": {"kept": per_session[s], "dropped": corpus.dropped_per_session[s]}
+            for s in sorted(corpus.dropped_per_session)
+        },
+        "dropped_labels": dict(corpus.dropped.most_common()),
+        "kept": len(corpus.utterances),
+        "dropped": sum(corpus.dropped.values()),
+    }
+
+
+def print_counts(corpus: Corpus, class_names: Sequence[str], published: Sequence[int]) -> None:
+    """Utterances per class beside the dataset's ``published`` counts (data.class_counts)."""
+    numbers = counts(corpus)
+    paper = len(corpus.classes) == len(published)
+    names = class_names if paper else corpus.classes
+    print("Utterances per class (ours / the paper's, all five sessions):")
+    for i, label in enumerate(corpus.classes):
+        theirs = f"{published[i]:>6,}" if paper else "     -"
+        ours = numbers["per_class"][label]
+        print(f"  {i}  {label}  {names[i]:<11} {ours:>6,} / {theirs}")
+    total = f"{sum(published):>6,}" if paper else "     -"
+    print(f"        {'total':<11} {numbers['kept']:>6,} / {total}")
+    sessions = ", ".join(
+        f"{name} {v['kept']:,} kept, {v['dropped']:,} dropped"
+        for name, v in numbers["per_session"].items()
+    )
+    print(f"Per session: {sessions}")
+    dropped = ", ".join(f"{k} {v:,}" for k, v in numbers["dropped_labels"].items()) or "none"
+    print(f"Dropped labels: {dropped} (total {numbers['dropped']:,})")

@@ -1,0 +1,142 @@
+"""A prepared data root's manifest, ``<root>/dataset.json``: what preparation produced there.
+
+``selfcross.prepare`` and the synthetic generator write it beside the fold directories; every
+reader of a root (configuration validation, ``selfcross.check``, the data module, tables, the
+Makefile) reads it through :func:`read_manifest`, the one place that parses it. It holds the
+facts of the folds as written: their number, the class names in class-id order, the files'
+shapes, the split scheme and the feature settings. The release's facts (its labels, published
+counts) stay in ``conf/data/<name>.yaml``; nothing is copied between the two. A root without a
+manifest (Yoon et al.'s folds, roots prepared before it existed) is described by the dataset
+config's defaults.
+
+Plain JSON and dataclasses only: every floor of the package may import this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from selfcross import MODALITIES
+from selfcross.errors import DataError
+from selfcross.utils.io import write_json_atomic
+
+MANIFEST_FILE = "dataset.json"
+SCHEMA_VERSION = 1
+"""Version 1: dataset, n_folds, class_names, shapes, split, features."""
+SHAPE_KEYS = ("seq_len", "feat_dim")
+REQUIRED = ("dataset", "n_folds", "class_names", "shapes", "split")
+
+
+@dataclass(frozen=True)
+class FoldsManifest:
+    """The folds under one root, as their preparation wrote them."""
+
+    dataset: str
+    """The dataset config they belong to (``iemocap``, ``meld``, ``synthetic``)."""
+    n_folds: int
+    """The folds are ``fold01`` .. ``fold<n_folds>``."""
+    class_names: tuple[str, ...]
+    """The name of each class id, in id order."""
+    shapes: dict[str, dict[str, int]]
+    """Modality -> ``{seq_len, feat_dim}`` of its feature files."""
+    split: str
+    """How utterances were split into folds (``random``, ``session``, ``official``)."""
+    features: dict = field(default_factory=dict)
+    """How the features were computed (preparation settings, or the generator's parameters)."""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["class_names"] = list(self.class_names)
+        return data
+
+
+def manifest_path(root: str | Path) -> Path:
+    return Path(root) / MANIFEST_FILE
+
+
+def write_manifest(root: str | Path, manifest: FoldsManifest) -> Path:
+    """Write ``<root>/dataset.json`` atomically, checked as :func:`read_manifest` reads it."""
+    path = manifest_path(root)
+    _parse(json.loads(json.dumps(manifest.to_json())), path)
+    return write_json_atomic(path, manifest.to_json())
+
+
+def read_manifest(root: str | Path) -> FoldsManifest | None:
+    """The manifest of ``root``, or None when it has none; a file that cannot be read, is not a
+    manifest, or was written by a newer selfcross is a :class:`DataError` naming it."""
+    path = manifest_path(root)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(path, f"is not a readable manifest ({_first_line(err)})") from None
+    return _parse(data, path)
+
+
+def root_n_folds(root: str | Path | None, default: int) -> int:
+    """How many folds ``root`` holds: its manifest's ``n_folds``, else ``default``."""
+    manifest = read_manifest(root) if root is not None else None
+    return default if manifest is None else manifest.n_folds
+
+
+def _parse(data, path: Path) -> FoldsManifest:
+    if not isinstance(data, dict):
+        raise DataError(path, "is not a manifest (expected a JSON object)")
+    version = data.get("schema_version")
+    if not _is_int(version) or version < 1:
+        raise DataError(path, f"schema_version={version!r}: expected an integer >= 1")
+    if version > SCHEMA_VERSION:
+        raise DataError(
+            path,
+            f"schema_version {version} is newer than this selfcross reads ({SCHEMA_VERSION}): "
+            "update selfcross",
+        )
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise DataError(path, f"is not a manifest: no {', '.join(missing)}")
+    n_folds, names, shapes = data["n_folds"], data["class_names"], data["shapes"]
+    if not _is_int(n_folds) or n_folds < 1:
+        raise DataError(path, f"n_folds={n_folds!r}: expected an integer >= 1")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+        or len(set(names)) < len(names)
+    ):
+        raise DataError(path, f"class_names={names!r}: expected distinct names")
+    if not isinstance(shapes, dict) or set(shapes) != set(MODALITIES):
+        raise DataError(path, f"shapes: expected one entry for each of {', '.join(MODALITIES)}")
+    for modality, shape in shapes.items():
+        if not isinstance(shape, dict) or not all(
+            _is_int(shape.get(k)) and shape[k] >= 1 for k in SHAPE_KEYS
+        ):
+            raise DataError(
+                path, f"shapes.{modality}={shape!r}: expected positive seq_len and feat_dim"
+            )
+    for key in ("dataset", "split"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise DataError(path, f"{key}={data[key]!r}: expected a name")
+    features = data.get("features", {})
+    if not isinstance(features, dict):
+        raise DataError(path, "features: expected a JSON object")
+    return FoldsManifest(
+        dataset=data["dataset"],
+        n_folds=n_folds,
+        class_names=tuple(names),
+        shapes={m: {k: int(shapes[m][k]) for k in SHAPE_KEYS} for m in MODALITIES},
+        split=data["split"],
+        features=features,
+        schema_version=version,
+    )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
