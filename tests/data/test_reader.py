@@ -8,7 +8,7 @@ import torch
 
 from selfcross.data import FoldReader, IemocapDataModule, ReaderOptions, npy, preprocess
 from selfcross.errors import ConfigError, DataError
-from tests.foldkit import SHAPES, SIZES, make_fold
+from tests.helpers.foldkit import SHAPES, SIZES, make_fold
 
 
 @pytest.fixture

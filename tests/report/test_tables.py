@@ -11,7 +11,7 @@ from scipy import stats
 from selfcross.report import paper
 from selfcross.report.table1 import METRIC_TITLES
 from tests.conftest import run_cli
-from tests.reportkit import (
+from tests.helpers.reportkit import (
     GRID,
     KEYS,
     T_SELF,

@@ -10,7 +10,7 @@ from selfcross.config import compose
 from selfcross.training import tracking
 from selfcross.training.experiment import train_and_test
 from tests.conftest import base_overrides
-from tests.wandb_records import config_values, logged_values
+from tests.helpers.wandb_records import config_values, logged_values
 
 SECRET = "0123456789abcdef0123456789abcdef01234567"
 

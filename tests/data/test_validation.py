@@ -1,7 +1,8 @@
 """Nothing silently wrong: every data and config rule, its one-line message, and the check CLI.
 
-Each test builds a valid fold with tests/foldkit.py, corrupts one thing and expects the exact
-``<path>: <problem>`` message (from the reader, or from ``selfcross.check`` as an exit status).
+Each test builds a valid fold with tests/helpers/foldkit.py, corrupts one thing and expects the
+exact ``<path>: <problem>`` message (from the reader, or from ``selfcross.check`` as an exit
+status).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from selfcross.data.datasets import dataset
 from selfcross.data.reader import FoldReader, ReaderOptions
 from selfcross.errors import ConfigError, DataError
 from tests.conftest import run_cli
-from tests.foldkit import SHAPES, SIZES, VOCAB, make_fold, make_root, shape_overrides
+from tests.helpers.foldkit import SHAPES, SIZES, VOCAB, make_fold, make_root, shape_overrides
 
 NAMES = ("angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral")
 IEMOCAP_CLASS_COUNTS = tuple(dataset("iemocap").class_counts)

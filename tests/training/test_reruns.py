@@ -219,8 +219,8 @@ def test_a_result_of_other_data_is_not_complete(tmp_path):
     from omegaconf import OmegaConf
 
     from selfcross.data.fingerprint import fingerprint
-    from tests.foldkit import make_fold
-    from tests.recordkit import write_run
+    from tests.helpers.foldkit import make_fold
+    from tests.helpers.recordkit import write_run
 
     make_fold(tmp_path / "folds" / "fold02")
     cfg = OmegaConf.create(

@@ -13,7 +13,7 @@ from selfcross.training.record import (
     read_record,
     write_record,
 )
-from tests.recordkit import make_record
+from tests.helpers.recordkit import make_record
 
 
 def test_round_trip_through_the_file(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.foldkit import SHAPES, make_fold
+from tests.helpers.foldkit import SHAPES, make_fold
 
 pytestmark = pytest.mark.slurm
 

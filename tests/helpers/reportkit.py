@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from selfcross.tables import main
-from tests.recordkit import write_run
+from tests.helpers.recordkit import write_run
 
 GRID = ["--folds", "1-2", "--seeds", "1-3"]  # 6 runs per cell keeps the files few
 KEYS = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]

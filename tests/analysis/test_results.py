@@ -15,7 +15,7 @@ from selfcross.config import model_fusion
 from selfcross.report.results import load_results
 from selfcross.report.select import applicable
 from selfcross.training.record import RESULT_FILE, SCHEMA_VERSION
-from tests.reportkit import (
+from tests.helpers.reportkit import (
     GRID,
     KEYS,
     TA_SELF,

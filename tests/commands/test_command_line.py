@@ -54,7 +54,7 @@ def test_missing_data_root_is_a_one_line_config_error(tmp_path):
 
 
 def test_missing_fold_file_names_the_file(tmp_path):
-    from tests.foldkit import make_fold
+    from tests.helpers.foldkit import make_fold
 
     make_fold(tmp_path / "folds" / "fold01")
     (tmp_path / "folds" / "fold01" / "dev_video.npy").unlink()

@@ -21,7 +21,7 @@ from selfcross.prepare.splits import random_folds, session_folds
 from selfcross.prepare.text import read_glove_rows, tokenize
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
 from tests.conftest import run_cli
-from tests.preparekit import (
+from tests.helpers.preparekit import (
     GLOVE_DIM,
     SHAPES,
     make_release,

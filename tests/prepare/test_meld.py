@@ -18,7 +18,7 @@ from selfcross.prepare.meld import REPAIRS, repair_text
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
 from selfcross.prepare.text import tokenize
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
-from tests.meldkit import (
+from tests.helpers.meldkit import (
     AUDIO_RATE,
     CLASSES,
     CORRUPT,
@@ -219,7 +219,7 @@ def test_audio_rows_are_mfccs_of_the_whole_clip(prepared, release):
 
 
 def test_whole_frame_is_kept_not_a_speaker_half(tmp_path):
-    from tests.preparekit import write_video
+    from tests.helpers.preparekit import write_video
 
     video = tmp_path / "v.avi"
     write_video(video, n_frames=30, fps=6, size=(64, 48), level=lambda i: (40, 200))
@@ -383,7 +383,7 @@ def test_training_on_meld_uses_its_class_names(prepared, tmp_path):
 
 def meld_grid(root):
     """Hand-made results of a one-fold MELD grid: Table 1's cells and Table 2's models."""
-    from tests.reportkit import write_result
+    from tests.helpers.reportkit import write_result
 
     data = {"name": "meld", "preset": None, "root": "/data/meld", "fingerprint": "fold1",
             "fold_path": "/data/meld/fold01"}  # fmt: skip
@@ -400,7 +400,7 @@ def meld_grid(root):
 
 
 def test_tables_on_a_one_fold_meld_grid_have_no_paper_columns(tmp_path, capsys):
-    from tests.reportkit import md_tables, read_csv, run_main
+    from tests.helpers.reportkit import md_tables, read_csv, run_main
 
     meld_grid(tmp_path / "runs")
     out = tmp_path / "tables"
@@ -429,7 +429,7 @@ def test_tables_on_a_one_fold_meld_grid_have_no_paper_columns(tmp_path, capsys):
 
 
 def test_figure3_on_meld_uses_its_class_names(tmp_path, capsys):
-    from tests.reportkit import run_main
+    from tests.helpers.reportkit import run_main
 
     meld_grid(tmp_path / "runs")
     run_main("figure3", "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"),

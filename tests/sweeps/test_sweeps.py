@@ -18,7 +18,7 @@ from selfcross.config import CONFIG_DIR, validate
 from selfcross.errors import ConfigError
 from selfcross.training.gpus import acquire_slot
 from tests.conftest import run_cli
-from tests.foldkit import SHAPES, make_fold
+from tests.helpers.foldkit import SHAPES, make_fold
 
 TINY = ["debug=fast", "logger=none", "trainer.enable_progress_bar=false"]
 

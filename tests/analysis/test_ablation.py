@@ -25,7 +25,7 @@ from selfcross.training.ablation import (
     present_subsets,
 )
 from selfcross.training.record import read_record
-from tests.recordkit import write_run
+from tests.helpers.recordkit import write_run
 
 
 def expect_error(capsys, *args: str) -> str:

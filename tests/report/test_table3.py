@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.reportkit import GRID, KEYS, md_tables, mean_std, run_main, uwa_of, write_result
+from tests.helpers.reportkit import GRID, KEYS, md_tables, mean_std, run_main, uwa_of, write_result
 
 WA_TITLE = "WA (weighted accuracy: mean per-class recall)"
 UWA_TITLE = "UWA (unweighted accuracy: share classified correctly)"

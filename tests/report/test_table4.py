@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from selfcross.training import tuning
-from tests.reportkit import (
+from tests.helpers.reportkit import (
     GRID,
     KEYS,
     expect_error,

@@ -202,21 +202,6 @@ def test_the_closing_line_gives_test_scores_or_the_best_validation_uwa():
     assert experiment._scores(untested).startswith("best validation UWA - (")
 
 
-def test_mutation_runs_widen_shared_training_tests_to_their_file(monkeypatch):
-    from tests import mutation_plugin
-
-    args = ["-x", "-m", "not slow", "tests/test_protocol.py::test_a", "tests/test_metrics.py::t",
-            "tests/test_protocol.py::test_b", "tests/test_training.py::test_c[1]"]  # fmt: skip
-    expected = ["-x", "-m", "not slow", "tests/test_protocol.py", "tests/test_metrics.py::t",
-                "tests/test_training.py"]  # fmt: skip
-    assert mutation_plugin.widened(args) == expected
-    for value, after in (("stats", args), ("selfcross.x__f__mutmut_3", expected)):
-        monkeypatch.setenv("MUTANT_UNDER_TEST", value)
-        given = list(args)
-        mutation_plugin.pytest_load_initial_conftests(None, None, given)
-        assert given == after
-
-
 class StoppedTrainer:
     """A trainer whose fit ends the way Lightning ends it on a signal, in epoch 3 (0-based 2)."""
 

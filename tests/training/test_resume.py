@@ -190,8 +190,8 @@ def test_unreadable_checkpoints_are_named_by_their_error_and_stamped_in_utc(
 def test_finished_run_memoises_the_fingerprint_and_says_why_a_run_is_redone(tmp_path, caplog):
     from omegaconf import OmegaConf
 
-    from tests.foldkit import make_fold
-    from tests.recordkit import write_run
+    from tests.helpers.foldkit import make_fold
+    from tests.helpers.recordkit import write_run
 
     make_fold(tmp_path / "folds" / "fold02")
     cache = tmp_path / "cache"

@@ -8,8 +8,8 @@ import numpy as np
 
 from selfcross.report.figure3 import figure3_panels
 from selfcross.report.results import load_results
-from tests.recordkit import CLASSES
-from tests.reportkit import TV_SELF, expect_error, run_main, write_cell, write_result
+from tests.helpers.recordkit import CLASSES
+from tests.helpers.reportkit import TV_SELF, expect_error, run_main, write_cell, write_result
 
 # -- Figure 3 --------------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ from selfcross.attention import main as attention_main
 from selfcross.config import compose
 from selfcross.report.attention import HeadStats, attention_sites, pick_utterances, row_entropy
 from tests.conftest import base_overrides, run_cli
-from tests.recordkit import write_run
-from tests.reportkit import md_tables, run_main
+from tests.helpers.recordkit import write_run
+from tests.helpers.reportkit import md_tables, run_main
 
 # -- statistics on hand-made attention --------------------------------------------------------
 
@@ -278,7 +278,7 @@ def test_masking_table_without_runs_is_one_line(tmp_path, capsys):
 def test_masking_preset_sweeps_both_settings_into_separate_folders(tmp_path):
     """experiment=mask_padding's grid, and a reduced sweep of it: the masked and unmasked runs
     of one (model, fold, seed) land in separate folders and both reach the masking table."""
-    from tests.test_sweeps import TINY, hydra_cfg
+    from tests.sweeps.test_sweeps import TINY, hydra_cfg
 
     params = hydra_cfg("experiment=mask_padding").hydra.sweeper.params
     assert params.model == "self,cross" and params.modality == "TVA"
