@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.helpers import releasekit
+from tests.helpers.releasekit import GLOVE_DIM, VIDEO_FPS, fast_options, fold_shapes
+
 CLASSES = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-GLOVE_DIM = 8
-VIDEO_FPS = 10
+AUDIO_FRAMES = 120
 VIDEO_SIZE = (64, 36)  # width, height: 16 : 9 like the real clips
 AUDIO_RATE = 48000
 HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID",
@@ -164,12 +166,7 @@ def garble(path: Path, seed: int) -> None:
 
 
 def write_glove(path: Path, dim: int = GLOVE_DIM, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    vectors = {w: np.round(rng.normal(size=dim), 5).astype(np.float32) for w in GLOVE_WORDS}
-    path.write_text(
-        "".join(" ".join([w, *(f"{x:.5f}" for x in v)]) + "\n" for w, v in vectors.items())
-    )
-    return vectors
+    return releasekit.write_glove(path, GLOVE_WORDS, dim, seed)
 
 
 def seconds_text(t: float) -> str:
@@ -255,27 +252,7 @@ def make_scaled_meld(root: Path, n: int, size=(320, 180), seed: int = 0) -> Fake
 
 def overrides(release: FakeMeld, out: Path, *extra: str) -> list[str]:
     """The options of a fast preparation of the fake release (small shapes, random ResNet)."""
-    return [
-        "dataset=meld",
-        f"raw={release.root}",
-        f"glove={release.glove}",
-        f"out={out}",
-        "jobs=1",
-        "progress=false",
-        f"text.dim={GLOVE_DIM}",
-        "text.max_tokens=10",
-        "audio.max_frames=120",
-        "vision.random_weights=true",
-        "vision.crop=32",
-        "vision.max_frames=4",
-        "vision.batch_size=64",
-        "vision.cpu_threads=1",
-        *extra,
-    ]
+    return ["dataset=meld", *fast_options(release.root, release.glove, out, AUDIO_FRAMES), *extra]
 
 
-SHAPES = {
-    "T": {"seq_len": 10, "feat_dim": GLOVE_DIM, "conv_out": None},
-    "V": {"seq_len": 4, "feat_dim": 2048, "conv_out": 3},
-    "A": {"seq_len": 120, "feat_dim": 120, "conv_out": 30},
-}
+SHAPES = fold_shapes(AUDIO_FRAMES)

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.helpers import releasekit
+from tests.helpers.releasekit import GLOVE_DIM, VIDEO_FPS, fast_options, fold_shapes
+
 SAMPLE_RATE = 16000
-VIDEO_FPS = 10
 VIDEO_SIZE = (64, 48)  # width, height: halves of 32 x 48
-GLOVE_DIM = 8
+AUDIO_FRAMES = 150
 
 # Per dialog, the label of each utterance in turn; every class in most dialogs, some dropped.
 DIALOG_LABELS = (
@@ -101,14 +103,7 @@ def write_video(path: Path, n_frames: int, fps: int = VIDEO_FPS, size=VIDEO_SIZE
 
 def write_glove(path: Path, dim: int = GLOVE_DIM, seed: int = 0) -> dict[str, np.ndarray]:
     """A GloVe text file; returns its vectors by token (a token with spaces included)."""
-    rng = np.random.default_rng(seed)
-    vectors = {}
-    lines = []
-    for token in (*GLOVE_WORDS, *GLOVE_CASED_ONLY, ". . ."):
-        vectors[token] = np.round(rng.normal(size=dim), 5).astype(np.float32)
-        lines.append(" ".join([token, *(f"{x:.5f}" for x in vectors[token])]))
-    path.write_text("\n".join(lines) + "\n")
-    return vectors
+    return releasekit.write_glove(path, (*GLOVE_WORDS, *GLOVE_CASED_ONLY, ". . ."), dim, seed)
 
 
 def make_release(root: Path, sessions=(1, 2), seed: int = 0) -> FakeRelease:
@@ -167,27 +162,8 @@ def make_release(root: Path, sessions=(1, 2), seed: int = 0) -> FakeRelease:
 
 def overrides(release: FakeRelease, out: Path, *extra: str) -> list[str]:
     """The options of a fast preparation of the fake release (small shapes, random ResNet)."""
-    return [
-        f"raw={release.root}",
-        f"glove={release.glove}",
-        f"out={out}",
-        "sessions=[1,2]",
-        "jobs=1",
-        "progress=false",
-        f"text.dim={GLOVE_DIM}",
-        "text.max_tokens=10",
-        "audio.max_frames=150",
-        "vision.random_weights=true",
-        "vision.crop=32",
-        "vision.max_frames=4",
-        "vision.batch_size=64",
-        "vision.cpu_threads=1",
-        *extra,
-    ]
+    fast = fast_options(release.root, release.glove, out, AUDIO_FRAMES)
+    return [*fast, "sessions=[1,2]", *extra]
 
 
-SHAPES = {
-    "T": {"seq_len": 10, "feat_dim": GLOVE_DIM, "conv_out": None},
-    "V": {"seq_len": 4, "feat_dim": 2048, "conv_out": 3},
-    "A": {"seq_len": 150, "feat_dim": 120, "conv_out": 30},
-}
+SHAPES = fold_shapes(AUDIO_FRAMES)

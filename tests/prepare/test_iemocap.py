@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import shutil
 from collections import Counter
 
 import numpy as np
@@ -13,7 +10,6 @@ import pytest
 import torch
 
 from selfcross.data.npy import SPLITS
-from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import AudioSettings, mfcc_features, read_wav
 from selfcross.prepare.extract import ExtractStats, FramePacker
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
@@ -21,6 +17,7 @@ from selfcross.prepare.splits import random_folds, session_folds
 from selfcross.prepare.text import read_glove_rows, tokenize
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
 from tests.conftest import run_cli
+from tests.helpers.foldkit import shape_overrides
 from tests.helpers.preparekit import (
     GLOVE_DIM,
     SHAPES,
@@ -29,6 +26,7 @@ from tests.helpers.preparekit import (
     write_glove,
     write_video,
 )
+from tests.helpers.releasekit import copy_release, prepare_quietly, run_error
 
 CLASSES = ["ang", "exc", "hap", "sad", "fru", "sur", "neu"]
 STEMS = {
@@ -40,14 +38,6 @@ STEMS = {
     "video_seqN": (np.int64, ()),
     "label": (np.int64, ()),
 }
-
-
-def prepare_quietly(args):
-    """main(args) with its stdout captured; returns (summary, printed text)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        summary = main(args)
-    return summary, out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -455,17 +445,12 @@ def test_training_runs_on_the_prepared_folds(prepared, tmp_path):
     from tests.conftest import base_overrides
 
     out = prepared[0]
-    shapes = [
-        f"data.shapes.{m}.{k}={'null' if v is None else v}"
-        for m, spec in SHAPES.items()
-        for k, v in spec.items()
-    ]
     cfg = compose(
         [
             *base_overrides(tmp_path),
             "data=iemocap",
             f"data.root={out}",
-            *shapes,
+            *shape_overrides(SHAPES),
             "model=cross",
             "modality=TVA",
             "fold=2",
@@ -481,15 +466,6 @@ def test_training_runs_on_the_prepared_folds(prepared, tmp_path):
 
 
 # -- errors ---------------------------------------------------------------------------------
-def run_error(args, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
-    return err[-1]
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -517,10 +493,7 @@ def test_missing_raw_is_a_one_line_error(capsys):
 @pytest.fixture
 def broken_copy(release, tmp_path):
     """A copy of the fake release (GloVe file included) to break in one test."""
-    root = tmp_path / "copy"
-    shutil.copytree(release.root, root / release.root.name)
-    shutil.copy(release.glove, root / release.glove.name)
-    return root / release.root.name
+    return copy_release(release.root, release.glove, tmp_path / "copy")
 
 
 def test_unreadable_wav_is_named(release, broken_copy, tmp_path, capsys):

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from selfcross.data.npy import SPLITS
-from selfcross.prepare.__main__ import main
 from selfcross.prepare.audio import read_clip_audio
 from selfcross.prepare.meld import REPAIRS, repair_text
 from selfcross.prepare.resnet import FrameEncoder, load_resnet101
 from selfcross.prepare.text import tokenize
 from selfcross.prepare.video import FrameSettings, sample_times, video_frames
+from tests.helpers.foldkit import shape_overrides
 from tests.helpers.meldkit import (
     AUDIO_RATE,
     CLASSES,
@@ -36,19 +33,13 @@ from tests.helpers.meldkit import (
     overrides,
     write_clip,
 )
+from tests.helpers.releasekit import copy_release, prepare_quietly, run_error
 
 PUBLISHED = {
     "train": [1109, 271, 268, 1743, 4710, 683, 1205],
     "dev": [153, 22, 40, 163, 470, 111, 150],
     "test": [345, 68, 50, 402, 1256, 208, 281],
 }
-
-
-def prepare_quietly(args):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        summary = main(args)
-    return summary, out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -276,21 +267,9 @@ def test_rerun_resumes_from_the_cache(prepared, release, monkeypatch):
     assert len(summary["unusable"]) == 6
 
 
-def run_error(args, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err and err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
-    return err[-1]
-
-
 @pytest.fixture
 def copy(release, tmp_path):
-    root = tmp_path / "copy"
-    shutil.copytree(release.root, root / "MELD.Raw")
-    shutil.copy(release.glove, root / "glove.txt")
-    return root / "MELD.Raw"
+    return copy_release(release.root, release.glove, tmp_path / "copy")
 
 
 def test_strict_names_each_unusable_clip_in_turn(release, copy, tmp_path, capsys):
@@ -339,20 +318,12 @@ def test_missing_raw_names_meld(capsys):
 
 
 # -- use: check, training, tables -------------------------------------------------------------
-def shape_overrides() -> list[str]:
-    return [
-        f"data.shapes.{m}.{k}={'null' if v is None else v}"
-        for m, spec in SHAPES.items()
-        for k, v in spec.items()
-    ]
-
-
 def test_check_reads_the_meld_fold(prepared, capsys):
     from selfcross.check import main as check
 
     out, _, _ = prepared
     with pytest.raises(SystemExit) as exit_info:
-        check(["data=meld", f"data.root={out}", *shape_overrides()])
+        check(["data=meld", f"data.root={out}", *shape_overrides(SHAPES)])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "1 of 1 folds valid" in text
@@ -367,7 +338,7 @@ def test_training_on_meld_uses_its_class_names(prepared, tmp_path):
 
     out = prepared[0]
     cfg = compose([*base_overrides(tmp_path), "data=meld", f"data.root={out}",
-                   *shape_overrides(), "model=cross", "modality=TVA", "fold=1",
+                   *shape_overrides(SHAPES), "model=cross", "modality=TVA", "fold=1",
                    "trainer.max_epochs=1"])  # fmt: skip
     record = train_and_test(cfg).record
     assert record.epochs == 1 and 0 <= record.test_uwa <= 1
