@@ -15,19 +15,9 @@ from selfcross.models.encoders import ModalityEncoder, valid_after_conv
 from selfcross.models.kernels import blocked_dropout_attention, dropout_keep_mask
 from selfcross.models.transformer import TransformerStack
 from tests.conftest import SMALL_SHAPES
+from tests.helpers.modelkit import MODELS, architecture
 
-MODELS = {  # name -> EmotionNet settings, as conf/model/*.yaml
-    "self": {"fusion": "self", "pooling": "stat"},
-    "cross": {"fusion": "cross", "pooling": "stat"},
-    "self_nosp": {"fusion": "self", "pooling": "concat"},
-    "cross_nosp": {"fusion": "cross", "pooling": "concat"},
-    "cross_self": {"fusion": "cross_self", "pooling": "stat"},
-    "self_transformer": {"fusion": "self", "pooling": "stat", "transformer": True},
-    "cross_transformer": {"fusion": "cross", "pooling": "stat", "transformer": True},
-    "cross_self_transformer": {
-        "fusion": "cross_self", "pooling": "stat", "transformer": True, "num_layers": 2,
-    },
-}  # fmt: skip
+LAYERS = {"cross_self_transformer": {"num_layers": 2}}  # a stack: the mask reaches each layer
 
 
 def make_batch(lengths: dict[str, list[int]], shapes=SMALL_SHAPES, seed=0):
@@ -49,7 +39,8 @@ def full(modalities: str, b: int = 3) -> dict[str, list[int]]:
 
 def network(model: str, modalities: str, mask: bool, **kw) -> EmotionNet:
     torch.manual_seed(0)
-    return EmotionNet(list(modalities), SMALL_SHAPES, mask_padding=mask, **MODELS[model], **kw)
+    settings = {**architecture(model), **LAYERS.get(model, {}), **kw}
+    return EmotionNet(list(modalities), SMALL_SHAPES, mask_padding=mask, **settings)
 
 
 # -- valid lengths through the time-wise convolution ---------------------------------------

@@ -19,14 +19,9 @@ from selfcross.models import (
     cross_pairs,
 )
 from tests.conftest import PAPER_SHAPES, SMALL_SHAPES
+from tests.helpers.modelkit import architecture
 
-MODELS = {  # name -> (fusion, pooling), as conf/model/*.yaml
-    "self": ("self", "stat"),
-    "cross": ("cross", "stat"),
-    "self_nosp": ("self", "concat"),
-    "cross_nosp": ("cross", "concat"),
-    "cross_self": ("cross_self", "stat"),
-}
+MODELS = ("self", "cross", "self_nosp", "cross_nosp", "cross_self")  # as conf/model/<name>.yaml
 SUBSETS = ["T", "V", "A", "TV", "TA", "VA", "TVA"]
 E = 120  # 2 x 60 GRU units
 
@@ -36,13 +31,17 @@ def batch_for(shapes, modalities, b=3):
 
 
 def net(model, modality, shapes=SMALL_SHAPES, **kw):
-    fusion, pooling = MODELS[model]
-    return EmotionNet(list(modality), shapes, fusion=fusion, pooling=pooling, **kw)
+    return EmotionNet(list(modality), shapes, **architecture(model), **kw)
+
+
+def fusion_and_pooling(model):
+    settings = architecture(model)
+    return settings["fusion"], settings["pooling"]
 
 
 @pytest.mark.parametrize("model,modality", list(itertools.product(MODELS, SUBSETS)))
 def test_every_model_and_subset(model, modality):
-    fusion, pooling = MODELS[model]
+    fusion, pooling = fusion_and_pooling(model)
     if fusion != "self" and len(modality) == 1:
         with pytest.raises(ConfigError, match="at least two modalities"):
             net(model, modality)
@@ -153,7 +152,7 @@ def test_paper_size_counts_written_out():
      ("cross_self", "TVA"), ("cross_self", "TA"), ("self", "A")],
 )  # fmt: skip
 def test_paper_size_counts_by_formula(model, modality):
-    fusion, pooling = MODELS[model]
+    fusion, pooling = fusion_and_pooling(model)
     m_count = len(modality)
     k_self = m_count if fusion in ("self", "cross_self") else 0
     k_cross = m_count * (m_count - 1) if fusion in ("cross", "cross_self") else 0
