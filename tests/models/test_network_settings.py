@@ -1,4 +1,6 @@
-"""Model behaviours that mutation testing found unchecked (docs/mutation.md).
+"""EmotionNet's settings reach what they configure: attention weights on request, the fused
+GRU, the pooling choices, each modality's input dropout, the sizes, attention dropout
+(behaviours mutation testing found unchecked, docs/mutation.md).
 
 Each test works through the public interfaces (outputs on hand-made inputs, calls into
 PyTorch's own modules), so it holds whatever the attention internals become.
