@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/bench_prepare.py --clips 60 300 --work /tmp/bench-prepare
 
-For each size it writes a clean fake release (``tests/meldkit.py``: H.264 320 x 180 clips of
-MELD-like lengths, 48 kHz stereo AAC; kept in ``--work`` and reused) and runs the real command
+For each size it writes a clean fake release (``tests/helpers/meldkit.py``: H.264 320 x 180 clips
+of MELD-like lengths, 48 kHz stereo AAC; kept in ``--work`` and reused) and runs the real command
 ``python -m selfcross.prepare dataset=meld ... vision.random_weights=true`` in a fresh process,
 from an empty output folder (no cache), at the real shapes (MFCC 1000 x 120, ResNet-101 32 x 2048
 of 224 x 224 frames, GloVe 300-D). Random ResNet weights cost what real ones do.
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.meldkit import make_scaled_meld  # noqa: E402
+from tests.helpers.meldkit import make_scaled_meld  # noqa: E402
 
 
 def release(work: Path, n: int) -> Path:

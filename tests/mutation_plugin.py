@@ -6,16 +6,19 @@ those tests only. A module-scoped fixture is set up inside the first test that u
 functions only the fixture's training calls are credited to that first test alone, and the
 file's other tests, which check the same training, never see the mutant. Measured in run 4
 (docs/mutation.md): ``trainer.test(..., ckpt_path=None)`` (testing the last epoch's weights)
-survived, though ``test_protocol.py``'s second test fails on it. mutmut has no setting for
-this, so the plugin widens a mutant's selection to whole files where it matters. Outside a
-mutant's run (normal test runs, mutmut's recording pass) it changes nothing.
+survived, though ``training/test_protocol.py``'s second test fails on it. mutmut has no
+setting for this, so the plugin widens a mutant's selection to whole files where it matters.
+Outside a mutant's run (normal test runs, mutmut's recording pass) it changes nothing.
 """
 
 from __future__ import annotations
 
 import os
 
-SHARED_TRAINING = ("tests/test_protocol.py", "tests/test_training.py")
+SHARED_TRAINING = (
+    "tests/training/test_protocol.py",
+    "tests/training/test_train_and_test.py",
+)
 """Test files whose tests check one training run made by a module-scoped fixture."""
 
 

@@ -1,0 +1,1 @@
+"""Tests of finished runs: loading result.json files, ablations, attention maps."""

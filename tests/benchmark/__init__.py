@@ -1,0 +1,1 @@
+"""Tests of selfcross/benchmark/ and python -m selfcross.bench."""

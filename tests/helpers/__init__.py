@@ -1,0 +1,1 @@
+"""Shared builders of the tests: hand-made folds, fake releases, run records, readers."""

@@ -1,0 +1,27 @@
+"""The models of conf/model/*.yaml, composed from the real configs rather than copied by hand,
+for the tests that build an EmotionNet directly: a model added or changed there is tested as
+it is configured."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from selfcross.config import CONFIG_DIR, compose
+
+MODELS = tuple(sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")))
+"""Every selectable model (conf/model/base/ holds what they share)."""
+
+ARCHITECTURE = ("fusion", "pooling", "transformer", "num_layers", "ffn_dim", "norm")
+"""The network settings that make a model what it is; sizes and dropouts stay the tests' own."""
+
+
+@cache
+def _architecture(model: str) -> tuple:
+    network = compose([f"model={model}"]).model.network
+    return tuple((key, network[key]) for key in ARCHITECTURE if key in network)
+
+
+def architecture(model: str) -> dict:
+    """EmotionNet's keyword arguments of conf/model/<model>.yaml's architecture: fusion and
+    pooling, and the layer settings of the transformer models."""
+    return dict(_architecture(model))

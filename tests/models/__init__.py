@@ -1,0 +1,1 @@
+"""Tests of selfcross/models/: networks, attention kernels, the LightningModule, metrics."""

@@ -1,0 +1,1 @@
+"""Tests of selfcross/prepare/: folds from fake IEMOCAP and MELD releases."""

@@ -1,0 +1,1 @@
+"""Tests of selfcross/report/: tables, figures and statistics from result.json files."""

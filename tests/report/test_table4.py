@@ -1,0 +1,226 @@
+"""Table 4 from hand-made result.json files (untuned and tuned runs in two folders): cells,
+p-values, marks and the tuned settings recomputed from the files; and the tuning table of a
+hand-made Optuna study."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import optuna
+import pytest
+from scipy import stats
+
+from selfcross.training import study as tuning_study
+from tests.helpers.reportkit import (
+    GRID,
+    KEYS,
+    expect_error,
+    md_tables,
+    mean_std,
+    run_main,
+    uwa_of,
+    write_result,
+)
+
+WA_TITLE = "WA (weighted accuracy: mean per-class recall)"
+UWA_TITLE = "UWA (unweighted accuracy: share classified correctly)"
+TESTS_TITLE = "t-tests: tuned vs untuned, and tuned Self vs tuned Cross"
+UNTUNED = {
+    ("self", "TA"): [0.50, 0.53, 0.49, 0.52, 0.51, 0.48],
+    ("cross", "TA"): [0.47, 0.49, 0.46, 0.50, 0.48, 0.45],
+    ("self", "TV"): [0.60, 0.62, 0.64, 0.66, 0.68, 0.70],
+}
+TUNED = {
+    ("self", "TA"): [0.56, 0.55, 0.57, 0.53, 0.58, 0.52],  # far above untuned: a star
+    ("cross", "TA"): [0.48, 0.47, 0.49, 0.51, 0.46],  # no fold 2 seed 3; no difference
+}
+UNTUNED_CONFIG = {"model": {"optimizer": {"lr": 0.001}, "network": {"hidden": 60}}}
+
+
+def tuned_config(model: str) -> dict:
+    return {
+        "model": {"optimizer": {"lr": 0.004},
+                  "network": {"hidden": 90 if model == "self" else 60}},
+        "tuned": {"study": f"multirun/tune-{model}-TA", "trial": 7, "value": 0.6,
+                  "allow_unfinished": False},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def results(tmp_path):
+    untuned, tuned = tmp_path / "untuned", tmp_path / "tuned"
+    for (model, modality), wa in UNTUNED.items():
+        for (fold, seed), value in zip(KEYS, wa, strict=False):
+            write_result(untuned, model, modality, fold, seed, value,
+                         uwa=value + 0.05 + 0.01 * seed, config=UNTUNED_CONFIG)  # fmt: skip
+    for (model, modality), wa in TUNED.items():
+        for (fold, seed), value in zip(KEYS, wa, strict=False):
+            write_result(tuned, model, modality, fold, seed, value,
+                         uwa=value + 0.05 + 0.01 * seed, config=tuned_config(model))  # fmt: skip
+    return untuned, tuned
+
+
+def fmt(p: float) -> str:
+    return "<.0001" if p < 1e-4 else f"{p:.4f}".lstrip("0")
+
+
+def build(untuned, tuned, out, *extra):
+    run_main("table4", "--results", str(untuned), "--tuned", str(tuned), "--out", str(out),
+             *GRID, *extra)  # fmt: skip
+    return md_tables((out / "table4.md").read_text())
+
+
+def test_cells_marks_and_reference_columns(results, tmp_path):
+    tables = build(*results, tmp_path / "t")
+    wa = {r["Modality"]: r for r in tables[WA_TITLE]}
+    uwa = {r["Modality"]: r for r in tables[UWA_TITLE]}
+    assert set(wa) == {"T+V", "T+A", "V+A"}
+    ta = wa["T+A"]
+    assert ta["Self (paper)"] == ".518 ± .031" and ta["Cross (paper)"] == ".501 ± .026"
+    assert ta["Published best (T+A)"] == ".560" and uwa["T+A"]["Published best (T+A)"] == ".612"
+    assert wa["T+V"]["Published best (T+A)"] == "-"
+    # tuned Self is far above untuned Self (p < .05): the higher one, tuned, has the star and,
+    # as the row's best of our four, the bold
+    assert stats.ttest_ind(TUNED[("self", "TA")], UNTUNED[("self", "TA")]).pvalue < 0.05
+    assert ta["Self tuned"] == f"**{mean_std(TUNED[('self', 'TA')])}**\\* (6)"
+    assert ta["Self"] == mean_std(UNTUNED[("self", "TA")]) + " (6)"
+    assert ta["Cross tuned"] == mean_std(TUNED[("cross", "TA")]) + " (5)†"
+    assert uwa["T+A"]["Cross"] == mean_std(uwa_of(UNTUNED[("cross", "TA")])) + " (6)"
+    assert wa["T+V"]["Self tuned"] == "-" and wa["V+A"]["Self"] == "-"
+
+
+def test_p_values_are_recomputed_with_scipy(results, tmp_path):
+    out = tmp_path / "t"
+    tables = build(*results, out)
+    tests = {(r["Comparison"], r["Modality"], r["Metric"]): r for r in tables[TESTS_TITLE]}
+    st, s = TUNED[("self", "TA")], UNTUNED[("self", "TA")]
+    ct, c = TUNED[("cross", "TA")], UNTUNED[("cross", "TA")]
+    row = tests[("Self tuned vs Self", "T+A", "WA")]
+    assert row["p t-test"] == fmt(stats.ttest_ind(st, s).pvalue) + "*"
+    assert row["p paired"] == fmt(stats.ttest_rel(st, s).pvalue)
+    row = tests[("Cross tuned vs Cross", "T+A", "UWA")]  # the five matched (fold, seed) pairs
+    paired = stats.ttest_rel(uwa_of(ct, KEYS[:5]), uwa_of(c)[:5]).pvalue
+    assert row["p paired"] == f"{paired:.4f}".lstrip("0") and row["pairs"] == "5"
+    assert row["p t-test"] == f"{stats.ttest_ind(uwa_of(ct, KEYS[:5]), uwa_of(c)).pvalue:.4f}"[1:]
+    row = tests[("Self tuned vs Cross tuned", "T+A", "WA")]
+    assert row["p t-test"] == fmt(stats.ttest_ind(st, ct).pvalue) + "*"
+    assert tests[("Self tuned vs Self", "T+V", "WA")]["p t-test"] == "-"  # no tuned runs
+    with (out / "table4.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    tests_csv = {(r["model"], r["compared_with"], r["modality"], r["metric"]): r
+                 for r in rows if r["table"] == "table4-test"}  # fmt: skip
+    got = float(tests_csv[("self_tuned", "self", "TA", "wa")]["p_ttest_ind"])
+    assert got == pytest.approx(stats.ttest_ind(st, s).pvalue)
+    cells = {(r["model"], r["modality"], r["metric"]): r for r in rows if r["table"] == "table4"}
+    assert float(cells[("cross_tuned", "TA", "wa")]["mean"]) == pytest.approx(np.mean(ct))
+    assert cells[("cross_tuned", "TA", "wa")]["missing_runs"] == "f2s3"
+    assert float(cells[("self", "TA", "uwa")]["paper_mean"]) == 0.574
+    assert float(cells[("published_best", "TA", "uwa")]["paper_mean"]) == 0.612
+    for ext in ("md", "tex", "csv"):
+        assert (out / f"table4.{ext}").is_file()
+
+
+def test_tuned_settings_and_missing_runs_are_reported(results, tmp_path):
+    out = tmp_path / "t"
+    tables = build(*results, out)
+    settings = {r["Cell"]: r["Study, best trial, settings changed"]
+                for r in tables["Tuned settings (from the tuned runs' result.json)"]}  # fmt: skip
+    assert settings["Self T+A"] == (
+        "study multirun/tune-self-TA, trial 7 (validation UWA 0.600): "
+        "model.network.hidden 60 -> 90, model.optimizer.lr 0.001 -> 0.004"
+    )
+    assert settings["Cross T+A"].endswith(": model.optimizer.lr 0.001 -> 0.004")
+    assert settings["Self T+V"] == "-"
+    text = (out / "table4.md").read_text()
+    assert "- tuned Cross T+A: 5 of 6 runs; missing fold 2 seed 3" in text
+    assert "- tuned Self T+V: 0 of 6 runs; missing all runs" in text
+    assert "- untuned Cross T+V: 0 of 6 runs; missing all runs" in text
+
+
+def test_runs_of_the_wrong_kind_or_other_data_are_refused(results, tmp_path, capsys):
+    untuned, tuned = results
+    line = expect_error(capsys, "table4", "--results", str(tuned), "--tuned", str(tuned), *GRID)
+    assert "a tuned run (tuned.study set) in --results" in line
+    line = expect_error(capsys, "table4", "--results", str(untuned), "--tuned", str(untuned),
+                        *GRID)  # fmt: skip
+    assert "not a tuned run in --tuned" in line
+    write_result(tuned, "self", "VA", 1, 1, 0.5, config=tuned_config("self"),
+                 data={"fingerprint": "other"})  # fmt: skip
+    line = expect_error(capsys, "table4", "--results", str(untuned), "--tuned", str(tuned), *GRID)
+    assert "fold 1 data fingerprint other differs" in line
+
+
+def test_the_tuning_table_of_a_study(tmp_path):
+    folder = tmp_path / "tune-synthetic-small-cross-TA"
+    folder.mkdir()
+    storage = f"sqlite:///{folder / tuning_study.STUDY_DB}"
+    study = optuna.create_study(storage=storage, study_name=folder.name, direction="maximize")
+    identity = {"model": "cross", "modality": "TA", "folds": [1, 2], "seed": 1,
+                "sampler_seed": 0, "n_startup_trials": 10}  # fmt: skip
+    study.set_user_attr("identity", identity)
+    study.set_user_attr("untuned", {"model.optimizer.lr": 0.001, "data.batch_size": 32})
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    batch = optuna.distributions.CategoricalDistribution([16, 32, 64])
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        params = {"model.optimizer.lr": float(10 ** rng.uniform(-4, -2)),
+                  "data.batch_size": int(rng.choice([16, 32, 64]))}  # fmt: skip
+        value = 0.4 + 30 * params["model.optimizer.lr"]  # the learning rate decides
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={"model.optimizer.lr": lr, "data.batch_size": batch},
+            value=value, user_attrs={"values": params, "fold_scores": {"1": value, "2": value}},
+        ))  # fmt: skip
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, user_attrs={"invalid": "data.batch_size=0: bad"}
+    ))  # fmt: skip
+    out = tmp_path / "t"
+    run_main("tuning", "--results", str(folder), "--out", str(out))
+    tables = md_tables((out / "tuning-cross-TA.md").read_text())
+    best = max(study.get_trials(states=[optuna.trial.TrialState.COMPLETE]), key=lambda t: t.value)
+    trials = tables["Trials (value: mean best-validation UWA over the tuning folds)"]
+    assert len(trials) == 13 and trials[12]["State"] == "pruned"
+    assert trials[12]["Note"] == "data.batch_size=0: bad"
+    assert trials[best.number]["Value"].startswith("**")
+    title = next(t for t in tables if t.startswith(f"Best trial {best.number}:"))
+    rows = {r["Setting"]: r for r in tables[title]}
+    assert rows["model.optimizer.lr"]["Tuned"] == f"{best.params['model.optimizer.lr']:.4g}"
+    assert rows["data.batch_size"]["Untuned (base configuration)"] == "32"
+    importances = {r["Parameter"]: float(r["Importance"])
+                   for r in tables["Parameter importances"]}  # fmt: skip
+    assert importances["model.optimizer.lr"] > importances["data.batch_size"]
+    with (out / "tuning-cross-TA.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"trial", "setting", "best", "importance"}
+    assert sum(r["kind"] == "trial" for r in rows) == 13
+
+
+def test_tuning_runs_are_never_tabulated(tmp_path):
+    from selfcross.analysis.results import load_results
+
+    write_result(tmp_path, "cross", "TA", 1, 1, 0.5)
+    write_result(tmp_path, "cross", "TA", 1, 2, 0.5, folder="trials/000/fold1", test_wa=None,
+                 test_uwa=None, config={"run_test": False})  # fmt: skip
+    runs, skipped = load_results(tmp_path)
+    assert [r.seed for r in runs] == [1]
+    assert [s.problem for s in skipped] == [
+        "a tuning run (run_test=false): it has no test metrics"
+    ]
+
+
+def test_no_paper_or_published_columns_for_a_dataset_the_paper_did_not_use(
+    results, tmp_path, monkeypatch
+):
+    from selfcross.report import paper
+
+    monkeypatch.setattr(paper, "reported", lambda datasets: False)  # e.g. MELD runs
+    tables = build(*results, tmp_path / "t")
+    ta = {r["Modality"]: r for r in tables[WA_TITLE]}["T+A"]
+    assert list(ta) == ["Modality", "Self", "Self tuned", "Cross", "Cross tuned"]
+    assert ta["Self tuned"] == f"**{mean_std(TUNED[('self', 'TA')])}**\\* (6)"
+    body = (tmp_path / "t" / "table4.md").read_text()
+    assert ".560" not in body and "(paper)" not in body and "no results on this dataset" in body
+    rows = list(csv.DictReader((tmp_path / "t" / "table4.csv").open()))
+    assert rows and all(r["paper_mean"] == "" for r in rows)
+    assert not any(r["model"] == "published_best" for r in rows)

@@ -1,0 +1,1 @@
+"""Tests of sweeps: the selfcross sweeper, its launchers, SLURM (hydra_plugins/)."""

@@ -1,0 +1,66 @@
+"""The run record: written and read back unchanged; old files read, newer or broken ones do not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfcross.training.record import (
+    RESULT_FILE,
+    SCHEMA_VERSION,
+    RunRecord,
+    read_record,
+    write_record,
+)
+from tests.helpers.recordkit import make_record
+
+
+def test_round_trip_through_the_file(tmp_path):
+    record = make_record("cross", "TVA", 2, 7, 0.41, 0.52)
+    path = write_record(tmp_path, record)
+    assert path == tmp_path / RESULT_FILE
+    on_disk = json.loads(path.read_text())
+    assert on_disk["schema_version"] == SCHEMA_VERSION
+    assert on_disk["data"]["fingerprint"] == record.data.fingerprint
+    assert read_record(path) == record
+    assert list(on_disk) == list(record.to_dict())  # keys in the dataclass's order
+
+
+def test_a_version_1_file_without_schema_version_reads(tmp_path):
+    raw = make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict()
+    del raw["schema_version"]
+    (tmp_path / RESULT_FILE).write_text(json.dumps(raw))
+    record = read_record(tmp_path / RESULT_FILE)
+    assert record is not None and record.schema_version == 1
+    assert (record.model, record.modality, record.test_uwa) == ("self", "TV", 0.4)
+
+
+def test_a_newer_version_is_refused(tmp_path):
+    raw = {**make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict(), "schema_version": 99}
+    with pytest.raises(ValueError, match="schema_version 99 is newer"):
+        RunRecord.from_dict(raw)
+    (tmp_path / RESULT_FILE).write_text(json.dumps(raw))
+    assert read_record(tmp_path / RESULT_FILE) is None
+
+
+@pytest.mark.parametrize("key", ["test_uwa", "config_hash", "data.fingerprint"])
+def test_a_missing_key_is_refused(tmp_path, key):
+    raw = make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict()
+    if key.startswith("data."):
+        del raw["data"][key.split(".", 1)[1]]
+    else:
+        del raw[key]
+    with pytest.raises(ValueError, match=f"missing key {key}"):
+        RunRecord.from_dict(raw)
+    (tmp_path / RESULT_FILE).write_text(json.dumps(raw))
+    assert read_record(tmp_path / RESULT_FILE) is None
+
+
+def test_unreadable_and_half_written_files_read_as_none(tmp_path):
+    assert read_record(tmp_path / RESULT_FILE) is None  # absent
+    whole = json.dumps(make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict())
+    (tmp_path / RESULT_FILE).write_text(whole[: len(whole) // 2])
+    assert read_record(tmp_path / RESULT_FILE) is None
+    (tmp_path / RESULT_FILE).write_text("[1, 2]")
+    assert read_record(tmp_path / RESULT_FILE) is None
