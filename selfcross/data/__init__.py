@@ -6,7 +6,9 @@ The data path: :mod:`~selfcross.data.npy` (raw ``.npy`` files) -> :mod:`~selfcro
 -> :mod:`~selfcross.data.cache` -> :mod:`~selfcross.data.datamodule`.
 :mod:`~selfcross.data.validate` runs every check on all folds (``selfcross.check``), with
 :mod:`~selfcross.data.feature_stats` and :mod:`~selfcross.data.check_report`;
-:mod:`~selfcross.data.datasets` reads a dataset's facts from ``conf/data/<name>.yaml``.
+:mod:`~selfcross.data.datasets` reads a dataset's facts from ``conf/data/<name>.yaml``;
+:mod:`~selfcross.data.fingerprint` names a fold's contents, :mod:`~selfcross.data.sanity` warns
+about usable but suspicious data, :mod:`~selfcross.data.synthetic` writes the synthetic folds.
 """
 
 from selfcross.data.datamodule import FoldDataModule, IemocapDataModule, SplitTensors

@@ -1,4 +1,12 @@
-"""Models: encoders -> attention -> pooling -> classifier, and the one LightningModule."""
+"""Models: encoders -> attention -> pooling -> classifier, and the one LightningModule.
+
+``encoders`` (Conv1d over time, bi-GRU), ``attention`` (self- and cross-modal multi-head
+attention), ``transformer`` (transformer-encoder layers), ``pooling`` (temporal averaging,
+statistical pooling), ``classifier`` (the two-layer head), ``networks`` (``EmotionNet``, every
+architecture as one network), ``kernels`` (the exact fast CPU kernels), ``metrics`` (WA, UWA,
+F1, recall, confusion), ``blanking`` (modalities left out, modality dropout) and ``module``
+(``EmotionRecognizer``, the LightningModule that trains them all).
+"""
 
 from selfcross import FUSIONS
 from selfcross.models.attention import CrossModalAttention, SelfAttention

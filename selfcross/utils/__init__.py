@@ -1,1 +1,1 @@
-"""Small helpers with no better home."""
+"""Small helpers with no better home: ``io`` (atomic file writing, the git commit)."""
