@@ -1,6 +1,9 @@
 """selfcross: cross-attention vs self-attention for multi-modal emotion recognition."""
 
+import fnmatch
 import numbers
+import os
+from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -71,4 +74,29 @@ def transformer_problem(num_layers, ffn_dim, norm) -> str | None:
         return f"model.network.ffn_dim={ffn_dim!r}: expected an integer >= 1 (or null: 4E)"
     if norm not in NORMS:
         return f"model.network.norm={norm!r}: expected one of {', '.join(NORMS)}"
+    return None
+
+
+SYSTEM_FOLDERS = ("bin", "boot", "dev", "etc", "lib*", "proc", "sbin", "sys", "usr", "var")
+"""Top-level folders of the system (``lib*``: lib, lib32, lib64, ...) that no run writes into."""
+
+
+def output_folder_problem(folder) -> str | None:
+    """Why ``folder`` cannot be a run's or a sweep's output folder, or None if it can: the
+    root, an existing file (or a folder inside one), or a folder inside a system folder
+    (:data:`SYSTEM_FOLDERS`), judged after resolving symbolic links and ``..``.
+
+    The one statement of the rule: the run command, the sweeper, the tuning study and every
+    run's ``paths.output_dir`` ask here before anything is written. Write permission is no
+    guard (on a cluster node or in a container the user is often root).
+    """
+    path = Path(os.path.realpath(Path(folder).expanduser()))
+    if path == Path(path.anchor):
+        return "is the file system's root"
+    for place in (path, *path.parents):
+        if place.exists() and not place.is_dir():
+            return "is an existing file" if place == path else f"is inside the file {place}"
+    top = path.parts[1]
+    if any(fnmatch.fnmatchcase(top, name) for name in SYSTEM_FOLDERS):
+        return f"is inside the system folder /{top}"
     return None

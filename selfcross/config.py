@@ -18,6 +18,7 @@ from selfcross import (
     fold_problem,
     fusion_problem,
     modality_problem,
+    output_folder_problem,
     transformer_problem,
 )
 from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, SelfcrossError
@@ -157,6 +158,16 @@ def check_sweep_name(name) -> None:
         raise ConfigError(
             f"sweep_name={text}: must be a single folder name under multirun/ (no '/', '\\', "
             "'..' or absolute path)"
+        )
+
+
+def check_output_folder(key: str, folder) -> None:
+    """A one-line ConfigError naming ``key=folder`` unless a run may write there (the rule is
+    :func:`selfcross.output_folder_problem`)."""
+    problem = output_folder_problem(folder)
+    if problem is not None:
+        raise ConfigError(
+            f"{key}={folder}: {problem}; choose a folder of your own for the outputs"
         )
 
 

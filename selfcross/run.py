@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from selfcross.config import CONFIG_DIR, check_overrides, user_errors
+from selfcross.config import CONFIG_DIR, check_output_folder, check_overrides, user_errors
 from selfcross.training.experiment import train_and_test
 from selfcross.training.rundir import check_owned
 
@@ -35,6 +35,9 @@ def main(cfg: DictConfig) -> dict:
 if __name__ == "__main__":
     with user_errors():
         first = check_overrides(sys.argv[1:])
-        if not {"-m", "--multirun"} & set(sys.argv[1:]):  # (the sweeper checks each job folder)
+        if {"-m", "--multirun"} & set(sys.argv[1:]):  # (the sweeper checks each job folder)
+            check_output_folder("hydra.sweep.dir", first.hydra.sweep.dir)
+        else:  # before Hydra writes .hydra/ there
+            check_output_folder("hydra.run.dir", first.hydra.run.dir)
             check_owned(Path(first.hydra.run.dir), first.resume.allow_foreign_dir)
     main()

@@ -99,13 +99,19 @@ class SelfcrossSweeper(BasicSweeper):
 
     def plan(self, arguments: list[str]) -> tuple[list[list[str]], int, int]:
         """All valid jobs not yet complete; also how many were invalid and how many complete."""
-        from selfcross.config import check_sweep_name, first_paragraph, validate
+        from selfcross.config import (
+            check_output_folder,
+            check_sweep_name,
+            first_paragraph,
+            validate,
+        )
         from selfcross.errors import ConfigError
         from selfcross.training.resume import config_hash, finished_run
         from selfcross.training.rundir import check_owned
         from selfcross.training.tuned import apply_tuned
 
         check_sweep_name(self.config.get("sweep_name"))
+        check_output_folder("hydra.sweep.dir", self.config.hydra.sweep.dir)
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
@@ -125,6 +131,7 @@ class SelfcrossSweeper(BasicSweeper):
                 invalid.append((job, str(err)))
                 continue
             out_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            check_output_folder("hydra.sweep.dir/hydra.sweep.subdir", out_dir)
             check_owned(out_dir, bool(cfg.resume.get("allow_foreign_dir", False)))
             if finished_run(cfg, out_dir, config_hash(cfg)) is not None:
                 complete += 1

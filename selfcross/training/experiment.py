@@ -31,7 +31,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 import selfcross
-from selfcross.config import CONFIG_DIR, resolved, validate
+from selfcross.config import CONFIG_DIR, check_output_folder, resolved, validate
 from selfcross.errors import Interrupted
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.training import resume, rundir, tracking
@@ -135,6 +135,7 @@ def train_and_test(cfg: DictConfig) -> RunOutcome:
     validate(cfg)
     quiet_library_noise()
     out_dir = Path(cfg.paths.output_dir)
+    check_output_folder("paths.output_dir", out_dir)
     rundir.check_owned(out_dir, bool(cfg.resume.get("allow_foreign_dir", False)))
     with rundir.job_lock(out_dir) as mine:
         if not mine:

@@ -34,7 +34,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from selfcross.config import apply_overrides, compose, validate
+from selfcross.config import apply_overrides, check_output_folder, compose, validate
 from selfcross.errors import ConfigError, DataError, Interrupted
 from selfcross.training.search import Settings, as_override, suggest
 from selfcross.training.study import (
@@ -89,6 +89,7 @@ def study_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     configuration of every trial (``paths.output_dir``: that folder), from one composition."""
     cfg = compose(overrides, with_hydra=True)
     directory = Path(str(cfg.hydra.sweep.dir))
+    check_output_folder("hydra.sweep.dir", directory)  # the study's folder
     with open_dict(cfg):
         del cfg["hydra"]  # what a composition without it returns
     apply_overrides(cfg, [f"paths.output_dir={directory}"])
