@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from selfcross.errors import ConfigError
 from selfcross.training.study import n_counted
 from selfcross.utils.io import write_json_atomic
+from selfcross.utils.values import Refused, check_value, composed_value, instantiation_key
 
 BEST_FILE = "best.json"
 
@@ -66,10 +67,26 @@ def read_best(study: str | Path) -> dict[str, Any]:
     return best
 
 
+def check_setting(cfg: DictConfig, key: str, value) -> None:
+    """Refused unless the setting ``key=value`` of a ``best.json`` is a value of a key of
+    ``cfg`` of the kind it replaces (never one of Hydra's instantiation keys: a study's
+    settings are values, never code)."""
+    parts = str(key).split(".")
+    special = next((p for p in parts if instantiation_key(p)), None)
+    if special is not None:
+        raise Refused(f"{key}: names Hydra's {special} (a file sets values, never code)")
+    parent, _, leaf = str(key).rpartition(".")
+    node = OmegaConf.select(cfg, parent, throw_on_resolution_failure=False) if parent else cfg
+    if not isinstance(node, DictConfig) or leaf not in node:
+        raise Refused(f"{key}: no such configuration key")
+    check_value(composed_value(node, leaf), value, key)
+
+
 def apply_tuned(cfg: DictConfig) -> DictConfig:
     """``cfg`` with the best settings of the study ``tuned.study`` (a copy; ``cfg`` itself when
     ``tuned.study`` is not set). The study must be of this run's cell and finished (unless
-    ``tuned.allow_unfinished``); ``tuned.trial`` and ``tuned.value`` record which trial.
+    ``tuned.allow_unfinished``); ``tuned.trial`` and ``tuned.value`` record which trial. Each
+    setting must pass :func:`check_setting`.
 
     Also refuses the study settings of ``experiment=tune`` in a run: a study is started with
     ``python -m selfcross.tune`` (whose runs do not carry them)."""
@@ -95,11 +112,14 @@ def apply_tuned(cfg: DictConfig) -> DictConfig:
             "tuned.allow_unfinished=true"
         )
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    path = Path(str(tuned.study)) / BEST_FILE
     with open_dict(out):
         for key, value in best["settings"].items():
-            if OmegaConf.select(out, key, default="<absent>") == "<absent>":
-                raise ConfigError(f"{tuned.study}/{BEST_FILE}: {key} is no configuration key")
-            OmegaConf.update(out, key, value, merge=False)
+            try:
+                check_setting(out, key, value)
+            except Refused as err:
+                raise ConfigError(f"{path}: {err}") from None
+            OmegaConf.update(out, key, value, merge=isinstance(value, dict))  # keeps the rest
         out.tuned.trial = best.get("trial")
         out.tuned.value = best.get("value")
     return out
