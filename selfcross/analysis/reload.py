@@ -2,6 +2,13 @@
 after the fact (``selfcross.ablate``, ``selfcross.attention``): the configuration and the data
 from its ``result.json``, the best-validation weights from its checkpoints (weights only).
 
+The record carries values, never code (docs/checks-and-recovery.md): the configuration is
+composed from selfcross's own ``conf/`` for the run's model, modality and data, and only the
+record's values are taken into it, each checked against the composed keys and kinds
+(:mod:`selfcross.utils.values`). The record's ``_target_`` keys are ignored, so a class renamed
+since the run (``IemocapDataModule``, now ``FoldDataModule``) is simply conf's class; the
+sections no rebuild uses (:data:`NOT_REBUILT`) are not read.
+
 The fold is checked against the run's recorded fingerprint first: a model scored on changed
 data would give numbers that belong to no run.
 """
@@ -11,9 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfcross.errors import DataError
+from selfcross.config import CONFIG_DIR, compose
+from selfcross.errors import ConfigError, DataError
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
 from selfcross.training.resume import BEST_CHECKPOINT, CHECKPOINT_DIR
+from selfcross.utils.values import Refused, take_values
+
+NOT_REBUILT = ("hydra", "logger", "callbacks", "tuned")
+"""Sections of a record's configuration that a rebuild does not use (no logger, callback or
+study is built) and whose keys depend on choices the record does not name: not read."""
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:
@@ -41,12 +54,42 @@ def read_run(run_dir: Path) -> RunRecord:
     return record
 
 
+def _choice(path: Path, group: str, name) -> str:
+    """The option ``name`` of the config group ``group``; DataError unless conf/ has it."""
+    options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    if name not in options:
+        raise DataError(path, f"{group}={name!r} is no option of conf/{group}/")
+    return name
+
+
+def run_config(path: Path, record: RunRecord):
+    """The run's configuration: composed from conf/ for the record's model, modality and data,
+    with the values of the record's configuration (``path``, for messages) taken in."""
+    config = record.config
+    if not isinstance(config, dict):
+        raise DataError(path, "config: not a mapping")
+    chosen = []
+    for group, recorded in (
+        ("model", record.model), ("modality", record.modality), ("data", record.data.name)
+    ):  # fmt: skip
+        section = config.get(group)
+        name = section.get("name", recorded) if isinstance(section, dict) else recorded
+        chosen.append(f"{group}={_choice(path, group, name)}")
+    try:
+        cfg = compose([*chosen, "logger=none"])
+        take_values(cfg, {k: v for k, v in config.items() if k not in NOT_REBUILT}, True)
+    except (Refused, ConfigError) as err:
+        raise DataError(path, f"config: {err}") from None
+    return cfg
+
+
 @dataclass
 class ReloadedRun:
     run_dir: Path
     record: RunRecord
     cfg: object
-    """The run's resolved configuration (a DictConfig), its data root as recorded."""
+    """The run's configuration (a DictConfig: conf/'s, with the record's values), its data
+    root as recorded."""
     module: object
     """The run's EmotionRecognizer with its best weights, in eval mode."""
     datamodule: object
@@ -58,7 +101,7 @@ def reload_run(run_dir: Path, record: RunRecord | None = None) -> ReloadedRun:
     """Rebuild the run in ``run_dir`` (its record read there unless given)."""
     import torch
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     run_dir = Path(run_dir)
     record = record or read_run(run_dir)
@@ -70,7 +113,7 @@ def reload_run(run_dir: Path, record: RunRecord | None = None) -> ReloadedRun:
             "(resume.keep_checkpoints=none) or the run did not finish; rerun it with "
             "resume.keep_checkpoints=best",
         )
-    cfg = OmegaConf.create(record.config)
+    cfg = run_config(run_dir / RESULT_FILE, record)
     with open_dict(cfg):
         cfg.data.root = record.data.root
         cache = cfg.data.get("cache_dir")
