@@ -173,7 +173,7 @@ class FoldDataModule(L.LightningDataModule):
             n_folds = facts.n_folds if n_folds is None else n_folds
         if not synthetic:  # a prepared root's manifest says how many folds it holds
             n_folds = root_n_folds(root, n_folds)
-        problem = fold_problem(int(fold), n_folds)
+        problem = fold_problem(fold, n_folds)
         if problem is not None:
             raise ConfigError(problem)
         problem = modality_problem(modalities)
