@@ -91,7 +91,10 @@ DEFAULT_FOLDS = (1, 2, 3, 4, 5)
 
 def manifest_folds(results: str | Path) -> tuple[int, ...] | None:
     """Folds 1..n of the data root the runs under ``results`` read, n as the root's manifest
-    (``dataset.json``) says; None when the first readable run names a root without one."""
+    (``dataset.json``) says; None when the first readable run names a root without one, or when
+    ``results`` is no folder (the table then says so itself)."""
+    if not Path(results).is_dir():
+        return None
     for path in find_result_files(results):
         record = read_record(path)
         root = getattr(getattr(record, "data", None), "root", None)

@@ -405,7 +405,7 @@ def test_tables_on_a_one_fold_meld_grid_have_no_paper_columns(tmp_path, capsys):
 def test_tables_take_their_default_folds_from_the_data_roots_manifest(tmp_path, capsys):
     """Without --folds: the folds of the runs' data root (its dataset.json says one), 10 seeds."""
     from selfcross.manifest import FoldsManifest, write_manifest
-    from tests.reportkit import run_main
+    from tests.helpers.reportkit import run_main
 
     dims = {m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]} for m, s in SHAPES.items()}
     write_manifest(tmp_path / "meld", FoldsManifest("meld", 1, CLASSES, dims, "official"))
