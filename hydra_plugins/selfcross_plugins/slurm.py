@@ -8,7 +8,9 @@ itself, asking ``squeue`` (which needs no accounting) which jobs SLURM still run
 job that SLURM no longer lists and that left no result within ``vanished_grace_s`` (time for a
 slow shared file system to show the file) counts as failed, with its state and log, so the
 sweep ends with its summary and a non-zero exit. A requeued job (time limit, preemption) stays
-listed, so it is waited for.
+listed, so it is waited for; between its step's end and SLURM listing it ``PENDING`` again it
+can show a terminal state (``FAILED``) for a while, so a job whose log has a new "Requeued job"
+line since it was last seen queued gets ``requeue_grace_s`` instead.
 """
 
 import dataclasses
@@ -44,6 +46,9 @@ class SelfcrossSlurmConf(SlurmQueueConf):
     vanished_grace_s: float = 60.0
     """How long a job SLURM no longer lists may take to show its result file before it counts
     as failed (covers shared file systems that show new files late)."""
+    requeue_grace_s: float = 300.0
+    """How long a job whose log says it was just requeued may show a terminal state before it
+    counts as failed (a busy controller lists it ``PENDING`` again late)."""
     poll_s: float = 5.0
     """Seconds between two looks at the jobs (result files and one ``squeue`` call)."""
 
@@ -109,6 +114,14 @@ def _sbatch_error(err: Exception) -> str:
     return (errors or lines or [type(err).__name__])[-1]
 
 
+def _requeues(job: Any) -> int:
+    """How many times submitit's log of the job says it requeued it (time limit, preemption)."""
+    try:
+        return Path(job.paths.stdout).read_text(errors="replace").count("Requeued job ")
+    except OSError:
+        return 0
+
+
 def _last_line(err: Exception) -> str:
     """The line of a submitit error that names what went wrong: the last line of the job's
     traceback (between submitit's dashed lines), else the first line."""
@@ -120,9 +133,16 @@ def _last_line(err: Exception) -> str:
 
 
 class SelfcrossSlurmLauncher(SlurmLauncher):
-    def __init__(self, vanished_grace_s: float = 60.0, poll_s: float = 5.0, **params: Any):
+    def __init__(
+        self,
+        vanished_grace_s: float = 60.0,
+        requeue_grace_s: float = 300.0,
+        poll_s: float = 5.0,
+        **params: Any,
+    ):
         super().__init__(**params)
         self.vanished_grace_s = vanished_grace_s
+        self.requeue_grace_s = requeue_grace_s
         self.poll_s = poll_s
 
     def _executor(self) -> Any:
@@ -144,10 +164,11 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         assert self.config is not None
-        if self.vanished_grace_s < 0 or self.poll_s <= 0:
+        if min(self.vanished_grace_s, self.requeue_grace_s) < 0 or self.poll_s <= 0:
             raise ConfigError(
                 f"hydra.launcher.vanished_grace_s={self.vanished_grace_s}, "
-                f"poll_s={self.poll_s}: the grace must be >= 0 and the poll interval > 0"
+                f"requeue_grace_s={self.requeue_grace_s}, poll_s={self.poll_s}: "
+                "the graces must be >= 0 and the poll interval > 0"
             )
         try:
             executor = self._executor()
@@ -181,6 +202,7 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
         returns: list[JobReturn | None] = [None] * len(jobs)
         gone_since: dict[int, float] = {}
         last_state: dict[int, str] = {}
+        requeues_when_queued: dict[int, int] = {}  # "Requeued job" lines when last seen queued
         array_ids = sorted({job.job_id.split("_")[0] for job in jobs})
         squeue_down = False
         while True:
@@ -204,9 +226,12 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
                     state = states.get(jobs[i].job_id)
                     if state in ACTIVE_STATES:
                         gone_since.pop(i, None)
+                        requeues_when_queued[i] = _requeues(jobs[i])
                         continue
                     last_state[i] = state or last_state.get(i, "")
-                    if now - gone_since.setdefault(i, now) >= self.vanished_grace_s:
+                    requeued = _requeues(jobs[i]) > requeues_when_queued.get(i, 0)
+                    grace = self.requeue_grace_s if requeued else self.vanished_grace_s
+                    if now - gone_since.setdefault(i, now) >= grace:
                         if jobs[i].paths.result_pickle.exists():
                             returns[i] = self._read_return(jobs[i], overrides[i])
                         else:

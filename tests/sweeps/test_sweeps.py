@@ -244,3 +244,56 @@ def test_slurm_driver_ends_for_jobs_that_slurm_forgot(tmp_path, monkeypatch):
     assert str(second._return_value) == "SLURM job 7_1 ended without a result (state CANCELLED)"
     assert second.log_path == str(forgotten.paths.stderr)
     assert len(polls) == 6  # CANCELLED at t=30, still gone at t=40, failed at t=50 (>= 15 s)
+
+
+def test_slurm_driver_waits_for_a_requeue_that_shows_failed(tmp_path, monkeypatch):
+    """Between a requeued job's step ending and SLURM listing it PENDING again it can show
+    FAILED for longer than the vanished grace: a new "Requeued job" line in its log gives it
+    the requeue grace; a failure after the requeue, with no new line, gets the short one."""
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.selfcross_plugins import slurm
+
+    folder = tmp_path / "8_0"
+    folder.mkdir()
+    paths = SimpleNamespace(folder=folder, result_pickle=folder / "result.pkl",
+                            stdout=folder / "log.out", stderr=folder / "log.err")  # fmt: skip
+    finished = [JobReturn(status=JobStatus.COMPLETED)]
+    job = SimpleNamespace(job_id="8_0", paths=paths, results=lambda: finished)
+    paths.stdout.write_text("epoch 1\n")
+    # t=0 running; then the requeue: its log line, FAILED for 60 s (> the 15 s grace), PENDING,
+    # RUNNING, and the result
+    answers = iter([{"8_0": "RUNNING"}] + [{"8_0": "FAILED"}] * 7
+                   + [{"8_0": "PENDING"}, {"8_0": "RUNNING"}])  # fmt: skip
+    polls = []
+
+    def squeue(ids):
+        polls.append(1)
+        if len(polls) == 2:
+            paths.stdout.write_text("epoch 1\nRequeued job 8_0 (2 remaining timeouts)\n")
+        if len(polls) == 10:
+            paths.result_pickle.touch()
+        return next(answers)
+
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(slurm, "squeue_states", squeue)
+    monkeypatch.setattr(slurm, "sacct_state", lambda job_id: None)
+    monkeypatch.setattr(slurm, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(slurm, "sleep", lambda s: None)
+    launcher = slurm.SelfcrossSlurmLauncher(vanished_grace_s=15, requeue_grace_s=100, poll_s=1,
+                                            max_num_timeout=0)  # fmt: skip
+    (ret,) = launcher.wait([job], [["seed=1"]])
+    assert ret.status == JobStatus.COMPLETED and len(polls) == 10
+
+    # seen queued after its requeue, then FAILED with no new requeue line: the short grace
+    paths.result_pickle.unlink()
+    answers = iter([{"8_0": "PENDING"}, {"8_0": "FAILED"}, {"8_0": "FAILED"}, {"8_0": "FAILED"}])
+    polls.clear()
+    polls.extend([1] * 20)  # no more log writes or results from the hook above
+    (ret,) = launcher.wait([job], [["seed=1"]])
+    assert ret.status == JobStatus.FAILED
+    assert str(ret._return_value) == "SLURM job 8_0 ended without a result (state FAILED)"
+    # requeue grace with no requeue line would wait past t=100: it failed at the third FAILED
+    assert len(polls) == 24
