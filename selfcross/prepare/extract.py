@@ -28,6 +28,15 @@ FEATURE_DIM = 2048
 
 
 @dataclass(frozen=True)
+class WaveSettings:
+    """Audio for a pretrained speech encoder: the worker reads the samples (no MFCC), cut to
+    ``max_samples``, and the main process runs the encoder over them in batches."""
+
+    sample_rate: int
+    max_samples: int
+
+
+@dataclass(frozen=True)
 class UtteranceJob:
     id: str
     wav: str
@@ -56,6 +65,8 @@ class DialogResult:
     dialog: str
     frames: dict[str, np.ndarray] = field(default_factory=dict)
     """Utterance id -> [n, crop, crop, 3] uint8 crops, for utterances whose video was asked."""
+    waves: dict[str, np.ndarray] = field(default_factory=dict)
+    """Utterance id -> samples, for a pretrained speech encoder (:class:`WaveSettings`)."""
     n_audio: int = 0
     audio_seconds: float = 0.0
     decode_seconds: float = 0.0
@@ -74,14 +85,19 @@ class ExtractStats:
 
 
 def run_dialog(
-    job: DialogJob, audio: AudioSettings, frames: FrameSettings, audio_folder: Path
+    job: DialogJob, audio: AudioSettings | WaveSettings, frames: FrameSettings, audio_folder: Path
 ) -> DialogResult:
-    """A worker's task: MFCCs of one dialog's utterances (cached on disk), and their crops."""
+    """A worker's task: MFCCs of one dialog's utterances (cached on disk), or their samples for
+    a pretrained encoder, and their crops."""
     result = DialogResult(job.dialog)
     try:
         started = time.perf_counter()
         for utt in job.utterances:
-            if utt.audio:
+            if utt.audio and isinstance(audio, WaveSettings):
+                result.waves[utt.id] = read_samples(Path(utt.wav), audio.sample_rate)[
+                    : audio.max_samples
+                ]
+            elif utt.audio:
                 features = compute_audio(Path(utt.wav), audio)
                 save_npz_atomic(entry_path(audio_folder, utt.id), mfcc=features)
                 result.n_audio += 1
@@ -104,11 +120,16 @@ def run_dialog(
 WAV_SUFFIXES = (".wav", ".flac")
 
 
+def read_samples(wav: Path, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples of one wav file, or of a video clip's audio track."""
+    if Path(wav).suffix.lower() in WAV_SUFFIXES:
+        return read_wav(wav, sample_rate)
+    return read_clip_audio(wav, sample_rate)
+
+
 def compute_audio(wav: Path, settings: AudioSettings) -> np.ndarray:
     """[T, 3 * n_mfcc] features of one wav file, or of a video clip's audio track."""
-    if Path(wav).suffix.lower() in WAV_SUFFIXES:
-        return mfcc_features(read_wav(wav, settings.sample_rate), settings)
-    return mfcc_features(read_clip_audio(wav, settings.sample_rate), settings)
+    return mfcc_features(read_samples(wav, settings.sample_rate), settings)
 
 
 def _results(jobs: list[DialogJob], workers: int, args: tuple) -> Iterator[DialogResult]:
@@ -191,11 +212,36 @@ class FramePacker:
             utt_id, count = self.waiting.pop(0)
             chunk = done[used : used + count]
             if count == 0:
-                chunk = np.empty((0, FEATURE_DIM), np.float32)
+                chunk = np.empty((0, getattr(self.embed, "width", FEATURE_DIM)), np.float32)
             self.save(utt_id, chunk.astype(np.float32))
             self.stats.n_video += 1
             used += count
         self.features = [done[used:]] if used < len(done) else []
+
+
+class WavePacker:
+    """Samples of successive utterances through a pretrained speech encoder, ``batch_size``
+    utterances at a time; each utterance's frames are saved as soon as its batch has run."""
+
+    def __init__(self, encode, save, stats: ExtractStats):
+        self.encode, self.save, self.stats = encode, save, stats
+        self.waiting: list[tuple[str, np.ndarray]] = []
+
+    def add(self, utt_id: str, samples: np.ndarray) -> None:
+        self.waiting.append((utt_id, samples))
+        if len(self.waiting) >= self.encode.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        started = time.perf_counter()
+        ids, waves = zip(*self.waiting, strict=True)
+        self.waiting = []
+        for utt_id, features in zip(ids, self.encode(list(waves)), strict=True):
+            self.save(utt_id, features)
+            self.stats.n_audio += 1
+        self.stats.audio_seconds += time.perf_counter() - started
 
 
 def extract_features(
@@ -208,9 +254,14 @@ def extract_features(
     workers: int,
     progress=None,
     on_error=None,
+    audio_encoder=None,
+    audio_dtype: str = "float16",
 ) -> ExtractStats:
-    """Run ``jobs``; ``embed(crops [F, S, S, 3] uint8) -> [F, 2048]`` is the ResNet, and its
+    """Run ``jobs``; ``embed(crops [F, S, S, 3] uint8) -> [F, D]`` is the frame encoder, and its
     ``batch_size`` the number of frames it is given at a time (:class:`FramePacker`).
+    ``audio_encoder``: a pretrained speech encoder (:class:`WavePacker`); the workers then only
+    read the samples (``audio`` is a :class:`WaveSettings`) and its features are cached as
+    ``features``, as ``audio_dtype``.
 
     A job whose worker meets a DataError stops the run, unless ``on_error(dialog, path,
     problem)`` is given: it is then told, and the job's utterances without cached features are
@@ -222,7 +273,11 @@ def extract_features(
     def save(utt_id: str, features: np.ndarray) -> None:
         save_npz_atomic(entry_path(video_folder, utt_id), video=features)
 
+    def save_audio(utt_id: str, features: np.ndarray) -> None:
+        save_npz_atomic(entry_path(audio_folder, utt_id), features=features.astype(audio_dtype))
+
     packer = FramePacker(embed, embed.batch_size, save, stats)
+    waves = WavePacker(audio_encoder, save_audio, stats) if audio_encoder is not None else None
     try:
         for result in _results(jobs, workers, (audio, frames, audio_folder)):
             if result.error is not None:
@@ -237,6 +292,8 @@ def extract_features(
             stats.decode_seconds += result.decode_seconds
             for utt_id, crops in result.frames.items():
                 packer.add(utt_id, crops)
+            for utt_id, samples in result.waves.items():
+                waves.add(utt_id, samples)
             if progress is not None:
                 progress(sizes[result.dialog])
     except Exception:
@@ -244,6 +301,10 @@ def extract_features(
         # cache, so that the rerun does not redo them
         with contextlib.suppress(Exception):
             packer.flush()
+            if waves is not None:
+                waves.flush()
         raise
     packer.flush()
+    if waves is not None:
+        waves.flush()
     return stats

@@ -20,6 +20,7 @@ from selfcross.prepare.audio import PROSODY_DIM
 from selfcross.prepare.cache import cache_folder, entry_path
 from selfcross.prepare.extract import DialogJob, UtteranceJob, extract_features
 from selfcross.prepare.iemocap_release import Corpus, counts, print_counts, scan_release
+from selfcross.prepare.pretrained import identity
 from selfcross.prepare.settings import PrepareSettings
 from selfcross.prepare.splits import make_folds
 from selfcross.prepare.steps import (
@@ -28,19 +29,19 @@ from selfcross.prepare.steps import (
     check_disk_space,
     check_out_dir,
     final_check,
-    load_frame_encoder,
+    frame_name,
+    load_inputs,
     per_100,
-    prepare_text,
     progress_bar,
     provenance,
     settings_json,
+    text_inputs,
     vocab_json,
     warn,
     warn_no_prosody,
     write_folds_manifest,
     write_utterances,
 )
-from selfcross.prepare.text import check_glove
 from selfcross.prepare.video import check_video
 from selfcross.prepare.writer import fold_layout, write_folds
 from selfcross.utils.io import write_json_atomic
@@ -119,10 +120,9 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
         )
 
     # Check every input before the long work.
-    glove = check_glove(settings.glove, settings.text.dim)
-    encoder, video_key = load_frame_encoder(settings, warnings)
+    settings, encoders, encoder, video_key, glove = load_inputs(settings, warnings)
     settings.out.mkdir(parents=True, exist_ok=True)
-    audio_folder = cache_folder(settings.cache, "audio", settings.audio.key())
+    audio_folder = cache_folder(settings.cache, "audio", encoders.audio_key(settings))
     video_folder = cache_folder(settings.cache, "video", video_key)
     plan = plan_jobs(corpus, settings, audio_folder, video_folder)
     labels = np.array([corpus.class_id(u) for u in corpus.utterances], dtype=np.int64)
@@ -130,7 +130,7 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
     partitions = make_folds(
         settings.split, labels, sessions, list(settings.folds), settings.ratios, settings.seed
     )
-    layout = fold_layout(settings.shapes, PROSODY_DIM)
+    layout = fold_layout(settings.shapes, PROSODY_DIM, tuple(settings.encoders), settings.dtype)
     needed = check_disk_space(settings.out, partitions, layout)
 
     n = len(corpus.utterances)
@@ -146,39 +146,44 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
     print(
         f"Features: audio {plan.audio_reused:,} of {n:,} cached (reused), video "
         f"{plan.video_reused:,} of {n - n_no_video:,} cached (reused); {len(plan.jobs)} dialogs "
-        f"to process with {settings.jobs} worker(s), ResNet-101 on {encoder.device}",
+        f"to process with {settings.jobs} worker(s), {frame_name(settings)} on {encoder.device}",
         flush=True,
     )
 
     text_started = time.perf_counter()
-    tokens, vocab, embedding = prepare_text(corpus, settings, glove)
+    tokens, vocab, embedding, text_cache = text_inputs(corpus, settings, encoders, glove)
     text_seconds = time.perf_counter() - text_started
 
     total = sum(len(j.utterances) for j in plan.jobs)
     with progress_bar(settings, desc="features", total=total, unit="utt") as bar:
-        stats = extract_features(plan.jobs, settings.audio, settings.frames, audio_folder,
-                                 video_folder, encoder, settings.jobs, bar.update)  # fmt: skip
+        stats = extract_features(plan.jobs, encoders.audio_input(settings), settings.frames,
+                                 audio_folder, video_folder, encoder, settings.jobs, bar.update,
+                                 audio_encoder=encoders.audio,
+                                 audio_dtype=settings.dtype)  # fmt: skip
 
     warn_no_prosody(warnings)
     print(f"Writing {len(partitions)} folds ({needed / 1e9:.2f} GB)", flush=True)
-    rows = FoldRows(corpus, settings, tokens, vocab, audio_folder, video_folder, no_video)
+    rows = FoldRows(
+        corpus, settings, tokens, vocab, audio_folder, video_folder, no_video, text_cache
+    )
     shared = vocab_json(vocab, embedding)
 
     def extras(fold: int, parts: dict[str, np.ndarray]) -> dict:
         ids = {s: [corpus.utterances[i].id for i in parts[s]] for s in parts}
         manifest = {"fold": fold, "split": settings.split, "seed": settings.seed,
                     "classes": list(settings.classes), **ids}  # fmt: skip
-        return {"manifest.json": manifest, "vocab.json": shared}
+        return {"manifest.json": manifest, **({"vocab.json": shared} if shared else {})}
 
+    matrix = None if embedding is None else embedding.matrix
     write_started = time.perf_counter()
     with progress_bar(settings, desc="folds", total=n, unit="utt") as bar:
-        fold_dirs = write_folds(settings.out, partitions, n, rows, layout, embedding.matrix,
-                                extras, bar.update)  # fmt: skip
+        fold_dirs = write_folds(settings.out, partitions, n, rows, layout,
+                                matrix, extras, bar.update)  # fmt: skip
     write_seconds = time.perf_counter() - write_started
     write_utterances(utterance_table(corpus, rows), settings)
 
     checked = final_check(fold_dirs, settings)
-    write_folds_manifest(settings, video_key)
+    write_folds_manifest(settings, video_key, identity(settings, encoders, encoder, video_key))
     timing = {
         "audio_seconds": round(stats.audio_seconds, 2),
         "video_decode_seconds": round(stats.decode_seconds, 2),
@@ -196,7 +201,7 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
         "reused": {"audio": plan.audio_reused, "video": plan.video_reused},
         "no_video_dialogs": sorted(no_video),
         "no_video_utterances": n_no_video,
-        "vocabulary": {"size": len(vocab), "oov": len(embedding.oov)},
+        "vocabulary": {"size": len(vocab), "oov": len(embedding.oov)} if vocab else None,
         "folds": [f.name for f in fold_dirs],
         "checked": checked,
         "timing": timing,

@@ -29,6 +29,7 @@ from selfcross.prepare.meld_release import (
     scan_meld,
     unusable_entry,
 )
+from selfcross.prepare.pretrained import identity
 from selfcross.prepare.settings import PrepareSettings
 from selfcross.prepare.steps import (
     SUMMARY_FILE,
@@ -36,18 +37,18 @@ from selfcross.prepare.steps import (
     check_disk_space,
     check_out_dir,
     final_check,
-    load_frame_encoder,
-    prepare_text,
+    frame_name,
+    load_inputs,
     progress_bar,
     provenance,
     settings_json,
+    text_inputs,
     vocab_json,
     warn,
     warn_no_prosody,
     write_folds_manifest,
     write_utterances,
 )
-from selfcross.prepare.text import check_glove
 from selfcross.prepare.video import WHOLE
 from selfcross.prepare.writer import fold_layout, write_folds
 from selfcross.utils.io import write_json_atomic
@@ -126,10 +127,9 @@ def prepare_meld(settings: PrepareSettings) -> dict:
         raise DataError(first["clip"], f"{first['reason']} lists this clip (strict=true)")
 
     # Check every input before the long work.
-    glove = check_glove(settings.glove, settings.text.dim)
-    encoder, video_key = load_frame_encoder(settings, warnings)
+    settings, encoders, encoder, video_key, glove = load_inputs(settings, warnings)
     settings.out.mkdir(parents=True, exist_ok=True)
-    audio_folder = cache_folder(settings.cache, "audio", settings.audio.key())
+    audio_folder = cache_folder(settings.cache, "audio", encoders.audio_key(settings))
     video_folder = cache_folder(settings.cache, "video", video_key)
 
     usable, jobs = [], []
@@ -157,14 +157,14 @@ def prepare_meld(settings: PrepareSettings) -> dict:
                 jobs.append(DialogJob(utt.id, str(utt.clip), (job,)))
     probe_seconds = time.perf_counter() - probe_started
 
-    layout = fold_layout(settings.shapes, PROSODY_DIM)
+    layout = fold_layout(settings.shapes, PROSODY_DIM, tuple(settings.encoders), settings.dtype)
     planned = {1: {s: np.flatnonzero([u.split == s for u in usable]) for s in SPLIT_FILES}}
     needed = check_disk_space(settings.out, planned, layout)
     print(
         f"Clips: {len(usable):,} of {n_listed:,} listed are usable; features: audio "
         f"{audio_reused:,} and video {video_reused:,} of {len(usable):,} cached (reused); "
-        f"{len(jobs):,} clips to process with {settings.jobs} worker(s), ResNet-101 on "
-        f"{encoder.device}",
+        f"{len(jobs):,} clips to process with {settings.jobs} worker(s), "
+        f"{frame_name(settings)} on {encoder.device}",
         flush=True,
     )
 
@@ -176,9 +176,10 @@ def prepare_meld(settings: PrepareSettings) -> dict:
         failed.add(utt_id)
 
     with progress_bar(settings, desc="features", total=len(jobs), unit="clip") as bar:
-        stats = extract_features(jobs, settings.audio, settings.frames, audio_folder,
-                                 video_folder, encoder, settings.jobs, bar.update,
-                                 on_error=on_error)  # fmt: skip
+        stats = extract_features(jobs, encoders.audio_input(settings), settings.frames,
+                                 audio_folder, video_folder, encoder, settings.jobs, bar.update,
+                                 on_error=on_error, audio_encoder=encoders.audio,
+                                 audio_dtype=settings.dtype)  # fmt: skip
     kept = [u for u in usable if u.id not in failed]
     corpus.utterances = kept
     for line in split_count_lines(corpus, kept, settings):
@@ -205,12 +206,12 @@ def prepare_meld(settings: PrepareSettings) -> dict:
         print(f"Text: repaired mis-decoded characters in {corpus.repaired:,} utterances")
 
     text_started = time.perf_counter()
-    tokens, vocab, embedding = prepare_text(corpus, settings, glove)
+    tokens, vocab, embedding, text_cache = text_inputs(corpus, settings, encoders, glove)
     text_seconds = time.perf_counter() - text_started
     warn_no_prosody(warnings)
     partitions = {1: {s: np.flatnonzero([u.split == s for u in kept]) for s in SPLIT_FILES}}
     print(f"Writing fold01 ({needed / 1e9:.2f} GB at most)", flush=True)
-    rows = FoldRows(corpus, settings, tokens, vocab, audio_folder, video_folder, set())
+    rows = FoldRows(corpus, settings, tokens, vocab, audio_folder, video_folder, set(), text_cache)
     shared = vocab_json(vocab, embedding)
 
     def extras(fold: int, parts: dict[str, np.ndarray]) -> dict:
@@ -218,16 +219,17 @@ def prepare_meld(settings: PrepareSettings) -> dict:
         manifest = {"fold": fold, "dataset": "meld", "split": settings.split,
                     "seed": settings.seed, "classes": list(settings.classes), **ids,
                     "unusable": corpus.unusable, "unlisted": corpus.unlisted}  # fmt: skip
-        return {"manifest.json": manifest, "vocab.json": shared}
+        return {"manifest.json": manifest, **({"vocab.json": shared} if shared else {})}
 
+    matrix = None if embedding is None else embedding.matrix
     write_started = time.perf_counter()
     with progress_bar(settings, desc="fold01", total=len(kept), unit="utt") as bar:
         fold_dirs = write_folds(settings.out, partitions, len(kept), rows, layout,
-                                embedding.matrix, extras, bar.update)  # fmt: skip
+                                matrix, extras, bar.update)  # fmt: skip
     write_seconds = time.perf_counter() - write_started
     write_utterances(utterance_table(kept, rows), settings)
     checked = final_check(fold_dirs, settings)
-    write_folds_manifest(settings, video_key)
+    write_folds_manifest(settings, video_key, identity(settings, encoders, encoder, video_key))
 
     total_seconds = time.perf_counter() - started
     computed = max(stats.n_audio, stats.n_video)
@@ -261,7 +263,7 @@ def prepare_meld(settings: PrepareSettings) -> dict:
         "repaired_texts": corpus.repaired,
         "computed": {"audio": stats.n_audio, "video": stats.n_video, "frames": stats.n_frames},
         "reused": {"audio": audio_reused, "video": video_reused},
-        "vocabulary": {"size": len(vocab), "oov": len(embedding.oov)},
+        "vocabulary": {"size": len(vocab), "oov": len(embedding.oov)} if vocab else None,
         "folds": [f.name for f in fold_dirs],
         "checked": checked,
         "timing": timing,

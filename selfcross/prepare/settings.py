@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,12 +25,31 @@ PATH_HINTS = {
 }
 
 
+FEATURE_KINDS = ("paper", "pretrained")
+DTYPES = ("float16", "float32")
+ENCODER_SECTIONS = {"A": "audio", "T": "text", "V": "vision"}
+"""Modality letter -> the section of conf/prepare.yaml that may name its pretrained encoder."""
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """One modality's pretrained encoder (``features=pretrained``, docs/features.md)."""
+
+    folder: str
+    """A local Hugging Face model folder (checked to exist)."""
+    layer: str | int | None
+    """``last``, ``mean`` or a hidden-state index (speech and text; None for vision)."""
+    device: str
+    batch_size: int
+
+
 @dataclass(frozen=True)
 class PrepareSettings:
     dataset: str
     """The release read: ``iemocap`` or ``meld``."""
     raw: Path
-    glove: Path
+    glove: Path | None
+    """None: no GloVe file is needed (a pretrained text encoder)."""
     out: Path
     cache: Path
     sessions: tuple[int, ...]
@@ -68,14 +87,25 @@ class PrepareSettings:
     device: str
     cpu_threads: int | None
     """torch threads for ResNet-101 on the CPU; None: torch's default."""
+    features: str = "paper"
+    """``paper`` (MFCC, GloVe, ResNet-101) or ``pretrained`` (``encoders`` replace them)."""
+    encoders: dict[str, EncoderSettings] = field(default_factory=dict)
+    """Modality letter -> its pretrained encoder; the others keep the paper's features."""
+    dtype: str = "float16"
+    """How pretrained features are stored (read back as float32)."""
+    widths: dict[str, int] = field(default_factory=dict)
+    """Modality letter -> the loaded pretrained encoder's feature size."""
 
     @property
     def shapes(self) -> dict:
         """The fold files' shapes, as ``data.shapes`` and the fold reader name them."""
         return {
-            "T": {"seq_len": self.text_tokens, "feat_dim": self.text.dim},
-            "V": {"seq_len": self.video_frames, "feat_dim": FEATURE_DIM},
-            "A": {"seq_len": self.audio_frames, "feat_dim": self.audio.feat_dim},
+            "T": {"seq_len": self.text_tokens, "feat_dim": self.widths.get("T", self.text.dim)},
+            "V": {"seq_len": self.video_frames, "feat_dim": self.widths.get("V", FEATURE_DIM)},
+            "A": {
+                "seq_len": self.audio_frames,
+                "feat_dim": self.widths.get("A", self.audio.feat_dim),
+            },
         }
 
 
@@ -94,7 +124,10 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
     """Check and convert the composed configuration; every mistake is one ConfigError."""
     name = cfg.get("dataset")
     try:
+        encoders = pretrained_encoders(cfg)
         for key, hint in PATH_HINTS.items():
+            if key == "glove" and "T" in encoders:
+                continue  # the text encoder replaces GloVe
             if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
                 raise ConfigError(f"{key} is not set: {hint.format(release=cfg.release)}")
         data = OmegaConf.to_container(cfg, resolve=True)
@@ -135,7 +168,7 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         raise ConfigError(f"labels {{{shown}}}: a label repeated, or also in drop_labels")
     vision = data["vision"]
     weights = vision["weights"]
-    if weights is None and not vision["random_weights"]:
+    if weights is None and not vision["random_weights"] and "V" not in encoders:
         raise ConfigError(
             "vision.weights is not set: point it at torchvision's ResNet-101 ImageNet weights "
             "(resnet101-*.pth), or set vision.random_weights=true for features without visual "
@@ -144,11 +177,13 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
     if weights is not None and vision["random_weights"]:
         raise ConfigError("vision.weights and vision.random_weights=true exclude each other")
     text = _pick(TextSettings, {**data["text"], "seed": data["seed"]})
+    if data.get("dtype", "float16") not in DTYPES:
+        raise ConfigError(f"dtype={data['dtype']}: expected one of {', '.join(DTYPES)}")
     split_counts = facts.get("split_counts") or {}
     return PrepareSettings(
         dataset=name,
         raw=Path(data["raw"]),
-        glove=Path(data["glove"]),
+        glove=Path(data["glove"]) if data.get("glove") not in (None, "???", "") else None,
         out=out,
         cache=Path(data["cache"]) if data["cache"] else out / "cache",
         sessions=sessions,
@@ -181,7 +216,41 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
             if vision["cpu_threads"] is None
             else _positive("vision.cpu_threads", vision["cpu_threads"])
         ),
+        features=str(cfg.get("features", "paper")),
+        encoders=encoders,
+        dtype=str(data.get("dtype", "float16")),
     )
+
+
+def pretrained_encoders(cfg: DictConfig) -> dict[str, EncoderSettings]:
+    """Modality letter -> its encoder, from ``features`` and ``<section>.encoder``; an encoder
+    without ``features=pretrained``, or ``features=pretrained`` without any, is a ConfigError.
+    A name that is not a local folder is refused here, before any work."""
+    from selfcross.prepare.encoders import local_folder
+
+    kind = cfg.get("features", "paper")
+    if kind not in FEATURE_KINDS:
+        raise ConfigError(f"features={kind}: expected one of {', '.join(FEATURE_KINDS)}")
+    named = {m: s for m, s in ENCODER_SECTIONS.items() if cfg[s].get("encoder") is not None}
+    if kind == "paper" and named:
+        first = ENCODER_SECTIONS[next(iter(named))]
+        raise ConfigError(f"{first}.encoder is set but features=paper: add features=pretrained")
+    if kind == "pretrained" and not named:
+        raise ConfigError(
+            "features=pretrained: set the encoder of at least one modality (audio.encoder, "
+            "text.encoder, vision.encoder)"
+        )
+    encoders = {}
+    for modality, section in named.items():
+        part = cfg[section]
+        folder = local_folder(part.encoder, f"{section}.encoder")
+        encoders[modality] = EncoderSettings(
+            folder=str(folder),
+            layer=None if modality == "V" else part.get("layer", "last"),
+            device=str(part.get("device", "auto")),
+            batch_size=_positive(f"{section}.batch_size", part.get("batch_size", 8)),
+        )
+    return encoders
 
 
 def class_labels(facts, classes, name: str) -> dict[str, tuple[str, ...]]:

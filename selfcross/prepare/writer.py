@@ -24,17 +24,26 @@ from selfcross.errors import DataError
 from selfcross.utils.io import write_json_atomic
 
 
-def fold_layout(shapes: dict, prosody_dim: int) -> dict[str, tuple[tuple[int, ...], type]]:
-    """File stem -> (per-utterance shape, dtype)."""
-    return {
-        "audio_mfcc": ((shapes["A"]["seq_len"], shapes["A"]["feat_dim"]), np.float32),
+def fold_layout(
+    shapes: dict, prosody_dim: int, pretrained=(), dtype: str = "float16"
+) -> dict[str, tuple[tuple[int, ...], type]]:
+    """File stem -> (per-utterance shape, dtype). ``pretrained``: the modality letters whose
+    features come from a pretrained encoder, stored as ``dtype`` (text then as dense
+    ``{split}_text.npy`` [N, seq_len, feat_dim] instead of token ids)."""
+    audio, video = (np.dtype(dtype) if m in pretrained else np.float32 for m in "AV")
+    layout = {
+        "audio_mfcc": ((shapes["A"]["seq_len"], shapes["A"]["feat_dim"]), audio),
         "audio_seqN": ((), np.int64),
         "audio_prosody": ((prosody_dim,), np.float32),
-        "video": ((shapes["V"]["seq_len"], shapes["V"]["feat_dim"]), np.float32),
+        "video": ((shapes["V"]["seq_len"], shapes["V"]["feat_dim"]), video),
         "video_seqN": ((), np.int64),
         "nlp_trans": ((shapes["T"]["seq_len"],), np.int64),
         "label": ((), np.int64),
     }
+    if "T" in pretrained:
+        del layout["nlp_trans"]
+        layout["text"] = ((shapes["T"]["seq_len"], shapes["T"]["feat_dim"]), np.dtype(dtype))
+    return layout
 
 
 def pad_rows(features: np.ndarray, length: int) -> tuple[np.ndarray, int]:
@@ -80,7 +89,7 @@ def write_folds(
     n_utterances: int,
     row_of: Callable[[int], dict[str, np.ndarray]],
     layout: dict,
-    embedding: np.ndarray,
+    embedding: np.ndarray | None,
     extras: Callable[[int, dict[str, np.ndarray]], dict[str, object]],
     progress=None,
 ) -> list[Path]:
@@ -122,7 +131,8 @@ def write_folds(
         file.close()
     written = []
     for fold, parts in partitions.items():
-        np.save(staging[fold] / EMBEDDING_FILE, embedding, allow_pickle=False)
+        if embedding is not None:  # None: dense text features, no token ids
+            np.save(staging[fold] / EMBEDDING_FILE, embedding, allow_pickle=False)
         for name, data in extras(fold, parts).items():
             write_json_atomic(staging[fold] / name, data)
         written.append(_replace_dir(staging[fold], fold_dir(out, fold)))
