@@ -6,11 +6,13 @@
 Takes the same overrides as ``selfcross.run`` (a synthetic source is generated first if needed)
 and checks every fold of the root (as many as its manifest, dataset.json, says; without one,
 data.n_folds) with the options a run would use: the modalities' files, data.shapes,
-data.drop_zero_video, data.text_source and data.on_nonfinite. Prints, per fold, the utterances
-per class id and name beside the paper's whole-corpus counts, the utterances dropped for having
-no video, and per split and modality the valid lengths and feature statistics; then every problem
-as one ``error: <path>: <problem>`` line. Exit status 0 when all folds are valid, 2 otherwise.
-Feature files are read block by block, so memory stays bounded at any fold size.
+data.drop_zero_video, data.text_source and data.on_nonfinite. Prints the root's feature set
+(each modality's encoder, weights digest, layer, width and frame rate; docs/features.md), then
+per fold the utterances per class id and name beside the paper's whole-corpus counts, the
+utterances dropped for having no video, and per split and modality the valid lengths and feature
+statistics; then every problem as one ``error: <path>: <problem>`` line. Exit status 0 when all
+folds are valid, 2 otherwise. Feature files are read block by block, so memory stays bounded at
+any fold size.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from selfcross.config import compose, user_errors, validate
 from selfcross.data.datasets import published_counts
 from selfcross.data.synthetic import ensure_synthetic
 from selfcross.data.validate import CheckReport, check_root
+from selfcross.manifest import feature_set_label, root_feature_set
 
 
 def check_config(overrides: list[str]) -> CheckReport:
@@ -31,6 +34,8 @@ def check_config(overrides: list[str]) -> CheckReport:
     validate(cfg)
     datamodule = instantiate(cfg.data)
     folds = range(1, datamodule.n_folds + 1)  # the root's manifest's count, when it has one
+    for line in feature_lines(root_feature_set(datamodule.root)):
+        print(line)
     if datamodule.synthetic is not None:
         ensure_synthetic(
             datamodule.root, folds, datamodule.synthetic, datamodule.class_names, len(folds)
@@ -42,6 +47,15 @@ def check_config(overrides: list[str]) -> CheckReport:
         folds,
         published_counts(cfg.data.name),
     )
+
+
+def feature_lines(features: dict) -> list[str]:
+    """The feature set of the root's manifest (docs/features.md), as printed."""
+    lines = [f"Feature set: {feature_set_label(features)}"]
+    for modality, entry in features.items():
+        shown = ", ".join(f"{k} {entry.get(k)}" for k in ("weights", "layer", "width", "rate"))
+        lines.append(f"  {modality}: {entry.get('encoder')} ({shown})")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

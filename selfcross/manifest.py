@@ -140,3 +140,41 @@ def _is_int(value) -> bool:
 
 def _first_line(err: Exception) -> str:
     return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+PAPER_FEATURES = {"A": "mfcc40", "T": "glove", "V": "resnet101"}
+"""The paper's feature set, by encoder name (``features.set`` of a prepared root)."""
+
+
+def feature_set(manifest: FoldsManifest | None) -> dict[str, dict]:
+    """Per modality letter, the identity of the root's features (``features.set``: encoder
+    name, weights digest, layer, width, frame rate; docs/features.md); empty for a root whose
+    manifest records none (the paper's features: Yoon's folds, synthetic data, older roots)."""
+    if manifest is None:
+        return {}
+    found = manifest.features.get("set")
+    return found if isinstance(found, dict) else {}
+
+
+def feature_set_label(features: dict[str, dict]) -> str:
+    """A feature set in one short name: ``paper`` when every modality has the paper's
+    features, else per modality ``<letter>=<encoder>`` with the weights digest's first 8 hex
+    digits and the layer when there is one (``A=wavlm-base-plus@1a2b3c4d/last T=glove ...``)."""
+    names = {m: (features.get(m) or {}).get("encoder", PAPER_FEATURES[m]) for m in MODALITIES}
+    if names == PAPER_FEATURES:
+        return "paper"
+    parts = []
+    for m in MODALITIES:
+        entry = features.get(m) or {}
+        text = names[m]
+        if names[m] != PAPER_FEATURES[m]:
+            text += f"@{str(entry.get('weights') or '')[:8]}"
+            if entry.get("layer") is not None:
+                text += f"/{entry['layer']}"
+        parts.append(f"{m}={text}")
+    return " ".join(parts)
+
+
+def root_feature_set(root: str | Path | None) -> dict[str, dict]:
+    """:func:`feature_set` of ``root``'s manifest ({} without a root or a manifest)."""
+    return feature_set(read_manifest(root)) if root is not None else {}

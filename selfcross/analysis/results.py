@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from selfcross.errors import DataError
+from selfcross.manifest import feature_set_label
 from selfcross.training.record import RESULT_FILE, RunRecord, same_data
 from selfcross.training.resume import comparable_config
 from selfcross.training.rundir import SUPERSEDED
@@ -52,6 +53,8 @@ class RunResult:
     """The run's configuration as the config hash sees it, flattened (``comparable_config``)."""
     n_params: int | None = None
     """Trainable parameters of the run's network; None if the record lacks a count."""
+    feature_set: str = "paper"
+    """The data's feature set in one name (``selfcross.manifest.feature_set_label``)."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -137,6 +140,9 @@ def parse_result(path: Path, raw) -> RunResult:
         class_names=class_names,
         config=comparable_config(record.config) if isinstance(record.config, dict) else {},
         n_params=record.n_params if isinstance(record.n_params, int) else None,
+        feature_set=feature_set_label(
+            data.feature_set if isinstance(data.feature_set, dict) else {}
+        ),  # fmt: skip
     )
 
 
@@ -243,9 +249,12 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
     - the same (model, modality, fold, seed) twice: always an error;
     - different data sources (name, preset, root): an error unless ``allow_mixed_data``;
     - the same fold with different ``data.fingerprint`` (a hash of every file of the fold
-      directory, whichever modalities a run read): likewise.
+      directory, whichever modalities a run read): likewise;
+    - different feature sets (``data.feature_set``: the encoders the folds were prepared with):
+      always an error, naming both (a table compares models on one feature set).
     """
     runs = list(runs)
+    check_feature_sets(runs)
     first_of_key: dict[tuple, RunResult] = {}
     first_of_cell: dict[tuple[str, str], RunResult] = {}
     for run in runs:
@@ -268,6 +277,18 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
             )
     if not allow_mixed_data:
         check_same_data(runs)
+
+
+def check_feature_sets(runs: list[RunResult]) -> None:
+    """Refuse runs of different feature sets (DataError naming the two files and sets)."""
+    for run in runs:
+        if run.feature_set != runs[0].feature_set:
+            raise DataError(
+                run.path,
+                f"feature set {run.feature_set} differs from {runs[0].feature_set} in "
+                f"{runs[0].path}: a table compares runs of one feature set; give it the runs of "
+                "one (--results <their folder>)",
+            )
 
 
 def check_same_data(runs: Iterable[RunResult], verb: str = "aggregate") -> None:

@@ -165,6 +165,11 @@ class Selection:
         return sum(c.n for c in self.cells.values())
 
     @property
+    def feature_sets(self) -> set[str]:
+        """The feature sets of the runs used (one: ``check_runs`` refuses a mix)."""
+        return {run.feature_set for c in self.cells.values() for run in c.runs.values()}
+
+    @property
     def datasets(self) -> set[str]:
         """The data.name of the runs used (e.g. ``{"meld"}``)."""
         return {run.source[0] for c in self.cells.values() for run in c.runs.values()}
@@ -292,6 +297,8 @@ def provenance(selection: Selection, allow_mixed_data: bool) -> list[str]:
         notes.append(f"Data: {mixed}{'; '.join(selection.sources)}")
     elif selection.sources:
         notes.append(f"Data: {selection.sources[0]}")
+    if selection.feature_sets - {"paper"}:
+        notes.append(f"Features: {'; '.join(sorted(selection.feature_sets))} (docs/features.md)")
     for run in selection.outside:
         notes.append(
             f"Ignored (fold {run.fold}, seed {run.seed} is outside the grid; set --folds/--seeds):"

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 import selfcross
 from selfcross.config import CONFIG_DIR, check_output_folder, resolved, validate
 from selfcross.errors import Interrupted
+from selfcross.manifest import feature_set_label, root_feature_set
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.training import resume, rundir, tracking
 from selfcross.training.gpus import job_gpu
@@ -77,9 +78,26 @@ def quiet_library_noise() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
+WANDB_TARGET = "selfcross.training.tracking.make_wandb_logger"
+
+
+def run_feature_set(cfg: DictConfig) -> dict:
+    """The feature set of the run's data root (its manifest's ``features.set``; {}: the paper's
+    features, and synthetic data)."""
+    if cfg.data.get("synthetic"):
+        return {}
+    return root_feature_set(cfg.data.root)
+
+
 def build_loggers(cfg: DictConfig) -> list:
-    """The configured loggers; a W&B logger that cannot start is left out (None)."""
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    """The configured loggers; a W&B logger that cannot start is left out (None). The W&B
+    logger is told the run's feature set (its group and tags name one other than the paper's)."""
+    label = feature_set_label(run_feature_set(cfg))
+    loggers = [
+        instantiate(c, feature_set=label) if c.get("_target_") == WANDB_TARGET else instantiate(c)
+        for c in (cfg.get("logger") or {}).values()
+        if c
+    ]
     return [lg for lg in loggers if lg is not None]
 
 
@@ -298,6 +316,7 @@ def _record(
             fold_path=str(datamodule.fold_path),
             fingerprint=datamodule.fold_data.fingerprint,
             splits=data_summary,
+            feature_set=run_feature_set(cfg),
         ),
         train_seconds=round(timing.train_seconds, 2),
         test_seconds=round(timing.test_seconds, 2),

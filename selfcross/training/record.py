@@ -19,8 +19,9 @@ from selfcross.utils.io import write_json_atomic
 RESULT_FILE = "result.json"
 """The file name of a run's record (its temporary ``.result.json.*.tmp`` are never read)."""
 
-SCHEMA_VERSION = 1
-"""Bump when a key changes meaning or goes away; readers accept every version up to this one."""
+SCHEMA_VERSION = 2
+"""Bump when a key changes meaning or goes away; readers accept every version up to this one.
+Version 2 added ``data.feature_set`` (absent from version 1 files: the paper's features)."""
 
 
 @dataclass
@@ -36,6 +37,9 @@ class DataRecord:
     before contents were hashed hold the layout part only (compare with :func:`same_data`)."""
     splits: dict[str, Any]
     """Per split (train, dev, test): ``n``, ``class_counts`` and what was dropped."""
+    feature_set: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Per modality, the identity of the root's features (``selfcross.manifest.feature_set``:
+    encoder, weights digest, layer, width, rate); empty: the paper's features."""
 
 
 def same_data(a: str, b: str) -> bool:

@@ -57,6 +57,14 @@ _online_failed = False
 """Set when an online start failed in this process: its later runs go straight to offline."""
 
 
+def feature_group(group: str | None, tags: Sequence[str], feature_set: str):
+    """The W&B group and tags of a run on ``feature_set`` (unchanged for the paper's)."""
+    if feature_set == "paper":
+        return group, list(tags)
+    extra = [f"features:{part}" for part in feature_set.split()]
+    return (f"{group} [{feature_set}]" if group else group), [*tags, *extra]
+
+
 def make_wandb_logger(
     project: str,
     save_dir: str,
@@ -67,8 +75,14 @@ def make_wandb_logger(
     mode: str | None = None,
     job_type: str = "train",
     init_timeout: float = 30.0,
+    feature_set: str = "paper",
 ):
     """A started ``WandbLogger``, or None (with a warning) if W&B cannot start.
+
+    ``feature_set``: the data's feature set (``selfcross.manifest.feature_set_label``); one
+    other than ``paper`` joins the group (``<model>-<modality> [<feature set>]``, so that cells
+    of different feature sets never share a group) and the tags (``features:<name>`` per
+    modality encoder).
 
     An online start that fails (no network, server down, a timeout after ``init_timeout``
     seconds) falls back to offline, so the run's W&B record is kept for ``wandb sync``."""
@@ -84,6 +98,7 @@ def make_wandb_logger(
     if chosen == "online" and _online_failed:
         log.warning("W&B: online failed earlier in this process; this run logs offline")
         chosen = "offline"
+    group, tags = feature_group(group, tags, feature_set)
     args = dict(project=project, entity=entity, name=name, group=group, tags=list(tags),
                 id=run_id(save_dir, name), save_dir=save_dir, job_type=job_type)  # fmt: skip
     for attempt in (chosen, "offline") if chosen == "online" else (chosen,):
