@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from selfcross import (
@@ -242,17 +242,29 @@ def root_manifest(data: DictConfig) -> FoldsManifest | None:
         raise ConfigError(str(err)) from None
 
 
+def conv_out_for(conv_out: int | None, seq_len: int, new_seq_len: int) -> int | None:
+    """The Conv1d over time's output length at another sequence length: the configured ratio
+    kept, ``max(1, round(conv_out * new_seq_len / seq_len))`` (audio 1000 -> 500 halves any
+    length, vision 32 -> 25 keeps 25/32); null (no convolution) stays null.
+    ``Conv1d(seq_len, conv_out, 1)`` reads the time axis as channels, so its output has
+    ``conv_out`` steps whatever the feature size, and an utterance with ``n`` valid frames has
+    ``ceil(n * conv_out / seq_len)`` valid steps after it (``models.encoders``)."""
+    if conv_out is None or new_seq_len == seq_len:
+        return conv_out
+    return max(1, (conv_out * new_seq_len * 2 + seq_len) // (2 * seq_len))
+
+
 def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
-    """The configured shapes and class names must be those of the folds the root holds."""
+    """The models are sized from the folds the root holds: ``data.shapes`` takes the manifest's
+    sequence lengths and feature sizes (``conv_out`` scaled by :func:`conv_out_for`); the
+    configured class names must be the folds' class ids."""
     path = manifest_path(data.root)
-    for modality, shape in manifest.shapes.items():
-        for key, theirs in shape.items():
-            ours = data.shapes[modality][key]
-            if ours != theirs:
-                raise ConfigError(
-                    f"data.shapes.{modality}.{key}={ours}, but the folds have {theirs} ({path}): "
-                    f"set data.shapes.{modality}.{key}={theirs}"
-                )
+    with open_dict(data):
+        for modality, shape in manifest.shapes.items():
+            ours = data.shapes[modality]
+            if "conv_out" in ours:
+                ours.conv_out = conv_out_for(ours.conv_out, ours.seq_len, shape["seq_len"])
+            ours.seq_len, ours.feat_dim = shape["seq_len"], shape["feat_dim"]
     if tuple(data.class_names) != manifest.class_names:
         raise ConfigError(
             f"data.class_names=[{', '.join(data.class_names)}], but the folds' class ids are "

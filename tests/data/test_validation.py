@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from selfcross import check
 from selfcross.config import compose, validate
@@ -912,15 +913,19 @@ def test_a_root_without_a_manifest_is_checked_as_before(tmp_path, capsys):
     assert out.strip().splitlines()[-1] == "3 of 5 folds valid; 2 problem(s), 0 warning(s)"
 
 
-def test_shapes_and_class_names_are_held_to_the_manifest(tmp_path):
+def test_shapes_are_read_from_the_manifest_and_class_names_held_to_it(tmp_path):
+    """data.shapes left at IEMOCAP's defaults: validation sizes the model from the manifest's
+    shapes, the Conv1d's output length scaled with the sequence length (conv_out_for)."""
     root = tmp_path / "folds"
     make_root(root, folds=(1,))
-    path = write_folds_manifest(root, 1)
-    with pytest.raises(ConfigError) as caught:  # data.shapes left at IEMOCAP's defaults
-        validate(compose(["data=iemocap", f"data.root={root}"]))
-    assert str(caught.value) == (
-        f"data.shapes.T.seq_len=128, but the folds have 6 ({path}): set data.shapes.T.seq_len=6"
-    )
+    write_folds_manifest(root, 1)
+    cfg = compose(["data=iemocap", f"data.root={root}"])
+    validate(cfg)
+    assert OmegaConf.to_container(cfg.data.shapes) == {
+        "T": {"seq_len": 6, "feat_dim": 5, "conv_out": None},
+        "V": {"seq_len": 4, "feat_dim": 3, "conv_out": 3},  # 25 * 4 / 32 = 3.1
+        "A": {"seq_len": 8, "feat_dim": 2, "conv_out": 4},  # 500 * 8 / 1000
+    }
     renamed = "data.class_names=[a,excited,happy,sad,frustrated,surprise,neutral]"
     with pytest.raises(ConfigError, match=r"^data.class_names=\[a, excited, .*\], but the folds"):
         validate(compose([*iemocap(root), renamed]))

@@ -167,3 +167,33 @@ def overrides(release: FakeRelease, out: Path, *extra: str) -> list[str]:
 
 
 SHAPES = fold_shapes(AUDIO_FRAMES)
+
+
+CLASS_WORDS = {"ang": "angry", "exc": "excited", "hap": "happy", "sad": "sad",
+               "fru": "frustrated", "sur": "surprise", "neu": "neutral"}  # fmt: skip
+"""The word a class-carrying transcript repeats (each in the tiny text encoders' vocabulary)."""
+
+
+def carry_the_class(release: FakeRelease, seed: int = 0) -> FakeRelease:
+    """Rewrite a fake release so that its audio and transcripts carry the class: each kept
+    utterance's wav is a tone at its class's pitch (with noise) and its transcript names the
+    class (the generated release mostly carries none)."""
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    pitch = {label: 140.0 * 1.4**k for k, label in enumerate(CLASS_WORDS)}
+    transcripts: dict[Path, list[str]] = {}
+    for utt in release.utterances:
+        word = CLASS_WORDS.get(utt.label, "well")
+        utt.text = f"oh {word} , {word} {word} ."
+        t = np.arange(int((utt.end - utt.start) * SAMPLE_RATE)) / SAMPLE_RATE
+        tone = 0.4 * np.sin(2 * np.pi * pitch.get(utt.label, 300.0) * t)
+        samples = tone + 0.02 * rng.standard_normal(len(t))
+        soundfile.write(utt.wav, samples.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+        base = release.root / f"Session{utt.session}" / "dialog" / "transcriptions"
+        transcripts.setdefault(base / f"{utt.dialog}.txt", []).append(
+            f"{utt.id} [{utt.start:08.4f}-{utt.end:08.4f}]: {utt.text}"
+        )
+    for path, lines in transcripts.items():
+        path.write_text("\n".join(lines) + "\n")
+    return release
