@@ -159,7 +159,8 @@ def feature_set(manifest: FoldsManifest | None) -> dict[str, dict]:
 def feature_set_label(features: dict[str, dict]) -> str:
     """A feature set in one short name: ``paper`` when every modality has the paper's
     features, else per modality ``<letter>=<encoder>`` with the weights digest's first 8 hex
-    digits and the layer when there is one (``A=wavlm-base-plus@1a2b3c4d/last T=glove ...``)."""
+    digits and the layer when there is one, in the order T, V, A
+    (``T=glove V=resnet101 A=wavlm-base-plus@1a2b3c4d/last``)."""
     names = {m: (features.get(m) or {}).get("encoder", PAPER_FEATURES[m]) for m in MODALITIES}
     if names == PAPER_FEATURES:
         return "paper"

@@ -46,6 +46,33 @@ def test_mixed_data_sources_are_refused_unless_allowed(tmp_path, capsys):
     assert "MIXED DATA" in (out / "table1.md").read_text()
 
 
+WAVLM = {"A": {"encoder": "wavlm-base-plus", "weights": "1a2b3c4d5e6f7a8b", "layer": "last",
+               "width": 768, "rate": 50.0}}  # fmt: skip
+
+
+def test_runs_of_different_feature_sets_are_refused_even_when_mixing_data(tmp_path, capsys):
+    """A table compares runs of one feature set (data.feature_set of result.json): a mix is an
+    error naming both; one other than the paper's is named in the provenance."""
+    root = tmp_path / "multirun"
+    for fold, seed in KEYS:
+        write_result(root, "self", "TV", fold, seed, 0.5, data={"feature_set": WAVLM})
+    run_main("table1", "--results", str(root), "--out", str(tmp_path / "a"), *GRID)
+    assert (
+        "Features: T=glove V=resnet101 A=wavlm-base-plus@1a2b3c4d/last"
+        in (tmp_path / "a" / "table1.md").read_text()
+    )
+    capsys.readouterr()
+    paper = write_result(root, "cross", "TV", 1, 1, 0.5)
+    line = expect_error(capsys, "table1", "--results", str(root), "--out", str(tmp_path / "b"),
+                        *GRID, "--allow-mixed-data")  # fmt: skip
+    assert line == (  # files are read in sorted order: cross/... first
+        f"error: {root / 'self/TV/fold1/seed1/result.json'}: feature set "
+        "T=glove V=resnet101 A=wavlm-base-plus@1a2b3c4d/last differs from paper in "
+        f"{paper}: a table compares runs of one feature set; give it the runs of one "
+        "(--results <their folder>)"
+    )
+
+
 def test_different_fold_fingerprints_are_refused(tmp_path, capsys):
     root = tmp_path / "multirun"
     write_cell(root, "self", "TA", TA_SELF)

@@ -36,6 +36,21 @@ def test_a_version_1_file_without_schema_version_reads(tmp_path):
     assert (record.model, record.modality, record.test_uwa) == ("self", "TV", 0.4)
 
 
+def test_a_version_1_file_without_a_feature_set_reads_as_the_papers(tmp_path):
+    """Version 2 added data.feature_set; a version 1 file has none: the paper's features."""
+    from selfcross.manifest import feature_set_label
+
+    raw = make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict()
+    del raw["schema_version"], raw["data"]["feature_set"]
+    (tmp_path / RESULT_FILE).write_text(json.dumps(raw))
+    record = read_record(tmp_path / RESULT_FILE)
+    assert record.data.feature_set == {} and feature_set_label(record.data.feature_set) == "paper"
+    wavlm = {"A": {"encoder": "wavlm", "weights": "ab" * 8, "layer": 3, "width": 768, "rate": 50}}
+    again = make_record("self", "TV", 1, 1, 0.3, 0.4, data={"feature_set": wavlm})
+    assert read_record(write_record(tmp_path / "v2", again)).data.feature_set == wavlm
+    assert SCHEMA_VERSION == 2
+
+
 def test_a_newer_version_is_refused(tmp_path):
     raw = {**make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict(), "schema_version": 99}
     with pytest.raises(ValueError, match="schema_version 99 is newer"):

@@ -130,3 +130,30 @@ def test_dashboard_without_credentials_explains_and_exits_2(monkeypatch, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error: the dashboard is saved to W&B and needs W&B credentials")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_feature_set_other_than_the_papers_joins_the_wandb_group_and_tags(tmp_path, monkeypatch):
+    """The root's manifest names the feature set; build_loggers tells the W&B logger, whose
+    group and tags then name it (a paper run's group and tags are unchanged)."""
+    from selfcross.manifest import FoldsManifest, write_manifest
+    from selfcross.training.experiment import build_loggers
+    from tests.helpers.foldkit import SHAPES, make_root, shape_overrides
+
+    root = tmp_path / "folds"
+    make_root(root, folds=(1,))
+    wavlm = {"encoder": "wavlm", "weights": "1a2b3c4d5e6f7a8b", "layer": "last", "width": 2,
+             "rate": 50.0}  # fmt: skip
+    dims = {m: {"seq_len": s["seq_len"], "feat_dim": s["feat_dim"]} for m, s in SHAPES.items()}
+    names = ("angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral")
+    write_manifest(root, FoldsManifest("iemocap", 1, names, dims, "random", {"set": {"A": wavlm}}))
+    seen = {}
+    monkeypatch.setattr(tracking, "make_wandb_logger", lambda **kw: seen.update(kw))
+    cfg = compose([*base_overrides(tmp_path), "logger=wandb", "data=iemocap", f"data.root={root}",
+                   *shape_overrides(SHAPES), "model=cross", "modality=TA"])  # fmt: skip
+    build_loggers(cfg)
+    assert seen["feature_set"] == "T=glove V=resnet101 A=wavlm@1a2b3c4d/last"
+    group, tags = tracking.feature_group(seen["group"], seen["tags"], seen["feature_set"])
+    assert group == "cross-TA [T=glove V=resnet101 A=wavlm@1a2b3c4d/last]"
+    assert tags[-3:] == ["features:T=glove", "features:V=resnet101",
+                         "features:A=wavlm@1a2b3c4d/last"]  # fmt: skip
+    assert tracking.feature_group("cross-TA", ["cross"], "paper") == ("cross-TA", ["cross"])
