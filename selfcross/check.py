@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 
+from selfcross import MODALITIES
 from selfcross.config import compose, user_errors, validate
 from selfcross.data.datasets import published_counts
 from selfcross.data.synthetic import ensure_synthetic
@@ -52,7 +53,8 @@ def check_config(overrides: list[str]) -> CheckReport:
 def feature_lines(features: dict) -> list[str]:
     """The feature set of the root's manifest (docs/features.md), as printed."""
     lines = [f"Feature set: {feature_set_label(features)}"]
-    for modality, entry in features.items():
+    for modality in [m for m in MODALITIES if m in features]:
+        entry = features[modality]
         shown = ", ".join(f"{k} {entry.get(k)}" for k in ("weights", "layer", "width", "rate"))
         lines.append(f"  {modality}: {entry.get('encoder')} ({shown})")
     return lines

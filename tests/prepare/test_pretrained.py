@@ -357,6 +357,23 @@ def test_a_run_is_sized_from_the_manifest_and_records_the_feature_set(prepared, 
     )
 
 
+def test_check_prints_and_summary_sizes_from_the_feature_set(prepared, capsys):
+    """selfcross.check prints the root's feature set; selfcross.summary given the root sizes
+    the model from its manifest."""
+    from selfcross.check import check_config
+    from selfcross.summary import summarize
+
+    out, _ = prepared
+    report = check_config(["data=iemocap", f"data.root={out}", "modality=TVA"])
+    printed = capsys.readouterr().out.splitlines()
+    assert report.ok
+    assert printed[0].startswith("Feature set: T=roberta@") and "A=wavlm@" in printed[0]
+    assert printed[3].startswith("  A: wavlm (weights ") and "width 16, rate 50.0" in printed[3]
+    info = summarize(["data=iemocap", f"data.root={out}", "model=cross", "modality=TVA"])
+    assert info["shapes"]["A"] == {"seq_len": AUDIO_FRAMES, "feat_dim": WIDTH, "conv_out": 30}
+    assert info["shapes"]["V"] == {"seq_len": 4, "feat_dim": PROJECTION, "conv_out": 3}
+
+
 @pytest.mark.slow
 def test_self_and_cross_learn_a_class_carried_by_audio_and_text(encoders, tmp_path):
     """A fake release whose audio pitch and transcripts carry the class, prepared with
