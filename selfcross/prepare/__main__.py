@@ -5,11 +5,14 @@
         out=PATH vision.weights=PATH/resnet101-63fe2227.pth [split=session] [jobs=4]
     python -m selfcross.prepare dataset=meld raw=PATH/MELD.Raw glove=PATH/glove.840B.300d.txt \\
         out=PATH vision.weights=PATH/resnet101-63fe2227.pth [strict=true]
+    python -m selfcross.prepare raw=PATH/IEMOCAP_full_release out=PATH features=pretrained \\
+        audio.encoder=DIR text.encoder=DIR vision.encoder=DIR [audio.max_frames=500]
 
 Options are Hydra overrides of conf/prepare.yaml (key=value; dataset=<name> adds
 conf/dataset/<name>.yaml). The folds are written to out/fold01 .. out/fold05 (MELD: out/fold01,
 the official split); features are cached per utterance under out/cache, so a rerun (after a
-crash, or with another split) reuses every finished utterance.
+crash, or with another split) reuses every finished utterance. features=pretrained reads Hugging
+Face encoders from local folders (docs/features.md).
 """
 
 from __future__ import annotations
