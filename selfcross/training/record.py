@@ -19,9 +19,9 @@ from selfcross.utils.io import write_json_atomic
 RESULT_FILE = "result.json"
 """The file name of a run's record (its temporary ``.result.json.*.tmp`` are never read)."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 1
 """Bump when a key changes meaning or goes away; readers accept every version up to this one.
-Version 2 added ``data.feature_set`` (absent from version 1 files: the paper's features)."""
+Keys added with a default need no bump: ``data.feature_set`` (absent: the paper's features)."""
 
 
 @dataclass
