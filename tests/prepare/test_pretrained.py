@@ -1,7 +1,5 @@
-"""selfcross.prepare features=pretrained: tiny random Hugging Face encoders of each family
-(tests/helpers/encoderkit.py) on the fake IEMOCAP and MELD releases: fold files, manifest,
-equality with a direct transformers forward pass, determinism, per-modality independence,
-the cache, and the one-line errors."""
+"""features=pretrained with tiny random encoders of each family (helpers/encoderkit.py) on the
+fake IEMOCAP and MELD releases: files, manifest, transformers equality, determinism, training."""
 
 from __future__ import annotations
 
@@ -25,8 +23,7 @@ from tests.helpers.releasekit import prepare_quietly, run_error
 
 AUDIO_FRAMES = 60
 TOL = {"rtol": 2e-3, "atol": 2e-3}
-"""Stored (float16) against a direct forward pass (float32): float16 keeps 11 significant bits,
-a relative error of at most 2**-11 ~ 5e-4 on these layer-normalised, unit-scale features."""
+"""Stored float16 vs a float32 forward pass: 11 significant bits on unit-scale features."""
 
 
 @pytest.fixture(scope="session")
