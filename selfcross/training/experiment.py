@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 
 import selfcross
 from selfcross.config import CONFIG_DIR, check_output_folder, resolved, validate
+from selfcross.data.inputs import inputs_of, write_inputs
 from selfcross.errors import Interrupted
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.training import resume, rundir, tracking
@@ -183,6 +184,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
                          n_params=n_params, digest=digest, gpu=gpu)  # fmt: skip
         if record.test_wa is not None:
             tracking.log_test_report(loggers, record)
+        write_inputs(out_dir, inputs_of(datamodule))  # what selfcross.predict needs
         path = write_record(out_dir, record)
         exit_code = 0
     finally:
