@@ -113,7 +113,7 @@ def test_csv_output_has_one_probability_column_per_class(trained_run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--text", "hello there"], "the model uses video and audio (modalities TVA): give a clip"),
+        (["--text", "hi there"], "uses video and audio (modalities TVA): give a clip"),
         (["--fold", "/nonexistent/fold01"], "is not a fold folder"),
         (["--fold", "FOLD", "--split", "val"], "--split val: expected one of train, dev, test"),
         (["--clip", "x.mp4", "--backend", "onnx"], "only an exported folder"),
