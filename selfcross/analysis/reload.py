@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from selfcross.config import CONFIG_DIR, compose
 from selfcross.errors import ConfigError, DataError
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
@@ -77,6 +79,10 @@ def run_config(path: Path, record: RunRecord):
         chosen.append(f"{group}={_choice(path, group, name)}")
     try:
         cfg = compose([*chosen, "logger=none"])
+        if OmegaConf.is_missing(cfg.data, "root") and record.data.root:
+            # a dataset whose root has no default (data=iemocap, data=meld): a key the
+            # record's value may fill, as the run's command line did
+            cfg.data.root = str(record.data.root)
         take_values(cfg, {k: v for k, v in config.items() if k not in NOT_REBUILT}, True)
     except (Refused, ConfigError) as err:
         raise DataError(path, f"config: {err}") from None
