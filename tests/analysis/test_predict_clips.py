@@ -134,3 +134,38 @@ def test_bad_inputs_are_one_line_with_exit_status_2(release, runs, capsys, run, 
     err = [line for line in capsys.readouterr().err.strip().splitlines()
            if not line.startswith("warning: ")]  # fmt: skip
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def opened(features: dict | None, modalities=("A",)):
+    from selfcross.analysis.inputs import OpenedModel
+    from selfcross.data.inputs import RunInputs
+
+    inputs = RunInputs(modalities=modalities, class_names=("a", "b"),
+                       shapes={m: {"seq_len": 5, "feat_dim": 120} for m in modalities},
+                       audio_standardize="none", audio_mean=None, audio_std=None,
+                       drop_zero_video=False, vocabulary=None, embedding_sha256=None,
+                       dataset="iemocap", features=features)  # fmt: skip
+    return OpenedModel(Path("run"), "run", "self", inputs, {})
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (
+            {"audio": {"kind": "wav2vec2", "layer": 6}},
+            "features.audio.kind=wav2vec2: this selfcross computes only mfcc for new clips",
+        ),
+        (
+            {"audio": {"n_mfcc": 40, "pre_emphasis": 0.97}},
+            "features.audio: unknown settings pre_emphasis",
+        ),
+        ({"text": {}}, "features.audio: no settings recorded"),
+        (None, "its data were not prepared by selfcross"),
+    ],
+)
+def test_feature_settings_it_cannot_reproduce_are_refused(features, message):
+    from selfcross.analysis.featurize import Featurizer, Resources
+    from selfcross.errors import DataError
+
+    with pytest.raises(DataError, match=message.replace(".", r"\.")):
+        Featurizer(opened(features), Resources())
