@@ -145,6 +145,15 @@ def read_clip_manifest(path: Path) -> list[Clip]:
 def fold_predictions(model, fold: Path, split: str) -> Predictions:
     """The model on a processed fold's split: the fold read as training reads it, audio
     standardised with the model's own train statistics (not the fold's)."""
+    arrays, lengths, labels = fold_arrays(model, fold, split)
+    logits = network_logits(model, arrays, lengths)
+    ids = fold_ids(Path(fold), split, len(labels), model.inputs.drop_zero_video)
+    return Predictions(ids, logits, model.inputs.class_names, model.inputs.modalities, labels)
+
+
+def fold_arrays(model, fold: Path, split: str) -> tuple[dict, dict, np.ndarray]:
+    """A fold's split as the model's inputs: ({m: [N, T, D] float32}, {m: [N] lengths},
+    labels)."""
     from selfcross.data import FoldDataModule
     from selfcross.data.datamodule import text_lengths
     from selfcross.data.preprocess import standardize_rows
@@ -179,9 +188,7 @@ def fold_predictions(model, fold: Path, split: str) -> Predictions:
     if "A" in arrays and inputs.audio_mean is not None:
         standardize_rows(arrays["A"], lengths["A"], inputs.audio_mean, inputs.audio_std,
                          inputs.audio_standardize)  # fmt: skip
-    logits = network_logits(model, arrays, lengths)
-    ids = fold_ids(fold, split, len(data.labels), inputs.drop_zero_video)
-    return Predictions(ids, logits, inputs.class_names, inputs.modalities, data.labels)
+    return arrays, lengths, np.asarray(data.labels)
 
 
 def fold_ids(fold: Path, split: str, n: int, drop_zero_video: bool) -> list[str]:
