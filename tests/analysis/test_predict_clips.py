@@ -94,6 +94,25 @@ def test_a_test_clip_gives_the_runs_test_logits(release, runs, tmp_path, capsys)
     assert "predicted" in capsys.readouterr().out
 
 
+def test_an_exported_folder_predicts_the_clip_through_onnx_runtime_and_pytorch(
+    release, runs, tmp_path, capsys
+):
+    from selfcross.export import main as export_main
+
+    expected = test_logits_by_id(runs["TVA"])
+    folder = tmp_path / "model"
+    export_main([str(runs["TVA"]), "--out", str(folder)])
+    clip = next(c for c in release.kept if c.split == "test")
+    args = [str(folder), "--clip", str(clip.clip), "--text", transcript(clip)]
+    with pytest.raises(SystemExit) as exit_info:  # no fold beside it: the word vectors are asked
+        predict_main(args)
+    assert exit_info.value.code == 2
+    assert "pass glove=" in capsys.readouterr().err
+    for backend in ("onnx", "torch"):
+        got = predict_main([*args, f"glove={release.glove}", "--backend", backend]).logits[0]
+        np.testing.assert_allclose(got, expected[clip.id], rtol=0, atol=1e-5)
+
+
 def test_new_words_are_reported_and_other_word_vectors_refused(release, runs, tmp_path, capsys):
     clip = next(c for c in release.kept if c.split == "test")
     args = [str(runs["TVA"]), "--clip", str(clip.clip), "--text", "zzzunknown words here"]
