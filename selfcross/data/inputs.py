@@ -108,8 +108,17 @@ def inputs_of(datamodule) -> RunInputs:
         vocabulary=vocabulary,
         embedding_sha256=None if fold.embedding is None else embedding_digest(fold.embedding),
         dataset=None if manifest is None else manifest.dataset,
-        features=None if manifest is None or not manifest.features else dict(manifest.features),
+        features=prepared_features(manifest),
     )
+
+
+def prepared_features(manifest) -> dict | None:
+    """A manifest's feature settings when they describe extracted features (a section per
+    modality, as preparation writes); None for a generator's parameters or no manifest."""
+    features = None if manifest is None else manifest.features
+    if not features or not {"audio", "text", "vision"} & set(features):
+        return None
+    return dict(features)
 
 
 def fold_shapes(fold) -> dict[str, dict[str, int]]:

@@ -166,6 +166,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
     # Data are generated, read and validated before anything else starts (W&B included).
     datamodule.prepare_data()
     datamodule.setup("fit")
+    inputs = inputs_of(datamodule)  # read before training: a bad vocab.json stops it early
     module: EmotionRecognizer = instantiate(cfg.model)
     apply_run_settings(module, cfg.get("threads"))
     n_params = count_parameters(module.network)
@@ -184,7 +185,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
                          n_params=n_params, digest=digest, gpu=gpu)  # fmt: skip
         if record.test_wa is not None:
             tracking.log_test_report(loggers, record)
-        write_inputs(out_dir, inputs_of(datamodule))  # what selfcross.predict needs
+        write_inputs(out_dir, inputs)  # what selfcross.predict needs
         path = write_record(out_dir, record)
         exit_code = 0
     finally:

@@ -136,4 +136,4 @@ def test_a_run_on_synthetic_data_has_no_features_to_reproduce(trained_run, tmp_p
         predict_main([str(trained_run), "--clip", str(clip), "--text", "hello"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "features.text: no settings recorded" in err or "not prepared by selfcross" in err
+    assert "its data were not prepared by selfcross" in err
