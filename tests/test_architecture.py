@@ -38,6 +38,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "selfcross.bench",
         "selfcross.ablate",
         "selfcross.attention",
+        "selfcross.predict",
+        "selfcross.export",
         "selfcross.dashboard",
         "selfcross.prepare.__main__",
         "hydra_plugins.selfcross_plugins",

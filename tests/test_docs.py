@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 HYDRA_COMMANDS = ("run", "check", "summary", "tune")
 """Commands whose arguments are the run's Hydra overrides."""
-FLAG_COMMANDS = ("tables", "ablate", "attention", "bench", "dashboard")
+FLAG_COMMANDS = ("tables", "ablate", "attention", "bench", "dashboard", "predict", "export")
 """Commands with an argparse command line."""
 COMMAND = re.compile(r"(?:\.venv/bin/)?python -m selfcross\.\w+[^\"&;]*")
 MESSAGE_START = ("error:", "warning:", "test WA")

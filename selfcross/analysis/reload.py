@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from selfcross.config import CONFIG_DIR, compose
 from selfcross.errors import ConfigError, DataError
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
@@ -77,6 +79,10 @@ def run_config(path: Path, record: RunRecord):
         chosen.append(f"{group}={_choice(path, group, name)}")
     try:
         cfg = compose([*chosen, "logger=none"])
+        if OmegaConf.is_missing(cfg.data, "root") and record.data.root:
+            # a dataset whose root has no default (data=iemocap, data=meld): a key the
+            # record's value may fill, as the run's command line did
+            cfg.data.root = str(record.data.root)
         take_values(cfg, {k: v for k, v in config.items() if k not in NOT_REBUILT}, True)
     except (Refused, ConfigError) as err:
         raise DataError(path, f"config: {err}") from None
@@ -99,20 +105,12 @@ class ReloadedRun:
 
 def reload_run(run_dir: Path, record: RunRecord | None = None) -> ReloadedRun:
     """Rebuild the run in ``run_dir`` (its record read there unless given)."""
-    import torch
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
     run_dir = Path(run_dir)
     record = record or read_run(run_dir)
-    checkpoint = best_checkpoint(run_dir)
-    if checkpoint is None:
-        raise DataError(
-            run_dir / CHECKPOINT_DIR,
-            f"no best checkpoint ({BEST_CHECKPOINT}): it was pruned "
-            "(resume.keep_checkpoints=none) or the run did not finish; rerun it with "
-            "resume.keep_checkpoints=best",
-        )
+    checkpoint = checkpoint_of(run_dir)
     cfg = run_config(run_dir / RESULT_FILE, record)
     with open_dict(cfg):
         cfg.data.root = record.data.root
@@ -127,6 +125,16 @@ def reload_run(run_dir: Path, record: RunRecord | None = None) -> ReloadedRun:
             f"the fold's data fingerprint {datamodule.fold_data.fingerprint} differs from "
             f"{record.data.fingerprint} in {RESULT_FILE}: the data changed since the run",
         )
+    module = load_module(cfg, checkpoint)
+    return ReloadedRun(run_dir, record, cfg, module, datamodule, checkpoint)
+
+
+def load_module(cfg, checkpoint: Path):
+    """The run's EmotionRecognizer built from ``cfg`` (:func:`run_config`) with the weights of
+    ``checkpoint``, in eval mode; no data is read."""
+    import torch
+    from hydra.utils import instantiate
+
     module = instantiate(cfg.model)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -134,5 +142,17 @@ def reload_run(run_dir: Path, record: RunRecord | None = None) -> ReloadedRun:
     except Exception as err:  # a cut-off zip, garbage, a foreign object or other weights
         reason = str(err).strip().splitlines()[0][:100] if str(err).strip() else type(err).__name__
         raise DataError(checkpoint, f"cannot be loaded into the run's model ({reason})") from None
-    module.eval()
-    return ReloadedRun(run_dir, record, cfg, module, datamodule, checkpoint)
+    return module.eval()
+
+
+def checkpoint_of(run_dir: Path) -> Path:
+    """The run's best checkpoint; DataError saying why there is none."""
+    checkpoint = best_checkpoint(run_dir)
+    if checkpoint is None:
+        raise DataError(
+            Path(run_dir) / CHECKPOINT_DIR,
+            f"no best checkpoint ({BEST_CHECKPOINT}): it was pruned "
+            "(resume.keep_checkpoints=none) or the run did not finish; rerun it with "
+            "resume.keep_checkpoints=best",
+        )
+    return checkpoint

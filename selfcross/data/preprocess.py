@@ -144,11 +144,21 @@ def standardize_audio(
         feats = split.features["A"]
         step = block_rows(feats)
         for start in range(0, len(feats), step):
-            block = feats[start : start + step]
-            block -= mean32
-            block /= std32
-            if mode == "feature":
-                mask = _valid_mask(split.lengths["A"][start : start + step], feats.shape[1])
-                block *= mask[..., None]
+            lengths = split.lengths["A"][start : start + step]
+            standardize_rows(feats[start : start + step], lengths, mean32, std32, mode)
             release_rows(feats, start, start + step, written=True)
     return mean32, std32
+
+
+def standardize_rows(
+    block: np.ndarray, lengths: np.ndarray, mean: np.ndarray, std: np.ndarray, mode: str
+) -> None:
+    """Standardise [N, T, D] float32 audio rows in place with the train split's float32
+    ``mean`` and ``std`` (:func:`standardize_audio`'s step, also used by ``selfcross.predict``
+    on new clips); with ``feature`` the frames past each row's valid length are zeroed."""
+    if mode == "none":
+        return
+    block -= mean
+    block /= std
+    if mode == "feature":
+        block *= _valid_mask(lengths, block.shape[1])[..., None]

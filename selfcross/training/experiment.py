@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 
 import selfcross
 from selfcross.config import CONFIG_DIR, check_output_folder, resolved, validate
+from selfcross.data.inputs import inputs_of, write_inputs
 from selfcross.errors import Interrupted
 from selfcross.manifest import feature_set_label, root_feature_set
 from selfcross.models import EmotionRecognizer, count_parameters
@@ -183,6 +184,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
     # Data are generated, read and validated before anything else starts (W&B included).
     datamodule.prepare_data()
     datamodule.setup("fit")
+    inputs = inputs_of(datamodule)  # read before training: a bad vocab.json stops it early
     module: EmotionRecognizer = instantiate(cfg.model)
     apply_run_settings(module, cfg.get("threads"))
     n_params = count_parameters(module.network)
@@ -201,6 +203,7 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
                          n_params=n_params, digest=digest, gpu=gpu)  # fmt: skip
         if record.test_wa is not None:
             tracking.log_test_report(loggers, record)
+        write_inputs(out_dir, inputs)  # what selfcross.predict needs
         path = write_record(out_dir, record)
         exit_code = 0
     finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from selfcross.data.inputs import INPUTS_FILE
 from selfcross.errors import ConfigError
 from selfcross.training.record import RESULT_FILE, read_record
 
@@ -28,7 +29,7 @@ HASH_FILE = "checkpoints.hash"
 """Beside ``checkpoints/``: the configuration hash its checkpoints were written under."""
 LOCK_FILE = ".lock"
 SUPERSEDED = "superseded"
-WRITTEN = (RESULT_FILE, "csv", "checkpoints", HASH_FILE)
+WRITTEN = (RESULT_FILE, "csv", "checkpoints", HASH_FILE, INPUTS_FILE)
 """Where a run writes its outputs: what is moved aside when it belongs to someone else."""
 AROUND = (".hydra", LOCK_FILE, SUPERSEDED, "wandb")
 """Written by Hydra before the job starts, or by selfcross beside the outputs."""
