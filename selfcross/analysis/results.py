@@ -28,6 +28,10 @@ from selfcross.training.rundir import SUPERSEDED
 METRICS = {"wa": "test_wa", "uwa": "test_uwa"}
 """The paper's metric names -> record keys (WA = mean per-class recall, UWA = accuracy)."""
 
+TABLE_METRICS = {**METRICS, "wf1": "test_wf1", "mf1": "test_f1"}
+"""Every metric a table can show (``--metrics``) -> its record key: the paper's two, weighted F1
+(support-weighted, MELD's usual metric) and macro-F1 (docs/protocols.md, "Metrics")."""
+
 DataSource = tuple[str, str | None, str]
 """(data.name, data.preset, data.root)."""
 
@@ -52,6 +56,13 @@ class RunResult:
     """The run's configuration as the config hash sees it, flattened (``comparable_config``)."""
     n_params: int | None = None
     """Trainable parameters of the run's network; None if the record lacks a count."""
+    wf1: float | None = None
+    """Test weighted F1: the record's, or for a version-1 record derived from its confusion
+    matrix; None when neither is there."""
+    mf1: float | None = None
+    """Test macro-F1 (the record's ``test_f1``); None if the record holds none."""
+    val_wf1: float | None = None
+    """Best-validation weighted F1; None (absent) in a version-1 record: it cannot be derived."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -59,7 +70,12 @@ class RunResult:
         return (self.model, self.modality, self.fold, self.seed)
 
     def metric(self, name: str) -> float:
-        return {"wa": self.wa, "uwa": self.uwa}[name]
+        """The test value of ``name`` (a key of :data:`TABLE_METRICS`); ValueError if this run
+        has none (see :func:`check_metrics`)."""
+        value = {"wa": self.wa, "uwa": self.uwa, "wf1": self.wf1, "mf1": self.mf1}[name]
+        if value is None:
+            raise ValueError(f"{self.path}: no {TABLE_METRICS[name]} in this record")
+        return value
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,39 @@ def _confusion(record: RunRecord) -> tuple[np.ndarray | None, tuple[str, ...] | 
     return counts.astype(np.int64), tuple(names)
 
 
+def _rate(value, key: str) -> float | None:
+    """``value`` as a rate in [0, 1], None if absent; ValueError naming ``key`` otherwise."""
+    if value is None:
+        return None
+    value = float(_checked(value, float, key))
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{key} is {value!r}, expected a rate in [0, 1]")
+    return value
+
+
+def _test_wf1(record: RunRecord, confusion: np.ndarray | None) -> float | None:
+    """The record's test weighted F1; for a record older than the key, derived from its test
+    confusion matrix by the one definition (``models/metrics.py``: ``weighted_f1``)."""
+    if record.test_wf1 is not None or confusion is None or not confusion.sum():
+        return _rate(record.test_wf1, "test_wf1")
+    from selfcross.models.metrics import weighted_f1  # torch: only for version-1 records
+
+    return float(weighted_f1(confusion))
+
+
+def check_metrics(runs: Iterable[RunResult], metrics: Iterable[str]) -> None:
+    """DataError naming the first run that lacks one of ``metrics`` (e.g. weighted F1 of a
+    version-1 record without a confusion matrix)."""
+    for metric in metrics:
+        for run in runs:
+            if {"wf1": run.wf1, "mf1": run.mf1}.get(metric, 0.0) is None:
+                raise DataError(
+                    run.path,
+                    f"holds no {TABLE_METRICS[metric]} (nor a confusion matrix to derive it "
+                    f"from): leave {metric} out of --metrics",
+                )
+
+
 def parse_result(path: Path, raw) -> RunResult:
     """One run from a decoded ``result.json``; ValueError names the first problem."""
     record = RunRecord.from_dict(raw)
@@ -123,6 +172,7 @@ def parse_result(path: Path, raw) -> RunResult:
     root = _checked(data.root, str, "data.root")
     fingerprint = _checked(data.fingerprint, str, "data.fingerprint")
     confusion, class_names = _confusion(record)
+    wf1 = _test_wf1(record, confusion)
     return RunResult(
         path=path,
         model=model,
@@ -137,6 +187,9 @@ def parse_result(path: Path, raw) -> RunResult:
         class_names=class_names,
         config=comparable_config(record.config) if isinstance(record.config, dict) else {},
         n_params=record.n_params if isinstance(record.n_params, int) else None,
+        wf1=wf1,
+        mf1=_rate(record.test_f1, "test_f1"),
+        val_wf1=_rate(record.val_wf1, "val_wf1"),
     )
 
 

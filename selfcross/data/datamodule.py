@@ -118,9 +118,11 @@ class FoldDataModule(L.LightningDataModule):
         class_names, class_counts, n_folds: the dataset's facts; None: those of
             ``conf/data/<name>.yaml`` (class_counts: the published utterances per class id,
             the synthetic data's class sizes).
-        split_counts, paper_results, labels: facts read by preparation and tables (published
-            counts per official split; whether the paper reports this dataset; the release's
-            labels of each class), not used for loading.
+        split_counts, paper_results, labels, metrics, selection_metric: facts read by
+            preparation, tables and the monitor (published counts per official split; whether
+            the paper reports this dataset; the release's labels of each class; the metrics
+            its tables show; the validation metric ``monitor.metric`` follows), not used for
+            loading.
         A prepared root's manifest (``dataset.json``) gives the number of folds instead of
         ``n_folds`` (synthetic roots excepted: their configuration decides what is generated).
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
@@ -162,6 +164,8 @@ class FoldDataModule(L.LightningDataModule):
         name: str = "iemocap",
         preset: str | None = None,
         label: str | None = None,
+        metrics: Sequence[str] | None = None,
+        selection_metric: str | None = None,
     ):
         super().__init__()
         if class_names is None or class_counts is None or n_folds is None:

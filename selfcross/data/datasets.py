@@ -38,3 +38,14 @@ def published_counts(name: str = "iemocap") -> dict[str, int]:
     data = dataset(name)
     counts = data.get("class_counts") or []
     return dict(zip(data.class_names, counts, strict=bool(counts)))
+
+
+def default_metrics(name: str = "iemocap") -> tuple[str, ...]:
+    """The metrics a table shows by default for runs on ``name`` (``metrics`` of
+    ``conf/data/<name>.yaml``: IEMOCAP the paper's WA and UWA, MELD weighted F1 and accuracy);
+    the paper's two for a dataset without a file there."""
+    from selfcross.config import CONFIG_DIR
+
+    if not (CONFIG_DIR / "data" / f"{name}.yaml").is_file():
+        return ("wa", "uwa")
+    return tuple(dataset(name).get("metrics") or ("wa", "uwa"))

@@ -9,7 +9,7 @@ reported, never averaged in; cells short of runs are listed in a missing-runs re
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from selfcross import fusion_problem
 from selfcross.analysis.results import (
     RunResult,
     Skipped,
+    check_metrics,
     check_runs,
     config_groups,
     describe_source,
@@ -168,6 +169,20 @@ class Selection:
     def datasets(self) -> set[str]:
         """The data.name of the runs used (e.g. ``{"meld"}``)."""
         return {run.source[0] for c in self.cells.values() for run in c.runs.values()}
+
+
+def shown_metrics(selection: Selection, metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """The metrics a table shows: ``metrics`` (``--metrics``), else the default of the runs'
+    dataset (``metrics`` of conf/data/<name>.yaml; over several datasets, each one's in turn;
+    no runs: IEMOCAP's). DataError if a run lacks one (:func:`check_metrics`)."""
+    from selfcross.data.datasets import default_metrics
+
+    if metrics is None:
+        names = sorted(selection.datasets) or ["iemocap"]
+        metrics = tuple(dict.fromkeys(m for name in names for m in default_metrics(name)))
+    runs = [run for cell in selection.cells.values() for run in cell.runs.values()]
+    check_metrics(runs, metrics)
+    return tuple(metrics)
 
 
 def applicable(model: str, modality: str) -> bool:

@@ -269,7 +269,7 @@ def _record(
         recall = dict(zip(class_names, test["recall"], strict=True))
         majority = max(counts) / sum(counts)
     else:  # the test split is not read: no test metric, no test counts
-        test = dict.fromkeys(("wa", "uwa", "f1", "loss", "confusion"))
+        test = dict.fromkeys(("wa", "uwa", "f1", "wf1", "loss", "confusion"))
         data_summary = _summary_without_test(datamodule)
         recall = majority = None
     return RunRecord(
@@ -312,6 +312,8 @@ def _record(
         gpu_slot=gpu,
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         config=resolved(cfg),
+        test_wf1=test["wf1"],
+        val_wf1=best_val.get("val/wf1"),
     )
 
 
