@@ -188,6 +188,7 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
     try:
+        check_class_set(cfg.data)
         manifest = root_manifest(cfg.data)
         n_folds = cfg.data.n_folds if manifest is None else manifest.n_folds
         problem = fold_problem(cfg.fold, n_folds)
@@ -253,10 +254,27 @@ def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
                     f"data.shapes.{modality}.{key}={ours}, but the folds have {theirs} ({path}): "
                     f"set data.shapes.{modality}.{key}={theirs}"
                 )
+    if data.get("class_set") is not None:  # the folds hold the full set; the map is checked
+        return  # where it is built (selfcross.data.datasets.class_set_map)
     if tuple(data.class_names) != manifest.class_names:
         raise ConfigError(
             f"data.class_names=[{', '.join(data.class_names)}], but the folds' class ids are "
             f"[{', '.join(manifest.class_names)}] ({path})"
+        )
+
+
+def check_class_set(data: DictConfig) -> None:
+    """``class_set=<name>`` names one of the dataset's ``class_sets`` (before its values,
+    which interpolate that entry, are read)."""
+    name = data.get("class_set")
+    sets = data.get("class_sets") or {}
+    if name is not None and name not in sets:
+        known = ", ".join(map(str, sets)) or "none"
+        raise ConfigError(f"class_set={name}: data={data.name} has no such class set ({known})")
+    if name is not None and data.get("synthetic"):
+        raise ConfigError(
+            f"class_set={name}: synthetic folds are generated with the full class set; apply "
+            "class sets to prepared (or Yoon's) folds"
         )
 
 

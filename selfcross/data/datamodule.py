@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfcross import MODALITIES, fold_problem, modality_problem
 from selfcross.data.cache import load_fold
+from selfcross.data.datasets import class_set_map
 from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import SPLITS, fold_dir
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 from selfcross.errors import ConfigError
-from selfcross.manifest import root_n_folds
+from selfcross.manifest import read_manifest, root_n_folds
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,10 @@ class FoldDataModule(L.LightningDataModule):
             halve its memory; batches are cast back to float32).
         name, preset, label: the data source, its synthetic size, and how sweeps name it
             (recorded, not used for loading).
+        class_set, class_sets: the class set applied while loading (``class_set=4class``;
+            :func:`selfcross.data.datasets.class_set_map`) among the dataset's; the folds keep
+            the full set's class ids (as the root's manifest names them), utterances of
+            classes outside the set are left out of every split before preprocessing.
     """
 
     def __init__(
@@ -166,6 +171,8 @@ class FoldDataModule(L.LightningDataModule):
         label: str | None = None,
         metrics: Sequence[str] | None = None,
         selection_metric: str | None = None,
+        class_set: str | None = None,
+        class_sets: dict | None = None,
     ):
         super().__init__()
         if class_names is None or class_counts is None or n_folds is None:
@@ -196,6 +203,18 @@ class FoldDataModule(L.LightningDataModule):
                 f"data.class_names has {len(self.class_names)} names for num_classes={num_classes}"
             )
         self.shapes = {k: dict(v) for k, v in shapes.items()} if shapes else None
+        class_map = None
+        if class_set is not None:
+            if synthetic:
+                raise ConfigError(
+                    f"data.class_set={class_set}: synthetic folds are generated with the full "
+                    "class set; apply class sets to prepared (or Yoon's) folds"
+                )
+            manifest = read_manifest(root)
+            full = manifest.class_names if manifest is not None else None
+            class_map = class_set_map(class_set, class_sets, full)
+        self.class_set = class_set
+        self.merged = {} if class_set is None else dict(class_sets[class_set]["merge"])
         self.options = ReaderOptions(
             modalities=self.modalities,
             num_classes=len(self.class_names),
@@ -204,6 +223,7 @@ class FoldDataModule(L.LightningDataModule):
             text_source=text_source,
             on_nonfinite=on_nonfinite,
             shapes=self.shapes,
+            class_map=class_map,
         )
         self.num_workers = num_workers
         self.cache_dir = cache_dir
@@ -279,6 +299,13 @@ class FoldDataModule(L.LightningDataModule):
                 counts[split],
                 s.n_dropped,
             )
+        if self.class_set is not None:
+            total = np.sum([counts[split] for split in SPLITS], axis=0).tolist()
+            merged = [
+                f"{n} ({'+'.join(self.merged[n])}) {k} here, {p} published"
+                for n, k, p in zip(self.class_names, total, self.class_counts, strict=True)
+            ]
+            log.info("  class set %s: %s", self.class_set, "; ".join(merged))
 
     def summary(self) -> dict:
         """Counts a result file records: per split, utterances, dropped, per-class counts."""

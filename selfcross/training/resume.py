@@ -33,11 +33,12 @@ NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 NOT_HASHED_DATA = (
     "cache_dir", "on_device", "num_workers", "n_folds", "class_counts", "split_counts",
-    "paper_results", "labels", "metrics", "selection_metric",
+    "paper_results", "labels", "metrics", "selection_metric", "class_sets",
 )  # fmt: skip
 """Where and how data are held: the same numbers either way; and the corpus's facts (number of
 folds, published class counts per corpus and per split, whether the paper reports numbers on
-it, the release's labels of each class, the metrics its tables show by default), which describe
+it, the release's labels of each class, the metrics its tables show by default, the class sets
+it declares: ``data.class_set``, the one chosen, is hashed), which describe
 the dataset rather than set up a run. Left out so that the hashes of runs written before these
 keys existed still match. ``selection_metric`` is hashed where it acts: as the resolved
 ``monitor.metric`` (the hash resolves interpolations before leaving keys out)."""
