@@ -607,3 +607,35 @@ def test_wav_at_another_rate_is_resampled(tmp_path):
     path = tmp_path / "a.wav"
     soundfile.write(path, np.zeros(8000, np.float32), 8000)
     assert read_wav(path, 16000).shape == (16000,)
+
+
+def test_the_4class_set_of_the_prepared_7class_folds_has_the_releases_counts(
+    prepared, release, tmp_path
+):
+    """class_set=4class on the prepared 7-class folds: each fold's three splits hold every kept
+    utterance of ang, hap, exc, sad and neu once, hap and exc as happy, each with the release's
+    label of its utterance id; fru and sur are left out."""
+    from hydra.utils import instantiate
+
+    from selfcross.config import compose, validate
+
+    out = prepared[0]
+    by_id = {u.id: u.label for u in release.utterances}
+    four = {"ang": 0, "hap": 1, "exc": 1, "sad": 2, "neu": 3}
+    kept = Counter(u.label for u in release.kept)
+    expected = [kept["ang"], kept["hap"] + kept["exc"], kept["sad"], kept["neu"]]
+    assert sum(expected) == len(release.kept) - kept["fru"] - kept["sur"] == 20
+    for k in (1, 4):
+        cfg = compose(["data=iemocap", f"data.root={out}", *shape_overrides(SHAPES), f"fold={k}",
+                       "class_set=4class", "data.drop_zero_video=false",
+                       f"data.cache_dir={tmp_path}"])  # fmt: skip
+        validate(cfg)
+        module = instantiate(cfg.data)
+        module.setup("fit")
+        counts = np.zeros(4, dtype=int)
+        for split in SPLITS:
+            inside = [i for i in manifest(out / f"fold{k:02d}")[split] if by_id[i] in four]
+            labels = module.fold_data.splits[split].labels.tolist()
+            assert labels == [four[by_id[i]] for i in inside]
+            counts += np.bincount(labels, minlength=4)
+        assert counts.tolist() == expected
