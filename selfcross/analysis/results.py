@@ -35,6 +35,20 @@ TABLE_METRICS = {**METRICS, "wf1": "test_wf1", "mf1": "test_f1"}
 DataSource = tuple[str, str | None, str]
 """(data.name, data.preset, data.root)."""
 
+Scheme = tuple[str, str | None, int | None]
+"""An evaluation scheme: (split, class set or None for the full set, the split's seed)."""
+
+
+def describe_scheme(scheme: Scheme | None) -> str:
+    """``split speaker (seed 0), class set 4class``; ``not recorded`` for None."""
+    if scheme is None:
+        return "not recorded"
+    split, class_set, seed = scheme
+    seed_text = "" if seed is None else f" (seed {seed})"
+    return f"split {split}{seed_text}, " + (
+        f"class set {class_set}" if class_set else "all classes"
+    )
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -63,6 +77,8 @@ class RunResult:
     """Test macro-F1 (the record's ``test_f1``); None if the record holds none."""
     val_wf1: float | None = None
     """Best-validation weighted F1; None (absent) in a version-1 record: it cannot be derived."""
+    scheme: Scheme | None = None
+    """The fold's evaluation scheme (split, class set, split seed); None if not recorded."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -173,6 +189,9 @@ def parse_result(path: Path, raw) -> RunResult:
     fingerprint = _checked(data.fingerprint, str, "data.fingerprint")
     confusion, class_names = _confusion(record)
     wf1 = _test_wf1(record, confusion)
+    scheme = data.scheme
+    if scheme is not None and not isinstance(scheme, dict):
+        raise ValueError("data.scheme is not an object")
     return RunResult(
         path=path,
         model=model,
@@ -190,7 +209,13 @@ def parse_result(path: Path, raw) -> RunResult:
         wf1=wf1,
         mf1=_rate(record.test_f1, "test_f1"),
         val_wf1=_rate(record.val_wf1, "val_wf1"),
+        scheme=None if scheme is None else _scheme(scheme),
     )
+
+
+def _scheme(raw: dict) -> Scheme:
+    seed, class_set = raw.get("seed"), raw.get("class_set")
+    return (str(raw.get("split")), None if class_set is None else str(class_set), seed)
 
 
 def find_result_files(directory: str | Path) -> list[Path]:
@@ -319,8 +344,27 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 f"the same run (model {model}, modality {modality}, fold {fold}, seed {seed}) "
                 f"as {other.path}; remove one of them",
             )
+    check_same_scheme(runs)
     if not allow_mixed_data:
         check_same_data(runs)
+
+
+def check_same_scheme(runs: Iterable[RunResult]) -> None:
+    """Refuse runs of different recorded evaluation schemes (split, class set, split seed):
+    their numbers answer different questions; records without one are not compared."""
+    first: RunResult | None = None
+    for run in runs:
+        if run.scheme is None:
+            continue
+        if first is None:
+            first = run
+        elif run.scheme != first.scheme:
+            raise DataError(
+                run.path,
+                f"evaluation scheme {describe_scheme(run.scheme)} differs from "
+                f"{describe_scheme(first.scheme)} in {first.path}: a table pools runs of one "
+                "scheme",
+            )
 
 
 def check_same_data(runs: Iterable[RunResult], verb: str = "aggregate") -> None:

@@ -3,6 +3,7 @@ real or synthetic."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -255,6 +256,23 @@ class FoldDataModule(L.LightningDataModule):
     @property
     def fold_path(self) -> Path:
         return fold_dir(self.root, self.fold)
+
+    def scheme(self) -> dict:
+        """The fold's evaluation scheme: ``split`` (random, session, speaker, official), the
+        split's ``seed`` and the ``class_set`` (None: the dataset's full set). Read from the
+        fold's ``manifest.json`` (written by selfcross.prepare), else the root's
+        ``dataset.json``, else Yoon et al.'s random folds (seed unknown: None); synthetic folds
+        are random with the generator's seed."""
+        split, seed = "random", None
+        fold_manifest = self.fold_path / "manifest.json"
+        if self.synthetic is not None:
+            seed = self.synthetic.seed
+        elif fold_manifest.is_file():
+            written = json.loads(fold_manifest.read_text())
+            split, seed = written.get("split", split), written.get("seed")
+        elif (root_manifest := read_manifest(self.root)) is not None:
+            split = root_manifest.split
+        return {"split": split, "seed": seed, "class_set": self.class_set}
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:

@@ -22,6 +22,7 @@ from selfcross.analysis.results import (
     check_metrics,
     check_runs,
     config_groups,
+    describe_scheme,
     describe_source,
     find_result_files,
     load_results,
@@ -170,6 +171,20 @@ class Selection:
         """The data.name of the runs used (e.g. ``{"meld"}``)."""
         return {run.source[0] for c in self.cells.values() for run in c.runs.values()}
 
+    @property
+    def scheme(self) -> str:
+        """The runs' evaluation scheme (``split random (seed 0), all classes``; the tables
+        refuse runs of different recorded schemes); ``not recorded`` for older records."""
+        runs = [run for c in self.cells.values() for run in c.runs.values()]
+        recorded = sorted({r.scheme for r in runs if r.scheme is not None}, key=str)
+        return describe_scheme(recorded[0]) if recorded else describe_scheme(None)
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of the runs used (their records' class names; 7, the paper's, if none)."""
+        runs = [run for c in self.cells.values() for run in c.runs.values()]
+        return next((len(r.class_names) for r in runs if r.class_names), 7)
+
 
 def shown_metrics(selection: Selection, metrics: Sequence[str] | None) -> tuple[str, ...]:
     """The metrics a table shows: ``metrics`` (``--metrics``), else the default of the runs'
@@ -301,6 +316,7 @@ def provenance(selection: Selection, allow_mixed_data: bool) -> list[str]:
         f"{len(selection.outside)} outside the expected grid ignored, {selection.other} of "
         "other cells not shown here)",
         f"Expected runs: {selection.protocol.describe()}",
+        f"Evaluation scheme: {selection.scheme}",
     ]
     if len(selection.sources) > 1:
         mixed = "MIXED DATA (--allow-mixed-data): " if allow_mixed_data else ""

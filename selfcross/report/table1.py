@@ -143,7 +143,8 @@ def build_table1(
         ]
     return Report(
         name="table1",
-        title="Table 1: 7-class emotion recognition, mean ± std over runs",
+        title=f"Table 1: {selection.n_classes}-class emotion recognition, mean ± std over runs "
+        f"({selection.scheme})",
         sections=sections,
         legend=legend,
         notes=provenance(selection, allow_mixed_data),

@@ -298,6 +298,7 @@ def _record(
             fold_path=str(datamodule.fold_path),
             fingerprint=datamodule.fold_data.fingerprint,
             splits=data_summary,
+            scheme=datamodule.scheme(),
         ),
         train_seconds=round(timing.train_seconds, 2),
         test_seconds=round(timing.test_seconds, 2),

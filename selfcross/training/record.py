@@ -44,6 +44,9 @@ class DataRecord:
     before contents were hashed hold the layout part only (compare with :func:`same_data`)."""
     splits: dict[str, Any]
     """Per split (train, dev, test): ``n``, ``class_counts`` and what was dropped."""
+    scheme: dict[str, Any] | None = None
+    """The evaluation scheme of the fold: ``split`` (random, session, speaker, official), the
+    split's ``seed`` and ``class_set`` (None: the full set); None in records older than it."""
 
 
 def same_data(a: str, b: str) -> bool:

@@ -45,3 +45,31 @@ def test_the_tables_default_grid_is_the_roots_ten_folds(ten_folds, tmp_path):
     write_run(tmp_path / "runs" / "self" / "TV", "self", "TV", 10, 1, 0.5, 0.6,
               data={"root": str(ten_folds), "name": "iemocap", "preset": None})  # fmt: skip
     assert manifest_folds(tmp_path / "runs") == tuple(range(1, 11))
+
+
+def test_a_fold_records_its_evaluation_scheme(ten_folds, tmp_path):
+    """split and seed from the fold's manifest.json (as selfcross.prepare writes it), the class
+    set from the configuration; a root without manifests is Yoon's random folds."""
+    import json
+
+    (ten_folds / "fold10" / "manifest.json").write_text(
+        json.dumps({"fold": 10, "split": "speaker", "seed": 3, "train": [], "dev": [], "test": []})
+    )
+
+    def scheme(root, *extra):
+        cfg = compose(["data=iemocap", f"data.root={root}", "fold=10", *shape_overrides(),
+                       *extra])  # fmt: skip
+        return instantiate(cfg.data).scheme()
+
+    assert scheme(ten_folds) == {"split": "speaker", "seed": 3, "class_set": None}
+    four = scheme(ten_folds, "class_set=4class")
+    assert four == {"split": "speaker", "seed": 3, "class_set": "4class"}
+    make_fold(tmp_path / "yoon" / "fold10", seed=1)
+    yoon = scheme(tmp_path / "yoon", "data.n_folds=10")
+    assert yoon == {"split": "random", "seed": None, "class_set": None}
+    synthetic = compose([f"paths.data_dir={tmp_path}", "data.synthetic.seed=4"])
+    assert instantiate(synthetic.data).scheme() == {
+        "split": "random",
+        "seed": 4,
+        "class_set": None,
+    }

@@ -185,3 +185,5 @@ def test_a_run_selecting_on_weighted_f1_tests_its_best_validation_wf1_epoch(tmp_
     assert record.best_epoch == 1 + scores.index(max(scores))
     assert record.val_wf1 == max(scores)
     assert 0.0 <= record.test_wf1 <= 1.0
+    # the fold's evaluation scheme: the synthetic folds are random, with the generator's seed
+    assert record.data.scheme == {"split": "random", "seed": 0, "class_set": None}
