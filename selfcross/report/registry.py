@@ -104,7 +104,9 @@ TABLES: dict[str, Table] = {
         (SPLIT_CONFIGS, METRICS),
     ),
     "table2": Table(
-        "the five tri-modal models", cell_table(build_table2, table2_cells()), (SPLIT_CONFIGS,)
+        "the five tri-modal models",
+        cell_table(build_table2, table2_cells()),
+        (SPLIT_CONFIGS, METRICS),
     ),
     "table3": Table(
         "transformer layers vs bare attention",

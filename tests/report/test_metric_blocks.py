@@ -121,3 +121,18 @@ def test_weighted_f1_of_a_record_that_cannot_have_it_is_a_one_line_error(tmp_pat
     )
     # without weighted F1 the same runs make a table
     run_main("table1", "--results", str(root), "--out", str(out), *GRID, "--metrics", "wa")
+
+
+def test_table2_takes_metrics_too(tmp_path):
+    root, out = tmp_path / "multirun", tmp_path / "tables"
+    write_scored_cell(root, "self", "TVA", TV_SELF)
+    write_scored_cell(root, "cross", "TVA", TV_CROSS)
+    run_main("table2", "--results", str(root), "--out", str(out), *GRID, "--metrics", "uwa,wf1")
+    rows = read_csv(out / "table2.csv")
+    assert {metric for _, metric, _ in rows} == {"uwa", "wf1"}
+    assert float(rows[("TVA", "wf1", "self")]["mean"]) == pytest.approx(np.mean(TV_SELF) - 0.1)
+    assert rows[("TVA", "wf1", "self")]["paper_mean"] == ""
+    assert rows[("TVA", "uwa", "self")]["paper_mean"] != ""
+    (section, *_), = [v for k, v in md_tables((out / "table2.md").read_text()).items()
+                      if k == "Tri-modal (T+V+A) models: UWA and WF1"]  # fmt: skip
+    assert list(section) == ["Model", "UWA (paper)", "UWA (ours)", "WF1 (paper)", "WF1 (ours)"]
