@@ -116,3 +116,26 @@ def test_the_class_set_is_hashed_and_checked(tmp_path):
     synthetic = compose(["class_set=4class", f"paths.data_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="synthetic folds are generated with the full"):
         validate(synthetic)
+
+
+def test_selfcross_check_counts_the_class_set_beside_its_published_counts(tmp_path):
+    """`python -m selfcross.check ... class_set=4class` on 7-class folds: the set's classes,
+    counted as a run reads them, beside the set's published counts."""
+    from selfcross.check import check_config
+
+    arrays = make_root(tmp_path / "seven")
+    root, cache = tmp_path / "seven", tmp_path / "cache"
+    report = check_config(["data=iemocap", f"data.root={root}", "class_set=4class",
+                           f"data.cache_dir={cache}", *shape_overrides()])  # fmt: skip
+    assert report.ok, report.format()
+    assert report.class_names == ("angry", "happy", "sad", "neutral")
+    assert report.published == {"angry": 1103, "happy": 1636, "sad": 1084, "neutral": 1708}
+    labels = np.asarray(FOUR)[arrays[1]["test_label"]]
+    test = report.folds[0].splits["test"]
+    assert test.class_counts == np.bincount(labels[labels >= 0], minlength=4).tolist()
+    assert test.n == int((labels >= 0).sum())  # the set's utterances, not the file's rows
+    lines = report.format().splitlines()
+    happy = next(line.split() for line in lines if line.startswith("  1 happy"))
+    total = next(line.split() for line in lines if line.startswith("  all "))
+    assert happy[-1] == "1636" and total[-1] == "5531"
+    assert int(total[3]) == test.n  # the test column counts the set's utterances
