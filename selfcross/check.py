@@ -41,12 +41,11 @@ def check_config(overrides: list[str]) -> CheckReport:
         ensure_synthetic(
             datamodule.root, folds, datamodule.synthetic, datamodule.class_names, len(folds)
         )
+    published = published_counts(cfg.data.name)
+    if cfg.data.get("class_set") is not None:  # the set's published counts, by its class names
+        published = dict(zip(cfg.data.class_names, cfg.data.class_counts, strict=True))
     return check_root(
-        datamodule.root,
-        datamodule.options,
-        datamodule.class_names,
-        folds,
-        published_counts(cfg.data.name),
+        datamodule.root, datamodule.options, datamodule.class_names, folds, published
     )
 
 

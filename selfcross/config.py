@@ -22,7 +22,7 @@ from selfcross import (
     transformer_problem,
 )
 from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, SelfcrossError
-from selfcross.manifest import FoldsManifest, manifest_path, read_manifest
+from selfcross.manifest import FoldsManifest, conv_out_for, manifest_path, read_manifest
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -188,6 +188,7 @@ def validate(cfg: DictConfig, need_data: bool = True) -> None:
     ``need_data=False`` skips the checks of the data location (for model summaries).
     """
     try:
+        check_class_set(cfg.data)
         manifest = root_manifest(cfg.data)
         n_folds = cfg.data.n_folds if manifest is None else manifest.n_folds
         problem = fold_problem(cfg.fold, n_folds)
@@ -242,22 +243,11 @@ def root_manifest(data: DictConfig) -> FoldsManifest | None:
         raise ConfigError(str(err)) from None
 
 
-def conv_out_for(conv_out: int | None, seq_len: int, new_seq_len: int) -> int | None:
-    """The Conv1d over time's output length at another sequence length: the configured ratio
-    kept, ``max(1, round(conv_out * new_seq_len / seq_len))`` (audio 1000 -> 500 halves any
-    length, vision 32 -> 25 keeps 25/32); null (no convolution) stays null.
-    ``Conv1d(seq_len, conv_out, 1)`` reads the time axis as channels, so its output has
-    ``conv_out`` steps whatever the feature size, and an utterance with ``n`` valid frames has
-    ``ceil(n * conv_out / seq_len)`` valid steps after it (``models.encoders``)."""
-    if conv_out is None or new_seq_len == seq_len:
-        return conv_out
-    return max(1, (conv_out * new_seq_len * 2 + seq_len) // (2 * seq_len))
-
-
 def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
     """The models are sized from the folds the root holds: ``data.shapes`` takes the manifest's
-    sequence lengths and feature sizes (``conv_out`` scaled by :func:`conv_out_for`); the
-    configured class names must be the folds' class ids."""
+    sequence lengths and feature sizes (``conv_out`` scaled by
+    :func:`selfcross.manifest.conv_out_for`); the configured class names must be the folds'
+    class ids."""
     path = manifest_path(data.root)
     with open_dict(data):
         for modality, shape in manifest.shapes.items():
@@ -265,10 +255,27 @@ def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
             if "conv_out" in ours:
                 ours.conv_out = conv_out_for(ours.conv_out, ours.seq_len, shape["seq_len"])
             ours.seq_len, ours.feat_dim = shape["seq_len"], shape["feat_dim"]
+    if data.get("class_set") is not None:  # the folds hold the full set; the map is checked
+        return  # where it is built (selfcross.data.datasets.class_set_map)
     if tuple(data.class_names) != manifest.class_names:
         raise ConfigError(
             f"data.class_names=[{', '.join(data.class_names)}], but the folds' class ids are "
             f"[{', '.join(manifest.class_names)}] ({path})"
+        )
+
+
+def check_class_set(data: DictConfig) -> None:
+    """``class_set=<name>`` names one of the dataset's ``class_sets`` (before its values,
+    which interpolate that entry, are read)."""
+    name = data.get("class_set")
+    sets = data.get("class_sets") or {}
+    if name is not None and name not in sets:
+        known = ", ".join(map(str, sets)) or "none"
+        raise ConfigError(f"class_set={name}: data={data.name} has no such class set ({known})")
+    if name is not None and data.get("synthetic"):
+        raise ConfigError(
+            f"class_set={name}: synthetic folds are generated with the full class set; apply "
+            "class sets to prepared (or Yoon's) folds"
         )
 
 

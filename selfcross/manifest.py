@@ -179,3 +179,15 @@ def feature_set_label(features: dict[str, dict]) -> str:
 def root_feature_set(root: str | Path | None) -> dict[str, dict]:
     """:func:`feature_set` of ``root``'s manifest ({} without a root or a manifest)."""
     return feature_set(read_manifest(root)) if root is not None else {}
+
+
+def conv_out_for(conv_out: int | None, seq_len: int, new_seq_len: int) -> int | None:
+    """The Conv1d over time's output length at another sequence length: the configured ratio
+    kept, ``max(1, round(conv_out * new_seq_len / seq_len))`` (audio 1000 -> 500 halves any
+    length, vision 32 -> 25 keeps 25/32); null (no convolution) stays null.
+    ``Conv1d(seq_len, conv_out, 1)`` reads the time axis as channels, so its output has
+    ``conv_out`` steps whatever the feature size, and an utterance with ``n`` valid frames has
+    ``ceil(n * conv_out / seq_len)`` valid steps after it (``models.encoders``)."""
+    if conv_out is None or new_seq_len == seq_len:
+        return conv_out
+    return max(1, (conv_out * new_seq_len * 2 + seq_len) // (2 * seq_len))

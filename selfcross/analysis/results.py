@@ -5,8 +5,7 @@ Every run of ``selfcross.run`` writes one ``result.json`` (a
 :class:`~selfcross.training.record.RunRecord`); tables and figures are built from these files
 only. A file that is not valid JSON, lacks a key of the record (e.g. truncated), comes from a
 newer selfcross, or holds a value the tables cannot use is never used: it is reported as skipped
-and its run counts as missing. Runs of different data, and the same run found twice, are errors
-(:func:`check_runs`).
+and its run counts as missing. Which runs may be pooled is :mod:`selfcross.analysis.pooling`'s.
 """
 
 from __future__ import annotations
@@ -22,15 +21,33 @@ import numpy as np
 
 from selfcross.errors import DataError
 from selfcross.manifest import feature_set_label
-from selfcross.training.record import RESULT_FILE, RunRecord, same_data
+from selfcross.training.record import RESULT_FILE, RunRecord
 from selfcross.training.resume import comparable_config
 from selfcross.training.rundir import SUPERSEDED
 
 METRICS = {"wa": "test_wa", "uwa": "test_uwa"}
 """The paper's metric names -> record keys (WA = mean per-class recall, UWA = accuracy)."""
 
+TABLE_METRICS = {**METRICS, "wf1": "test_wf1", "mf1": "test_f1"}
+"""Every metric a table can show (``--metrics``) -> its record key: the paper's two, weighted F1
+(support-weighted, MELD's usual metric) and macro-F1 (docs/protocols.md, "Metrics")."""
+
 DataSource = tuple[str, str | None, str]
 """(data.name, data.preset, data.root)."""
+
+Scheme = tuple[str, str | None, int | None]
+"""An evaluation scheme: (split, class set or None for the full set, the split's seed)."""
+
+
+def describe_scheme(scheme: Scheme | None) -> str:
+    """``split speaker (seed 0), class set 4class``; ``not recorded`` for None."""
+    if scheme is None:
+        return "not recorded"
+    split, class_set, seed = scheme
+    seed_text = "" if seed is None else f" (seed {seed})"
+    return f"split {split}{seed_text}, " + (
+        f"class set {class_set}" if class_set else "all classes"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,15 @@ class RunResult:
     """Trainable parameters of the run's network; None if the record lacks a count."""
     feature_set: str = "paper"
     """The data's feature set in one name (``selfcross.manifest.feature_set_label``)."""
+    wf1: float | None = None
+    """Test weighted F1: the record's, or for a version-1 record derived from its confusion
+    matrix; None when neither is there."""
+    mf1: float | None = None
+    """Test macro-F1 (the record's ``test_f1``); None if the record holds none."""
+    val_wf1: float | None = None
+    """Best-validation weighted F1; None (absent) in a version-1 record: it cannot be derived."""
+    scheme: Scheme | None = None
+    """The fold's evaluation scheme (split, class set, split seed); None if not recorded."""
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -62,7 +88,12 @@ class RunResult:
         return (self.model, self.modality, self.fold, self.seed)
 
     def metric(self, name: str) -> float:
-        return {"wa": self.wa, "uwa": self.uwa}[name]
+        """The test value of ``name`` (a key of :data:`TABLE_METRICS`); ValueError if this run
+        has none (see :func:`check_metrics`)."""
+        value = {"wa": self.wa, "uwa": self.uwa, "wf1": self.wf1, "mf1": self.mf1}[name]
+        if value is None:
+            raise ValueError(f"{self.path}: no {TABLE_METRICS[name]} in this record")
+        return value
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,39 @@ def _confusion(record: RunRecord) -> tuple[np.ndarray | None, tuple[str, ...] | 
     return counts.astype(np.int64), tuple(names)
 
 
+def _rate(value, key: str) -> float | None:
+    """``value`` as a rate in [0, 1], None if absent; ValueError naming ``key`` otherwise."""
+    if value is None:
+        return None
+    value = float(_checked(value, float, key))
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{key} is {value!r}, expected a rate in [0, 1]")
+    return value
+
+
+def _test_wf1(record: RunRecord, confusion: np.ndarray | None) -> float | None:
+    """The record's test weighted F1; for a record older than the key, derived from its test
+    confusion matrix by the one definition (``models/metrics.py``: ``weighted_f1``)."""
+    if record.test_wf1 is not None or confusion is None or not confusion.sum():
+        return _rate(record.test_wf1, "test_wf1")
+    from selfcross.models.metrics import weighted_f1  # torch: only for version-1 records
+
+    return float(weighted_f1(confusion))
+
+
+def check_metrics(runs: Iterable[RunResult], metrics: Iterable[str]) -> None:
+    """DataError naming the first run that lacks one of ``metrics`` (e.g. weighted F1 of a
+    version-1 record without a confusion matrix)."""
+    for metric in metrics:
+        for run in runs:
+            if {"wf1": run.wf1, "mf1": run.mf1}.get(metric, 0.0) is None:
+                raise DataError(
+                    run.path,
+                    f"holds no {TABLE_METRICS[metric]} (nor a confusion matrix to derive it "
+                    f"from): leave {metric} out of --metrics",
+                )
+
+
 def parse_result(path: Path, raw) -> RunResult:
     """One run from a decoded ``result.json``; ValueError names the first problem."""
     record = RunRecord.from_dict(raw)
@@ -126,6 +190,10 @@ def parse_result(path: Path, raw) -> RunResult:
     root = _checked(data.root, str, "data.root")
     fingerprint = _checked(data.fingerprint, str, "data.fingerprint")
     confusion, class_names = _confusion(record)
+    wf1 = _test_wf1(record, confusion)
+    scheme = data.scheme
+    if scheme is not None and not isinstance(scheme, dict):
+        raise ValueError("data.scheme is not an object")
     return RunResult(
         path=path,
         model=model,
@@ -143,7 +211,16 @@ def parse_result(path: Path, raw) -> RunResult:
         feature_set=feature_set_label(
             data.feature_set if isinstance(data.feature_set, dict) else {}
         ),  # fmt: skip
+        wf1=wf1,
+        mf1=_rate(record.test_f1, "test_f1"),
+        val_wf1=_rate(record.val_wf1, "val_wf1"),
+        scheme=None if scheme is None else _scheme(scheme),
     )
+
+
+def _scheme(raw: dict) -> Scheme:
+    seed, class_set = raw.get("seed"), raw.get("class_set")
+    return (str(raw.get("split")), None if class_set is None else str(class_set), seed)
 
 
 def find_result_files(directory: str | Path) -> list[Path]:
@@ -190,127 +267,3 @@ def warn_skipped(skipped: Iterable[Skipped]) -> None:
     """One warning line on stderr per skipped file."""
     for s in skipped:
         print(f"warning: {s}; not used, counted as missing", file=sys.stderr)
-
-
-def describe_source(source: DataSource) -> str:
-    name, preset, root = source
-    return f"{name}" + (f"/{preset}" if preset else "") + f" at {root}"
-
-
-CELL_KEYS = ("fold", "seed", "data.fold")
-"""What may differ between the runs of one cell (``data.fold`` is ``${fold}``); every other
-hashed key must agree."""
-
-
-def config_difference(a: RunResult, b: RunResult) -> dict[str, tuple[str, str]]:
-    """The keys, beyond fold and seed, whose values differ between two runs: key -> (a, b)."""
-    absent = "<absent>"
-    return {
-        key: (a.config.get(key, absent), b.config.get(key, absent))
-        for key in sorted(set(a.config) | set(b.config))
-        if key not in CELL_KEYS and a.config.get(key, absent) != b.config.get(key, absent)
-    }
-
-
-def _shown(value: str) -> str:
-    return value[1:-1] if value.startswith('"') and value.endswith('"') else value
-
-
-def describe_difference(diff: dict[str, tuple[str, str]], limit: int = 4) -> str:
-    """``model.optimizer.lr: 0.01 vs 0.001; ...`` (the first ``limit`` keys)."""
-    parts = [f"{k}: {_shown(a)} vs {_shown(b)}" for k, (a, b) in list(diff.items())[:limit]]
-    if len(diff) > limit:
-        parts.append(f"and {len(diff) - limit} more")
-    return "; ".join(parts)
-
-
-def config_groups(runs: list[RunResult]) -> list[tuple[str, list[RunResult]]]:
-    """The runs split by the keys that differ within some cell, each group with its label
-    (``model.optimizer.lr=0.01``); one unlabelled group when every cell is one configuration."""
-    first: dict[tuple[str, str], RunResult] = {}
-    keys: set[str] = set()
-    for run in runs:
-        keys |= set(config_difference(run, first.setdefault((run.model, run.modality), run)))
-    if not keys:
-        return [("", list(runs))]
-    groups: dict[str, list[RunResult]] = {}
-    for run in runs:
-        label = ", ".join(f"{k}={_shown(run.config.get(k, '<absent>'))}" for k in sorted(keys))
-        groups.setdefault(label, []).append(run)
-    return sorted(groups.items())
-
-
-def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> None:
-    """Refuse runs that must not be aggregated together (DataError naming two files).
-
-    - runs of one (model, modality) cell whose configurations differ beyond fold and seed
-      (a learning rate, the epochs, the synthetic generator's seed): always an error, naming
-      the keys (``--split-configs`` shows each configuration as its own cell instead);
-    - the same (model, modality, fold, seed) twice: always an error;
-    - different data sources (name, preset, root): an error unless ``allow_mixed_data``;
-    - the same fold with different ``data.fingerprint`` (a hash of every file of the fold
-      directory, whichever modalities a run read): likewise;
-    - different feature sets (``data.feature_set``: the encoders the folds were prepared with):
-      always an error, naming both (a table compares models on one feature set).
-    """
-    runs = list(runs)
-    check_feature_sets(runs)
-    first_of_key: dict[tuple, RunResult] = {}
-    first_of_cell: dict[tuple[str, str], RunResult] = {}
-    for run in runs:
-        reference = first_of_cell.setdefault((run.model, run.modality), run)
-        diff = config_difference(run, reference)
-        if diff:
-            raise DataError(
-                run.path,
-                f"configuration differs from {reference.path} ({describe_difference(diff)}): "
-                "a cell averages runs of one configuration; pass --split-configs to show "
-                "each configuration as its own cell",
-            )
-        other = first_of_key.setdefault(run.key, run)
-        if other is not run:
-            model, modality, fold, seed = run.key
-            raise DataError(
-                run.path,
-                f"the same run (model {model}, modality {modality}, fold {fold}, seed {seed}) "
-                f"as {other.path}; remove one of them",
-            )
-    if not allow_mixed_data:
-        check_same_data(runs)
-
-
-def check_feature_sets(runs: list[RunResult]) -> None:
-    """Refuse runs of different feature sets (DataError naming the two files and sets)."""
-    for run in runs:
-        if run.feature_set != runs[0].feature_set:
-            raise DataError(
-                run.path,
-                f"feature set {run.feature_set} differs from {runs[0].feature_set} in "
-                f"{runs[0].path}: a table compares runs of one feature set; give it the runs of "
-                "one (--results <their folder>)",
-            )
-
-
-def check_same_data(runs: Iterable[RunResult], verb: str = "aggregate") -> None:
-    """Refuse runs of different data sources (name, preset, root), or of one fold with
-    different fingerprints; the message offers ``--allow-mixed-data`` to ``verb`` them anyway."""
-    first_source: RunResult | None = None
-    first_of_fold: dict[int, RunResult] = {}
-    for run in runs:
-        if first_source is None:
-            first_source = run
-        elif run.source != first_source.source:
-            raise DataError(
-                run.path,
-                f"data {describe_source(run.source)} differs from "
-                f"{describe_source(first_source.source)} in {first_source.path}; "
-                f"pass --allow-mixed-data to {verb} them anyway",
-            )
-        same_fold = first_of_fold.setdefault(run.fold, run)
-        if not same_data(same_fold.fingerprint, run.fingerprint):
-            raise DataError(
-                run.path,
-                f"fold {run.fold} data fingerprint {run.fingerprint} differs from "
-                f"{same_fold.fingerprint} in {same_fold.path} (the fold's files changed between "
-                f"the runs); pass --allow-mixed-data to {verb} them anyway",
-            )

@@ -11,7 +11,6 @@ The data path: :mod:`~selfcross.data.npy` (raw ``.npy`` files) -> :mod:`~selfcro
 about usable but suspicious data, :mod:`~selfcross.data.synthetic` writes the synthetic folds.
 """
 
-from selfcross.data.datamodule import FoldDataModule, IemocapDataModule, SplitTensors
 from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import fold_dir
 from selfcross.data.reader import FoldReader
@@ -28,3 +27,16 @@ __all__ = [
     "ensure_synthetic",
     "fold_dir",
 ]
+
+_DATAMODULE = ("FoldDataModule", "IemocapDataModule", "SplitTensors")
+"""Imported on first use: the data module needs torch and Lightning, which the light modules of
+this package (facts, inputs, manifests read by the report) must not pull in."""
+
+
+def __getattr__(name: str):
+    if name in _DATAMODULE:
+        from selfcross.data import datamodule
+
+        return getattr(datamodule, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

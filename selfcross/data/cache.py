@@ -54,6 +54,8 @@ def cache_key(fold_dir: Path, fingerprint: str, options: ReaderOptions) -> str:
         "on_nonfinite": options.on_nonfinite,
         "num_classes": options.num_classes,
     }
+    if options.class_map is not None:  # keyed only when set: earlier entries keep their key
+        payload["class_map"] = list(options.class_map)
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 

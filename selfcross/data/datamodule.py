@@ -3,6 +3,7 @@ real or synthetic."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from selfcross import MODALITIES, fold_problem, modality_problem
 from selfcross.data.cache import load_fold
+from selfcross.data.datasets import class_set_map
 from selfcross.data.fold import FoldData, ReaderOptions
 from selfcross.data.npy import SPLITS, fold_dir
 from selfcross.data.synthetic import SyntheticSpec, ensure_synthetic
 from selfcross.errors import ConfigError
-from selfcross.manifest import root_n_folds
+from selfcross.manifest import read_manifest, root_n_folds
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +120,11 @@ class FoldDataModule(L.LightningDataModule):
         class_names, class_counts, n_folds: the dataset's facts; None: those of
             ``conf/data/<name>.yaml`` (class_counts: the published utterances per class id,
             the synthetic data's class sizes).
-        split_counts, paper_results, labels: facts read by preparation and tables (published
-            counts per official split; whether the paper reports this dataset; the release's
-            labels of each class), not used for loading.
+        split_counts, paper_results, labels, metrics, selection_metric: facts read by
+            preparation, tables and the monitor (published counts per official split; whether
+            the paper reports this dataset; the release's labels of each class; the metrics
+            its tables show; the validation metric ``monitor.metric`` follows), not used for
+            loading.
         A prepared root's manifest (``dataset.json``) gives the number of folds instead of
         ``n_folds`` (synthetic roots excepted: their configuration decides what is generated).
         shapes: expected ``{modality: {seq_len, feat_dim, ...}}``; the files must match it.
@@ -133,6 +137,10 @@ class FoldDataModule(L.LightningDataModule):
             halve its memory; batches are cast back to float32).
         name, preset, label: the data source, its synthetic size, and how sweeps name it
             (recorded, not used for loading).
+        class_set, class_sets: the class set applied while loading (``class_set=4class``;
+            :func:`selfcross.data.datasets.class_set_map`) among the dataset's; the folds keep
+            the full set's class ids (as the root's manifest names them), utterances of
+            classes outside the set are left out of every split before preprocessing.
     """
 
     def __init__(
@@ -162,6 +170,10 @@ class FoldDataModule(L.LightningDataModule):
         name: str = "iemocap",
         preset: str | None = None,
         label: str | None = None,
+        metrics: Sequence[str] | None = None,
+        selection_metric: str | None = None,
+        class_set: str | None = None,
+        class_sets: dict | None = None,
     ):
         super().__init__()
         if class_names is None or class_counts is None or n_folds is None:
@@ -192,6 +204,18 @@ class FoldDataModule(L.LightningDataModule):
                 f"data.class_names has {len(self.class_names)} names for num_classes={num_classes}"
             )
         self.shapes = {k: dict(v) for k, v in shapes.items()} if shapes else None
+        class_map = None
+        if class_set is not None:
+            if synthetic:
+                raise ConfigError(
+                    f"data.class_set={class_set}: synthetic folds are generated with the full "
+                    "class set; apply class sets to prepared (or Yoon's) folds"
+                )
+            manifest = read_manifest(root)
+            full = manifest.class_names if manifest is not None else None
+            class_map = class_set_map(class_set, class_sets, full)
+        self.class_set = class_set
+        self.merged = {} if class_set is None else dict(class_sets[class_set]["merge"])
         self.options = ReaderOptions(
             modalities=self.modalities,
             num_classes=len(self.class_names),
@@ -200,6 +224,7 @@ class FoldDataModule(L.LightningDataModule):
             text_source=text_source,
             on_nonfinite=on_nonfinite,
             shapes=self.shapes,
+            class_map=class_map,
         )
         self.num_workers = num_workers
         self.cache_dir = cache_dir
@@ -231,6 +256,23 @@ class FoldDataModule(L.LightningDataModule):
     @property
     def fold_path(self) -> Path:
         return fold_dir(self.root, self.fold)
+
+    def scheme(self) -> dict:
+        """The fold's evaluation scheme: ``split`` (random, session, speaker, official), the
+        split's ``seed`` and the ``class_set`` (None: the dataset's full set). Read from the
+        fold's ``manifest.json`` (written by selfcross.prepare), else the root's
+        ``dataset.json``, else Yoon et al.'s random folds (seed unknown: None); synthetic folds
+        are random with the generator's seed."""
+        split, seed = "random", None
+        fold_manifest = self.fold_path / "manifest.json"
+        if self.synthetic is not None:
+            seed = self.synthetic.seed
+        elif fold_manifest.is_file():
+            written = json.loads(fold_manifest.read_text())
+            split, seed = written.get("split", split), written.get("seed")
+        elif (root_manifest := read_manifest(self.root)) is not None:
+            split = root_manifest.split
+        return {"split": split, "seed": seed, "class_set": self.class_set}
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:
@@ -275,6 +317,13 @@ class FoldDataModule(L.LightningDataModule):
                 counts[split],
                 s.n_dropped,
             )
+        if self.class_set is not None:
+            total = np.sum([counts[split] for split in SPLITS], axis=0).tolist()
+            merged = [
+                f"{n} ({'+'.join(self.merged[n])}) {k} here, {p} published"
+                for n, k, p in zip(self.class_names, total, self.class_counts, strict=True)
+            ]
+            log.info("  class set %s: %s", self.class_set, "; ".join(merged))
 
     def summary(self) -> dict:
         """Counts a result file records: per split, utterances, dropped, per-class counts."""

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 from omegaconf import DictConfig, OmegaConf
 
+from selfcross.errors import ConfigError
+
 
 @lru_cache(maxsize=8)
 def dataset(name: str = "iemocap") -> DictConfig:
@@ -38,3 +40,47 @@ def published_counts(name: str = "iemocap") -> dict[str, int]:
     data = dataset(name)
     counts = data.get("class_counts") or []
     return dict(zip(data.class_names, counts, strict=bool(counts)))
+
+
+def default_metrics(name: str = "iemocap") -> tuple[str, ...]:
+    """The metrics a table shows by default for runs on ``name`` (``metrics`` of
+    ``conf/data/<name>.yaml``: IEMOCAP the paper's WA and UWA, MELD weighted F1 and accuracy);
+    the paper's two for a dataset without a file there."""
+    from selfcross.config import CONFIG_DIR
+
+    if not (CONFIG_DIR / "data" / f"{name}.yaml").is_file():
+        return ("wa", "uwa")
+    return tuple(dataset(name).get("metrics") or ("wa", "uwa"))
+
+
+def class_set_map(name: str, class_sets, full_names=None) -> tuple[int, ...]:
+    """The class id in class set ``name`` of each class id of folds holding ``full_names``
+    (their manifest's class names; None: the set's ``of``), -1 for a class the set leaves out.
+
+    ``class_sets`` is ``data.class_sets`` of conf/data/<name>.yaml: per set, ``of`` (the full
+    set's class names), ``class_names`` and ``merge`` (each class of the set: the full set's
+    classes it takes). ConfigError names what does not fit.
+    """
+    sets = dict(class_sets or {})
+    if name not in sets:
+        known = ", ".join(map(str, sets)) or "none"
+        raise ConfigError(f"data.class_set={name}: no such class set (the dataset has {known})")
+    spec = sets[name]
+    full = list(full_names or spec["of"])
+    merge = dict(spec["merge"])
+    if list(merge) != list(spec["class_names"]):
+        raise ConfigError(
+            f"data.class_sets.{name}.merge must list the classes of its class_names in order"
+        )
+    mapping = [-1] * len(full)
+    for target, sources in enumerate(merge.values()):
+        for source in sources:
+            if source not in full:
+                raise ConfigError(
+                    f"data.class_set={name}: the set takes class {source!r}, which the folds "
+                    f"do not have (their classes: {', '.join(full)})"
+                )
+            if mapping[full.index(source)] != -1:
+                raise ConfigError(f"data.class_set={name}: class {source!r} is merged twice")
+            mapping[full.index(source)] = target
+    return tuple(mapping)

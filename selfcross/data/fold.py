@@ -73,11 +73,17 @@ class OpenedSplit:
     paths: dict[str, Path] = field(default_factory=dict)
     """Role (``label``, a modality, ``A_len``, ``V_len``) -> file."""
     keep: np.ndarray | None = None
-    """Rows used: those with video unless data.drop_zero_video is false."""
+    """Rows used: those with video unless data.drop_zero_video is false, and of a class of the
+    class set (``ReaderOptions.class_map``)."""
+    n_outside_set: int = 0
+    """Rows left out because their class is outside the class set (with video or not)."""
 
     @property
     def n_dropped(self) -> int:
-        return 0 if self.n is None or self.keep is None else self.n - len(self.keep)
+        """Rows of the class set dropped for having no video."""
+        if self.n is None or self.keep is None:
+            return 0
+        return self.n - len(self.keep) - self.n_outside_set
 
 
 @dataclass
@@ -100,6 +106,9 @@ class ReaderOptions:
     shapes: dict | None = None
     """Expected {modality: {seq_len, feat_dim}}; the files must match when given. Without it,
     the three splits must still agree with one another."""
+    class_map: tuple[int, ...] | None = None
+    """A class set applied on loading (``data.class_set``): the class id in the set of each
+    class id in the files (-1: left out); None reads the files' class ids as they are."""
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)

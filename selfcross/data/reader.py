@@ -134,7 +134,11 @@ class FoldReader:
         if labels.ndim != 1:
             raise DataError(path, f"expected shape [N], found {list(labels.shape)}")
         self._check_n(split, path, labels)
-        split.labels = integers(path, labels, 0, self.opt.num_classes - 1, "class ids")
+        class_map = self.opt.class_map
+        n_ids = self.opt.num_classes if class_map is None else len(class_map)
+        split.labels = integers(path, labels, 0, n_ids - 1, "class ids")
+        if class_map is not None:  # the class set's ids; -1 for a class outside it
+            split.labels = np.asarray(class_map, dtype=np.int64)[split.labels]
         split.paths["label"] = path
 
     def _features(self, split: OpenedSplit, modality: str) -> None:
@@ -176,13 +180,16 @@ class FoldReader:
 
     def _keep(self, split: OpenedSplit) -> None:
         """The rows used, and an error when none is left."""
-        split.keep = kept_rows(
-            split_file(self.dir, split.name, LABEL_FILE),
-            split.name,
-            split.n,
-            split.lengths.get("V"),
-            self.opt.drop_zero_video,
-        )
+        path = split_file(self.dir, split.name, LABEL_FILE)
+        video = split.lengths.get("V")
+        keep = kept_rows(path, split.name, split.n, video, self.opt.drop_zero_video)
+        if self.opt.class_map is not None and split.labels is not None:
+            inside = keep[split.labels[keep] >= 0]
+            split.n_outside_set = int((split.labels < 0).sum())
+            if not len(inside):
+                raise DataError(path, f"the {split.name} split has no utterance of the class set")
+            keep = inside
+        split.keep = keep
 
     def _open_split(self, name: str) -> OpenedSplit:
         split = OpenedSplit(name)

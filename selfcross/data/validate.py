@@ -34,12 +34,12 @@ from selfcross.errors import DataError
 def _split_report(
     reader: FoldReader, opened: OpenedFold, split: OpenedSplit, num_classes: int
 ) -> SplitReport:
-    report = SplitReport(
-        n=split.n, dropped=split.n_dropped, class_counts=None, used_class_counts=None
-    )
+    n = None if split.n is None else split.n - split.n_outside_set  # the class set's rows
+    report = SplitReport(n=n, dropped=split.n_dropped, class_counts=None, used_class_counts=None)
     rows = split.keep if split.keep is not None else np.arange(split.n or 0)
-    if split.labels is not None:
-        report.class_counts = np.bincount(split.labels, minlength=num_classes).tolist()
+    if split.labels is not None:  # a class set's outside classes (-1) are not counted
+        inside = split.labels[split.labels >= 0]
+        report.class_counts = np.bincount(inside, minlength=num_classes).tolist()
         report.used_class_counts = np.bincount(split.labels[rows], minlength=num_classes).tolist()
     if not len(rows):
         return report

@@ -10,6 +10,11 @@ So WA < UWA on IEMOCAP, where the rare classes (surprise) are seldom recognised.
 from the targets are left out of WA (they have no recall to average), as in scikit-learn's
 ``balanced_accuracy_score``; torchmetrics' macro accuracy would count such a class as recall 0
 whenever it is predicted, so WA has its own small metric here.
+
+Two F1 scores: **macro-F1** (``f1`` in the logs, ``test_f1`` in ``result.json``; torchmetrics'
+macro average) and **weighted F1** (``wf1``, ``test_wf1``: each class's F1 weighted by its
+support, MELD's usual metric, scikit-learn's ``f1_score(average="weighted")``), computed only by
+:func:`weighted_f1` from a confusion matrix, for a run's epochs and for older records alike.
 """
 
 from __future__ import annotations
@@ -30,8 +35,24 @@ def per_class_recall(confusion: torch.Tensor) -> torch.Tensor:
     return confusion.diagonal() / confusion.sum(dim=1)
 
 
-class BalancedAccuracy(Metric):
-    """The paper's WA: the mean of per-class recalls over the classes present in the targets."""
+def weighted_f1(confusion) -> torch.Tensor:
+    """Support-weighted F1 from a [C, C] confusion matrix (rows true, columns predicted).
+
+    Each class's F1 is 2 TP / (2 TP + FP + FN), 0 when the class is neither present nor
+    predicted, weighted by its support (true count); NaN for an empty matrix. This is
+    scikit-learn's ``f1_score(average="weighted")``: a class never predicted scores 0 and one
+    absent from the targets weighs 0.
+    """
+    confusion = torch.as_tensor(confusion).double()
+    true_positive = confusion.diagonal()
+    support = confusion.sum(dim=1)
+    denominator = support + confusion.sum(dim=0)  # 2 TP + FN + FP
+    f1 = torch.where(denominator > 0, 2 * true_positive / denominator.clamp(min=1), 0.0)
+    return (f1 * support).sum() / support.sum()
+
+
+class _ConfusionMetric(Metric):
+    """A metric computed from the [C, C] confusion matrix it accumulates."""
 
     full_state_update = False
     higher_is_better = True
@@ -47,18 +68,30 @@ class BalancedAccuracy(Metric):
         counts = torch.bincount(index.flatten(), minlength=self.num_classes**2)
         self.confusion += counts.reshape(self.num_classes, self.num_classes)
 
+
+class BalancedAccuracy(_ConfusionMetric):
+    """The paper's WA: the mean of per-class recalls over the classes present in the targets."""
+
     def compute(self) -> torch.Tensor:
         recall = per_class_recall(self.confusion)
         return recall[~recall.isnan()].mean().float()
 
 
+class WeightedF1(_ConfusionMetric):
+    """Weighted F1 (:func:`weighted_f1`) over the accumulated predictions."""
+
+    def compute(self) -> torch.Tensor:
+        return weighted_f1(self.confusion).float()
+
+
 def scalar_metrics(num_classes: int) -> MetricCollection:
-    """WA, UWA and macro-F1 as torchmetrics objects (one collection per stage)."""
+    """WA, UWA, macro-F1 and weighted F1 as torchmetrics objects (one collection per stage)."""
     return MetricCollection(
         {
             "wa": BalancedAccuracy(num_classes),
             "uwa": MulticlassAccuracy(num_classes, average="micro"),
             "f1": MulticlassF1Score(num_classes, average="macro"),
+            "wf1": WeightedF1(num_classes),
         }
     )
 

@@ -127,9 +127,9 @@ def prepare_iemocap(settings: PrepareSettings) -> dict:
     plan = plan_jobs(corpus, settings, audio_folder, video_folder)
     labels = np.array([corpus.class_id(u) for u in corpus.utterances], dtype=np.int64)
     sessions = np.array([u.session for u in corpus.utterances], dtype=np.int64)
-    partitions = make_folds(
-        settings.split, labels, sessions, list(settings.folds), settings.ratios, settings.seed
-    )
+    speakers = np.array([u.speaker for u in corpus.utterances])
+    partitions = make_folds(settings.split, labels, sessions, list(settings.folds),
+                            settings.ratios, settings.seed, speakers)  # fmt: skip
     layout = fold_layout(settings.shapes, PROSODY_DIM, tuple(settings.encoders), settings.dtype)
     needed = check_disk_space(settings.out, partitions, layout)
 

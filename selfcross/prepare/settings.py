@@ -144,10 +144,12 @@ def from_config(cfg: DictConfig) -> PrepareSettings:
         or len(set(sessions)) < len(sessions)
     ):
         raise ConfigError(f"sessions={list(sessions)}: expected distinct numbers in 1..5")
-    if data["split"] == "session" and len(sessions) < 2:
-        raise ConfigError("split=session needs at least two sessions")
+    if data["split"] in ("session", "speaker") and len(sessions) < 2:
+        raise ConfigError(f"split={data['split']} needs at least two sessions")
     facts = dataset(name)
     default_folds = sessions if data["split"] == "session" else range(1, facts.n_folds + 1)
+    if data["split"] == "speaker":  # two folds per session: 2k-1 and 2k
+        default_folds = tuple(f for s in sessions for f in (2 * s - 1, 2 * s))
     folds = tuple(int(f) for f in (data["folds"] or default_folds))
     if not folds or any(f not in default_folds for f in folds):
         raise ConfigError(

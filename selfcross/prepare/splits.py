@@ -1,4 +1,4 @@
-"""Fold partitions: five random stratified folds, or leave one session out.
+"""Fold partitions: five random stratified folds, leave one session out, or leave one speaker out.
 
 ``random``: per class, the utterances are shuffled once (seeded); fold k's test set is the k-th
 block of 15 % of each class (so the five test sets are disjoint, covering 75 % of the data; a
@@ -7,6 +7,11 @@ the rest with a per-fold generator, and the remainder is train: 8 : 0.5 : 1.5.
 
 ``session``: fold k tests on session k; the dev set is drawn, stratified by class, from the
 other sessions in the train : dev proportion (8 : 0.5), the remainder is train.
+
+``speaker``: leave one speaker out within the held-out session (two speakers per IEMOCAP
+session, ten folds): fold 2k-1 validates on session k's female speaker and tests on its male
+one, fold 2k the reverse; train is the other sessions. No speaker of the test split is in train
+or dev.
 
 A class with at least two utterances in the pool has at least one in the test split (``random``)
 or the dev split (``session``), and one in dev too (``random``) when it has three or more.
@@ -19,7 +24,17 @@ import numpy as np
 from selfcross.data.npy import SPLITS
 from selfcross.errors import ConfigError
 
-SPLIT_MODES = ("random", "session")
+SPLIT_MODES = ("random", "session", "speaker")
+SPEAKERS = ("F", "M")
+"""The two speakers of an IEMOCAP session, by the letter of their utterance ids."""
+
+
+def speaker_fold_session(fold: int) -> tuple[int, str, str]:
+    """(session, dev speaker, test speaker) of a ``split=speaker`` fold (fold 3: session 2,
+    F validates, M is tested)."""
+    session, second = divmod(fold - 1, 2)
+    dev, test = SPEAKERS if second == 0 else SPEAKERS[::-1]
+    return session + 1, dev, test
 
 
 def _share(n: int, ratio: float) -> int:
@@ -85,6 +100,30 @@ def session_folds(
     return out
 
 
+def speaker_folds(
+    sessions: np.ndarray, speakers: np.ndarray, folds: list[int]
+) -> dict[int, dict[str, np.ndarray]]:
+    """{fold: {split: sorted utterance indices}} for ``split=speaker``
+    (:func:`speaker_fold_session`)."""
+    out = {}
+    for fold in folds:
+        session, dev_speaker, test_speaker = speaker_fold_session(fold)
+        held_out = sessions == session
+        test = np.flatnonzero(held_out & (speakers == test_speaker))
+        dev = np.flatnonzero(held_out & (speakers == dev_speaker))
+        if len(test) == 0 or len(dev) == 0:
+            raise ConfigError(
+                f"folds: fold {fold} would validate on speaker {dev_speaker} and test on "
+                f"speaker {test_speaker} of session {session}, which has none of one of them"
+            )
+        out[fold] = {
+            "train": np.flatnonzero(~held_out).astype(np.int64),
+            "dev": dev.astype(np.int64),
+            "test": test.astype(np.int64),
+        }
+    return out
+
+
 def make_folds(
     mode: str,
     labels: np.ndarray,
@@ -92,9 +131,12 @@ def make_folds(
     folds: list[int],
     ratios: tuple[float, ...],
     seed: int,
+    speakers: np.ndarray | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
     if mode == "random":
         return random_folds(labels, folds, ratios, seed)
     if mode == "session":
         return session_folds(labels, sessions, folds, ratios, seed)
+    if mode == "speaker" and speakers is not None:
+        return speaker_folds(sessions, speakers, folds)
     raise ConfigError(f"split={mode}: expected one of {', '.join(SPLIT_MODES)}")

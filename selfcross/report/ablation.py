@@ -13,8 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfcross.analysis.ablation import AblatedRun, load_ablations, present_subsets
+from selfcross.analysis.pooling import (
+    check_runs,
+)
 from selfcross.analysis.records import ABLATION_FILE
-from selfcross.analysis.results import METRICS, check_runs
+from selfcross.analysis.results import (
+    METRICS,
+)
 from selfcross.errors import DataError
 from selfcross.report.render import (
     Report,

@@ -5,12 +5,14 @@ so a new table is one entry here beside its module.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from selfcross.analysis.results import TABLE_METRICS
 from selfcross.report.figure3 import make_figure3
 from selfcross.report.masking import make_masking
 from selfcross.report.render import make_tables
@@ -57,6 +59,27 @@ class Table:
     results_help: str = RESULTS_HELP
 
 
+def metric_list(text: str) -> tuple[str, ...]:
+    """``--metrics wa,uwa,wf1,mf1`` -> the names, in the order given (argparse's type)."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",")))
+    unknown = [n for n in names if n not in TABLE_METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected metric names among {','.join(TABLE_METRICS)}"
+        )
+    return names
+
+
+METRICS = Option(
+    ("--metrics",),
+    {
+        "type": metric_list,
+        "default": None,
+        "help": "metrics to show, among wa,uwa,wf1,mf1 (default: the dataset's, conf/data/"
+        "<name>.yaml: metrics; IEMOCAP wa,uwa, MELD wf1,uwa)",
+    },
+)
+
 SPLIT_CONFIGS = Option(
     ("--split-configs",),
     {
@@ -78,10 +101,12 @@ TABLES: dict[str, Table] = {
     "table1": Table(
         "Self vs Cross on all modality subsets",
         cell_table(build_table1, table1_cells()),
-        (SPLIT_CONFIGS,),
+        (SPLIT_CONFIGS, METRICS),
     ),
     "table2": Table(
-        "the five tri-modal models", cell_table(build_table2, table2_cells()), (SPLIT_CONFIGS,)
+        "the five tri-modal models",
+        cell_table(build_table2, table2_cells()),
+        (SPLIT_CONFIGS, METRICS),
     ),
     "table3": Table(
         "transformer layers vs bare attention",

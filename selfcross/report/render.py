@@ -337,15 +337,17 @@ def make_tables(
     protocol: Protocol,
     allow_mixed_data: bool = False,
     split_configs: bool = False,
+    **options,
 ) -> list[Report]:
     """Build a table from the ``result.json`` files under ``directory``, print it and write it
     into ``out_dir``; with ``split_configs``, one table per configuration, each titled with its
-    label and written into its own folder ``out_dir/<label>/``."""
+    label and written into its own folder ``out_dir/<label>/``. ``options`` (the table's own,
+    e.g. ``metrics``) go to ``build``."""
     reports = []
     for label, selection in gather_groups(
         directory, protocol, cells, allow_mixed_data, split_configs
     ):
-        report = build(selection, allow_mixed_data)
+        report = build(selection, allow_mixed_data, **options)
         if label:
             report = replace(report, title=f"{report.title} [{label}]")
         publish(report, out_dir / label_folder(label) if label else out_dir)

@@ -3,18 +3,20 @@ job); this name is kept for code written before the move and warns once on impor
 
 import warnings
 
-from selfcross.analysis.results import (  # noqa: F401
+from selfcross.analysis.pooling import (  # noqa: F401
     CELL_KEYS,
-    METRICS,
-    DataSource,
-    RunResult,
-    Skipped,
     check_runs,
     check_same_data,
     config_difference,
     config_groups,
     describe_difference,
     describe_source,
+)
+from selfcross.analysis.results import (  # noqa: F401
+    METRICS,
+    DataSource,
+    RunResult,
+    Skipped,
     find_result_files,
     load_results,
     parse_result,

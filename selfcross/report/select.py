@@ -9,19 +9,23 @@ reported, never averaged in; cells short of runs are listed in a missing-runs re
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from selfcross import fusion_problem
-from selfcross.analysis.results import (
-    RunResult,
-    Skipped,
+from selfcross.analysis.pooling import (
     check_runs,
     config_groups,
     describe_source,
+)
+from selfcross.analysis.results import (
+    RunResult,
+    Skipped,
+    check_metrics,
+    describe_scheme,
     find_result_files,
     load_results,
     warn_skipped,
@@ -174,6 +178,34 @@ class Selection:
         """The data.name of the runs used (e.g. ``{"meld"}``)."""
         return {run.source[0] for c in self.cells.values() for run in c.runs.values()}
 
+    @property
+    def scheme(self) -> str:
+        """The runs' evaluation scheme (``split random (seed 0), all classes``; the tables
+        refuse runs of different recorded schemes); ``not recorded`` for older records."""
+        runs = [run for c in self.cells.values() for run in c.runs.values()]
+        recorded = sorted({r.scheme for r in runs if r.scheme is not None}, key=str)
+        return describe_scheme(recorded[0]) if recorded else describe_scheme(None)
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of the runs used (their records' class names; 7, the paper's, if none)."""
+        runs = [run for c in self.cells.values() for run in c.runs.values()]
+        return next((len(r.class_names) for r in runs if r.class_names), 7)
+
+
+def shown_metrics(selection: Selection, metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """The metrics a table shows: ``metrics`` (``--metrics``), else the default of the runs'
+    dataset (``metrics`` of conf/data/<name>.yaml; over several datasets, each one's in turn;
+    no runs: IEMOCAP's). DataError if a run lacks one (:func:`check_metrics`)."""
+    from selfcross.data.datasets import default_metrics
+
+    if metrics is None:
+        names = sorted(selection.datasets) or ["iemocap"]
+        metrics = tuple(dict.fromkeys(m for name in names for m in default_metrics(name)))
+    runs = [run for cell in selection.cells.values() for run in cell.runs.values()]
+    check_metrics(runs, metrics)
+    return tuple(metrics)
+
 
 def applicable(model: str, modality: str) -> bool:
     """Whether ``model`` can be built on ``modality`` (the package's one rule, e.g. cross
@@ -291,6 +323,7 @@ def provenance(selection: Selection, allow_mixed_data: bool) -> list[str]:
         f"{len(selection.outside)} outside the expected grid ignored, {selection.other} of "
         "other cells not shown here)",
         f"Expected runs: {selection.protocol.describe()}",
+        f"Evaluation scheme: {selection.scheme}",
     ]
     if len(selection.sources) > 1:
         mixed = "MIXED DATA (--allow-mixed-data): " if allow_mixed_data else ""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
-from selfcross.analysis.results import METRICS
 from selfcross.report import paper
 from selfcross.report.render import (
     Report,
@@ -23,14 +23,17 @@ from selfcross.report.select import (
     missing_report,
     modality_label,
     provenance,
+    shown_metrics,
 )
 from selfcross.report.stats import compare
 
 METRIC_TITLES = {
     "wa": "WA (weighted accuracy: mean per-class recall)",
     "uwa": "UWA (unweighted accuracy: share classified correctly)",
+    "wf1": "WF1 (weighted F1: per-class F1 weighted by class support)",
+    "mf1": "MF1 (macro-F1: mean per-class F1)",
 }
-"""Titles of Table 1's two blocks."""
+"""Titles of Table 1's blocks, one per metric shown (``--metrics``)."""
 
 TABLE1_HEADER = [
     "Modality", "MDRE", "AMH", "Cross (paper)", "Cross (ours)", "Self (paper)", "Self (ours)",
@@ -40,19 +43,27 @@ OWN_HEADER = ["Modality", "Cross", "Self", "p t-test", "p paired", "pairs"]
 """Table 1's header on a dataset the paper does not report (MELD): our columns only."""
 
 
+REFERENCES, OURS = paper.TABLE1_REFERENCES, ("cross", "self")
+"""Table 1's reference and own columns: the paper has values for WA and UWA only; a block of
+another metric (``--metrics wf1,mf1``) has no reference values."""
+
+
 def table1_cells() -> list[tuple[str, str]]:
     return [(m, mod) for mod in paper.TABLE1_MODALITIES for m in ("cross", "self")]
 
 
-def build_table1(selection: Selection, allow_mixed_data: bool = False) -> Report:
-    """Table 1: Self vs Cross on every modality subset, beside the paper's numbers."""
+def build_table1(
+    selection: Selection, allow_mixed_data: bool = False, metrics: Sequence[str] | None = None
+) -> Report:
+    """Table 1: Self vs Cross on every modality subset, beside the paper's numbers; one block
+    per metric of ``metrics`` (default: the dataset's, ``select.shown_metrics``)."""
     protocol = selection.protocol
     with_paper = paper.reported(selection.datasets)
     sections, csv_rows = [], []
-    for metric in METRICS:
+    for metric in shown_metrics(selection, metrics):
         rows = []
         for modality in paper.TABLE1_MODALITIES:
-            ref = paper.TABLE1[modality][metric]
+            ref = paper.TABLE1[modality].get(metric) or dict.fromkeys((*REFERENCES, *OURS))
             cross, self_ = selection.cell("cross", modality), selection.cell("self", modality)
             ours = {"cross": our_value(cross, metric), "self": our_value(self_, metric)}
             test = compare(self_.runs, cross.runs, metric)
@@ -132,7 +143,8 @@ def build_table1(selection: Selection, allow_mixed_data: bool = False) -> Report
         ]
     return Report(
         name="table1",
-        title="Table 1: 7-class emotion recognition, mean ± std over runs",
+        title=f"Table 1: {selection.n_classes}-class emotion recognition, mean ± std over runs "
+        f"({selection.scheme})",
         sections=sections,
         legend=legend,
         notes=provenance(selection, allow_mixed_data),

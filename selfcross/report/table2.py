@@ -3,9 +3,9 @@ without statistical pooling (SP)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
-from selfcross.analysis.results import METRICS
 from selfcross.report import paper
 from selfcross.report.render import (
     Report,
@@ -25,8 +25,17 @@ from selfcross.report.select import (
     Selection,
     missing_report,
     provenance,
+    shown_metrics,
 )
 from selfcross.report.stats import compare
+
+METRIC_NAMES = {"wa": "WA", "uwa": "UWA", "wf1": "WF1", "mf1": "MF1"}
+METRIC_MEANINGS = {
+    "wa": "WA: weighted accuracy (mean per-class recall)",
+    "uwa": "UWA: unweighted accuracy (share classified correctly)",
+    "wf1": "WF1: weighted F1 (per-class F1 weighted by class support)",
+    "mf1": "MF1: macro-F1 (mean per-class F1)",
+}
 
 TABLE2_PAIRS = (("self", "cross"), ("self_nosp", "cross_nosp"))
 """The comparisons Table 2 tests (the paper reports the first in Table 1, the second in text)."""
@@ -36,16 +45,20 @@ def table2_cells() -> list[tuple[str, str]]:
     return [(m, TRIMODAL) for m in paper.TABLE2_MODELS]
 
 
-def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report:
-    """Table 2: the five tri-modal models, and the t-tests of self vs cross with and w/o SP."""
+def build_table2(
+    selection: Selection, allow_mixed_data: bool = False, metrics: Sequence[str] | None = None
+) -> Report:
+    """Table 2: the five tri-modal models, and the t-tests of self vs cross with and w/o SP;
+    ``metrics``: the columns (default: the dataset's, ``select.shown_metrics``)."""
     protocol = selection.protocol
     with_paper = paper.reported(selection.datasets)
+    shown = shown_metrics(selection, metrics)
     tests = {
         (a, b, metric): compare(
             selection.cell(a, TRIMODAL).runs, selection.cell(b, TRIMODAL).runs, metric
         )
         for a, b in TABLE2_PAIRS
-        for metric in METRICS
+        for metric in shown
     }
     starred = set()
     for (a, b, metric), test in tests.items():
@@ -58,8 +71,8 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
     for model in paper.TABLE2_MODELS:
         cell = selection.cell(model, TRIMODAL)
         row: list[Value | str] = [MODEL_LABELS[model]]
-        for metric in METRICS:
-            ref = paper.TABLE2[model][metric] if with_paper else (None, None)
+        for metric in shown:
+            ref = paper.TABLE2[model].get(metric, (None, None)) if with_paper else (None, None)
             ours = replace(our_value(cell, metric), star=(model, metric) in starred)
             row += [paper_value(ref), ours] if with_paper else [ours]
             comparison = {}
@@ -75,9 +88,10 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
                 )
             )  # fmt: skip
         rows.append(row)
-    header = ["Model", "WA (paper)", "WA (ours)", "UWA (paper)", "UWA (ours)"]
+    names = [METRIC_NAMES[m] for m in shown]
+    header = ["Model", *(f"{n} ({w})" for n in names for w in ("paper", "ours"))]
     if not with_paper:
-        header = ["Model", "WA", "UWA"]
+        header = ["Model", *names]
     test_rows = []
     for (a, b, metric), test in tests.items():
         test_rows.append(
@@ -88,23 +102,20 @@ def build_table2(selection: Selection, allow_mixed_data: bool = False) -> Report
             ]
         )
     sections = [
-        Section("Tri-modal (T+V+A) models: WA and UWA", header, rows),
+        Section(f"Tri-modal (T+V+A) models: {' and '.join(names)}", header, rows),
         Section(
             "Self vs Cross, with and without statistical pooling (SP)",
             ["Comparison", "Metric", "p t-test", "p paired", "pairs"],
             test_rows,
         ),
     ]
-    metrics = (
-        "WA: weighted accuracy (mean per-class recall); UWA: unweighted accuracy (share "
-        "classified correctly)."
-    )
+    meanings = "; ".join(METRIC_MEANINGS[m] for m in shown) + "."
     if with_paper:
-        first = f"(paper): the paper's reported values over 50 runs. {metrics}"
+        first = f"(paper): the paper's reported values over 50 runs. {meanings}"
     else:
         first = (
             f"The paper reports no results on {', '.join(sorted(selection.datasets))}: no "
-            f"reference columns. {metrics}"
+            f"reference columns. {meanings}"
         )
     legend = [first, *legend_marks(protocol, "on the higher model of a tested pair")]
     return Report(

@@ -15,8 +15,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from selfcross.analysis import results
-from selfcross.analysis.results import METRICS, config_difference
+from selfcross.analysis import pooling
+from selfcross.analysis.pooling import (
+    config_difference,
+)
+from selfcross.analysis.results import (
+    METRICS,
+)
 from selfcross.errors import DataError
 from selfcross.report import paper
 from selfcross.report.render import (
@@ -73,7 +78,7 @@ def check_kinds(untuned: Selection, tuned: Selection) -> None:
 def check_same_data(untuned: Selection, tuned: Selection) -> None:
     """The two folders' runs must share the data source and, fold by fold, the fingerprint."""
     runs = [r for s in (untuned, tuned) for c in s.cells.values() for r in c.runs.values()]
-    results.check_same_data(runs, verb="compare")
+    pooling.check_same_data(runs, verb="compare")
 
 
 def tuned_settings(untuned: Selection, tuned: Selection, model: str, modality: str) -> str:

@@ -290,7 +290,7 @@ def _record(
         recall = dict(zip(class_names, test["recall"], strict=True))
         majority = max(counts) / sum(counts)
     else:  # the test split is not read: no test metric, no test counts
-        test = dict.fromkeys(("wa", "uwa", "f1", "loss", "confusion"))
+        test = dict.fromkeys(("wa", "uwa", "f1", "wf1", "loss", "confusion"))
         data_summary = _summary_without_test(datamodule)
         recall = majority = None
     return RunRecord(
@@ -320,6 +320,7 @@ def _record(
             fingerprint=datamodule.fold_data.fingerprint,
             splits=data_summary,
             feature_set=run_feature_set(cfg),
+            scheme=datamodule.scheme(),
         ),
         train_seconds=round(timing.train_seconds, 2),
         test_seconds=round(timing.test_seconds, 2),
@@ -334,6 +335,8 @@ def _record(
         gpu_slot=gpu,
         finished=datetime.now(UTC).isoformat(timespec="seconds"),
         config=resolved(cfg),
+        test_wf1=test["wf1"],
+        val_wf1=best_val.get("val/wf1"),
     )
 
 

@@ -3,7 +3,10 @@
 Every key of ``result.json`` is defined here once. The run builds a :class:`RunRecord` and
 writes it with :func:`write_record`; resume logic and the reports read it back with
 :func:`read_record` / :meth:`RunRecord.from_dict`. Files written before ``schema_version`` existed
-(version 1, no such key) read the same way: their keys are exactly version 1's.
+(version 1, no such key) read the same way: their keys are exactly version 1's. Version 2 added
+the weighted F1 (``test_wf1``, ``val_wf1``; :data:`ADDED_IN`): a version-1 record reads with both
+None (absent), and its readers derive the test value from ``confusion``
+(:mod:`selfcross.analysis.results`); the best-validation value of such a run is unknown.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from selfcross.utils.io import write_json_atomic
 RESULT_FILE = "result.json"
 """The file name of a run's record (its temporary ``.result.json.*.tmp`` are never read)."""
 
-SCHEMA_VERSION = 1
-"""Bump when a key changes meaning or goes away; readers accept every version up to this one.
-Keys added with a default need no bump: ``data.feature_set`` (absent: the paper's features)."""
+SCHEMA_VERSION = 2
+"""Bump when a required key is added, or a key changes meaning or goes away; readers accept every
+version up to this one. Keys added with a default need no bump: ``data.feature_set`` (absent: the
+paper's features)."""
+
+ADDED_IN: dict[str, int] = {"test_wf1": 2, "val_wf1": 2}
+"""Keys added after version 1 -> the version that added them: required in files of that version
+or later, None when an earlier file lacks them."""
 
 
 @dataclass
@@ -40,6 +48,9 @@ class DataRecord:
     feature_set: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Per modality, the identity of the root's features (``selfcross.manifest.feature_set``:
     encoder, weights digest, layer, width, rate); empty: the paper's features."""
+    scheme: dict[str, Any] | None = None
+    """The evaluation scheme of the fold: ``split`` (random, session, speaker, official), the
+    split's ``seed`` and ``class_set`` (None: the full set); None in records older than it."""
 
 
 def same_data(a: str, b: str) -> bool:
@@ -96,6 +107,11 @@ class RunRecord:
     """UTC time the run finished, ISO 8601."""
     config: dict[str, Any]
     """The fully resolved configuration."""
+    test_wf1: float | None = None
+    """Support-weighted F1 on the test split (``models/metrics.py``: ``weighted_f1``); None in
+    a tuning run and in a version-1 record (derive it from ``confusion``)."""
+    val_wf1: float | None = None
+    """Weighted F1 on the validation split at the best epoch; None in a version-1 record."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +137,9 @@ class RunRecord:
         if not isinstance(data, dict):
             raise ValueError("missing key data" if data is None else "data is not an object")
         raw["data"] = _build(DataRecord, data, "data.")
+        missing = [key for key, added in ADDED_IN.items() if added <= version and key not in raw]
+        if missing:
+            raise ValueError(f"missing key {missing[0]} (schema_version {version})")
         record = _build(cls, raw, "")
         record.schema_version = version
         return record

@@ -33,12 +33,15 @@ NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 NOT_HASHED_DATA = (
     "cache_dir", "on_device", "num_workers", "n_folds", "class_counts", "split_counts",
-    "paper_results", "labels",
+    "paper_results", "labels", "metrics", "selection_metric", "class_sets",
 )  # fmt: skip
 """Where and how data are held: the same numbers either way; and the corpus's facts (number of
 folds, published class counts per corpus and per split, whether the paper reports numbers on
-it, the release's labels of each class), which describe the dataset rather than set up a run.
-Left out so that the hashes of runs written before these keys existed still match."""
+it, the release's labels of each class, the metrics its tables show by default, the class sets
+it declares: ``data.class_set``, the one chosen, is hashed), which describe
+the dataset rather than set up a run. Left out so that the hashes of runs written before these
+keys existed still match. ``selection_metric`` is hashed where it acts: as the resolved
+``monitor.metric`` (the hash resolves interpolations before leaving keys out)."""
 HASHED_AS: dict[str, dict[str, str]] = {
     "data._target_": {"selfcross.data.FoldDataModule": "selfcross.data.IemocapDataModule"},
 }
@@ -134,8 +137,13 @@ def config_hash(cfg: DictConfig) -> str:
         if "paths" in cfg:
             cfg.paths.output_dir = "<output_dir>"
             cfg.paths.cache_dir = "<cache_dir>"
-        drop_unhashed(cfg)
-    payload = json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+        for key in NOT_HASHED:  # Hydra's own keys resolve only inside a Hydra job
+            cfg.pop(key, None)
+    # Resolved before keys are left out, so that a hashed key may follow an unhashed one
+    # (``monitor.metric: ${data.selection_metric}``).
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    drop_unhashed(cfg)
+    payload = json.dumps(cfg, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

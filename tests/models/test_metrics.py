@@ -13,6 +13,7 @@ from selfcross.models.metrics import (
     scalar_metrics,
     unweighted_accuracy,
     weighted_accuracy,
+    weighted_f1,
 )
 
 
@@ -122,3 +123,44 @@ def test_module_test_step_confusion_is_true_by_predicted_and_recall_is_per_true_
     assert report["uwa"] == pytest.approx(4 / 7)
     # macro-F1 by hand: a P 2/3 R 1/2 -> 4/7; b P 1/2 R 1 -> 2/3; c P 1/2 R 1/2 -> 1/2
     assert report["f1"] == pytest.approx((4 / 7 + 2 / 3 + 1 / 2) / 3)
+    # weighted F1: the same per-class F1, weighted by support 4, 1, 2
+    assert report["wf1"] == pytest.approx((4 * 4 / 7 + 1 * 2 / 3 + 2 * 1 / 2) / 7)
+
+
+WF1_CASES = {
+    "imbalanced, one class never predicted": ([0] * 8 + [1] * 2, [0] * 10, 2),
+    "asymmetric three classes": ([0, 0, 0, 0, 1, 2, 2], [0, 0, 1, 2, 1, 0, 2], 3),
+    "class absent from the targets but predicted": ([0, 0, 1, 1], [0, 2, 1, 1], 3),
+    "class neither present nor predicted": ([0, 1, 1, 3], [0, 1, 0, 3], 4),
+    "all wrong": ([0, 1, 2], [1, 2, 0], 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WF1_CASES))
+def test_weighted_f1_is_scikit_learns_on_hand_made_cases(case):
+    """Support-weighted F1 equals scikit-learn's ``f1_score(average="weighted")``, from the
+    confusion matrix and as the logged metric."""
+    from sklearn.metrics import f1_score
+
+    y_true, y_pred, c = WF1_CASES[case]
+    expected = f1_score(y_true, y_pred, labels=list(range(c)), average="weighted", zero_division=0)
+    assert float(weighted_f1(confusion_matrix(y_true, y_pred, c))) == pytest.approx(expected)
+    assert torch_values(y_true, y_pred, c)["wf1"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_weighted_f1_by_hand_differs_from_macro_f1():
+    # 8 of class 0 all predicted 0, 2 of class 1 predicted 0: F1 of class 0 is 2*8/(16+2) = 8/9,
+    # of class 1 is 0; weighted (8 * 8/9 + 2 * 0) / 10 = 0.711..., macro 4/9.
+    y_true, y_pred = [0] * 8 + [1] * 2, [0] * 10
+    assert float(weighted_f1(confusion_matrix(y_true, y_pred, 2))) == pytest.approx(0.64 / 0.9)
+    assert torch_values(y_true, y_pred, 2)["f1"] == pytest.approx(4 / 9)
+
+
+def test_weighted_f1_accumulates_over_batches_and_takes_lists():
+    m = scalar_metrics(3)["wf1"]
+    m.update(torch.tensor([0, 0]), torch.tensor([0, 1]))
+    m.update(torch.tensor([1, 2, 2]), torch.tensor([1, 1, 2]))
+    whole = weighted_f1([[1, 0, 0], [1, 1, 1], [0, 0, 1]])
+    assert float(m.compute()) == pytest.approx(float(whole))
+    # class 0: F1 2/3 (support 1); class 1: 1/2 (support 3); class 2: 2/3 (support 1)
+    assert float(whole) == pytest.approx((2 / 3 + 3 * 1 / 2 + 2 / 3) / 5)

@@ -607,3 +607,66 @@ def test_wav_at_another_rate_is_resampled(tmp_path):
     path = tmp_path / "a.wav"
     soundfile.write(path, np.zeros(8000, np.float32), 8000)
     assert read_wav(path, 16000).shape == (16000,)
+
+
+def test_the_4class_set_of_the_prepared_7class_folds_has_the_releases_counts(
+    prepared, release, tmp_path
+):
+    """class_set=4class on the prepared 7-class folds: each fold's three splits hold every kept
+    utterance of ang, hap, exc, sad and neu once, hap and exc as happy, each with the release's
+    label of its utterance id; fru and sur are left out."""
+    from hydra.utils import instantiate
+
+    from selfcross.config import compose, validate
+
+    out = prepared[0]
+    by_id = {u.id: u.label for u in release.utterances}
+    four = {"ang": 0, "hap": 1, "exc": 1, "sad": 2, "neu": 3}
+    kept = Counter(u.label for u in release.kept)
+    expected = [kept["ang"], kept["hap"] + kept["exc"], kept["sad"], kept["neu"]]
+    assert sum(expected) == len(release.kept) - kept["fru"] - kept["sur"] == 20
+    for k in (1, 4):
+        cfg = compose(["data=iemocap", f"data.root={out}", *shape_overrides(SHAPES), f"fold={k}",
+                       "class_set=4class", "data.drop_zero_video=false",
+                       f"data.cache_dir={tmp_path}"])  # fmt: skip
+        validate(cfg)
+        module = instantiate(cfg.data)
+        module.setup("fit")
+        counts = np.zeros(4, dtype=int)
+        for split in SPLITS:
+            inside = [i for i in manifest(out / f"fold{k:02d}")[split] if by_id[i] in four]
+            labels = module.fold_data.splits[split].labels.tolist()
+            assert labels == [four[by_id[i]] for i in inside]
+            counts += np.bincount(labels, minlength=4)
+        assert counts.tolist() == expected
+
+
+def test_speaker_split_shares_no_speaker_between_train_dev_and_test(prepared, release, tmp_path):
+    """split=speaker on two sessions: four folds (dataset.json says so); fold 2k-1 validates on
+    session k's F speaker and tests on its M speaker, fold 2k the reverse, train is the other
+    session; checked from the release's utterance ids (speaker = session and the letter of the
+    id's last part)."""
+    out = tmp_path / "by_speaker"
+    cache = prepared[0] / "cache"
+    summary, _ = prepare_quietly(overrides(release, out, "split=speaker", f"cache={cache}"))
+    assert summary["folds"] == ["fold01", "fold02", "fold03", "fold04"]
+    assert json.loads((out / "dataset.json").read_text())["n_folds"] == 4
+    assert json.loads((out / "dataset.json").read_text())["split"] == "speaker"
+
+    def speaker(utt_id):
+        return utt_id[:5], utt_id.rsplit("_", 1)[1][0]  # ("Ses01", "F")
+
+    every_test = []
+    for fold, (session, dev, test) in enumerate(
+        [(1, "F", "M"), (1, "M", "F"), (2, "F", "M"), (2, "M", "F")], start=1
+    ):
+        ids = manifest(out / f"fold{fold:02d}")
+        held = [u for u in release.kept if u.session == session]
+        assert sorted(ids["test"]) == sorted(u.id for u in held if speaker(u.id)[1] == test)
+        assert sorted(ids["dev"]) == sorted(u.id for u in held if speaker(u.id)[1] == dev)
+        assert sorted(ids["train"]) == sorted(u.id for u in release.kept if u.session != session)
+        tested = {speaker(i) for i in ids["test"]}
+        assert len(tested) == 1
+        assert not tested & {speaker(i) for i in ids["train"] + ids["dev"]}
+        every_test += ids["test"]
+    assert sorted(every_test) == sorted(u.id for u in release.kept)  # each tested once

@@ -151,3 +151,39 @@ def test_without_checkpoint_or_test_the_best_epoch_comes_from_the_history(tmp_pa
     scores = [h["val/uwa"] for h in record.history]
     assert record.epochs == 3 and record.best_epoch == 1 + scores.index(max(scores))
     assert record.test_wa is None
+
+
+def test_the_dataset_names_the_selection_metric_and_monitor_follows_it():
+    """``data.selection_metric`` (conf/data/<name>.yaml) is what ``monitor.metric`` and with it
+    checkpointing, early stopping and the module's best metric follow; IEMOCAP's is the paper's
+    val/uwa; an explicit ``monitor.metric`` still wins; the hash follows the resolved monitor."""
+    from selfcross.training.resume import config_hash
+
+    def composed(*extra):
+        return compose(["data=iemocap", "data.root=/iemocap", *extra])
+
+    paper = composed()
+    assert paper.data.selection_metric == paper.monitor.metric == "val/uwa"
+    wf1 = composed("data.selection_metric=val/wf1")
+    assert wf1.monitor.metric == wf1.model.best_metric == "val/wf1"
+    assert wf1.callbacks.model_checkpoint.monitor == wf1.callbacks.early_stopping.monitor
+    assert wf1.callbacks.model_checkpoint.monitor == "val/wf1"
+    assert config_hash(wf1) != config_hash(paper)
+    assert config_hash(wf1) == config_hash(composed("monitor.metric=val/wf1"))
+    assert composed("data.selection_metric=val/wf1", "monitor.metric=val/wa").monitor.metric == (
+        "val/wa"
+    )
+    assert compose(["data=meld", "data.root=/meld"]).monitor.metric == "val/uwa"
+
+
+def test_a_run_selecting_on_weighted_f1_tests_its_best_validation_wf1_epoch(tmp_path, data_dir):
+    cfg = compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
+                   "model=self", "modality=TV", "trainer.max_epochs=3",
+                   "data.selection_metric=val/wf1"])  # fmt: skip
+    record = train_and_test(cfg).record
+    scores = [h["val/wf1"] for h in record.history]
+    assert record.best_epoch == 1 + scores.index(max(scores))
+    assert record.val_wf1 == max(scores)
+    assert 0.0 <= record.test_wf1 <= 1.0
+    # the fold's evaluation scheme: the synthetic folds are random, with the generator's seed
+    assert record.data.scheme == {"split": "random", "seed": 0, "class_set": None}

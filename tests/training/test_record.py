@@ -51,6 +51,27 @@ def test_a_version_1_file_without_a_feature_set_reads_as_the_papers(tmp_path):
     assert read_record(write_record(tmp_path / "v2", again)).data.feature_set == wavlm
 
 
+def test_a_version_1_file_reads_without_weighted_f1(tmp_path):
+    """Version 1 had no weighted F1: both read as None (absent), not as a missing key."""
+    raw = make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict()
+    for key in ("schema_version", "test_wf1", "val_wf1"):
+        del raw[key]
+    (tmp_path / RESULT_FILE).write_text(json.dumps(raw))
+    record = read_record(tmp_path / RESULT_FILE)
+    assert record is not None and record.schema_version == 1
+    assert (record.test_wf1, record.val_wf1) == (None, None)
+    assert record.confusion is not None  # what the tables derive the test value from
+
+
+@pytest.mark.parametrize("key", ["test_wf1", "val_wf1"])
+def test_a_version_2_file_without_weighted_f1_is_refused(key):
+    raw = make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict()
+    assert raw["schema_version"] == SCHEMA_VERSION == 2
+    del raw[key]
+    with pytest.raises(ValueError, match=f"missing key {key} \\(schema_version 2\\)"):
+        RunRecord.from_dict(raw)
+
+
 def test_a_newer_version_is_refused(tmp_path):
     raw = {**make_record("self", "TV", 1, 1, 0.3, 0.4).to_dict(), "schema_version": 99}
     with pytest.raises(ValueError, match="schema_version 99 is newer"):

@@ -60,8 +60,8 @@ def test_result_file_is_complete(trained):
     cfg, result = trained
     on_disk = json.loads((cfg_path(cfg) / RESULT_FILE).read_text())
     for key in ("model", "modality", "fold", "seed", "test_wa", "test_uwa", "val_wa", "val_uwa",
-                "best_epoch", "n_params", "confusion", "class_names", "data",
-                "train_seconds"):  # fmt: skip
+                "test_wf1", "val_wf1", "best_epoch", "n_params", "confusion", "class_names",
+                "data", "train_seconds"):  # fmt: skip
         assert key in on_disk, key
     assert on_disk["model"] == "self" and on_disk["modality"] == "TVA"
     assert on_disk["fold"] == 1 and on_disk["seed"] == 1
@@ -101,6 +101,7 @@ def test_every_result_field_comes_from_its_source(trained):
 
     import selfcross
     from selfcross.models import count_parameters
+    from selfcross.models.metrics import weighted_f1
     from selfcross.training.resume import config_hash
 
     cfg, result = trained
@@ -112,6 +113,8 @@ def test_every_result_field_comes_from_its_source(trained):
     recall = {n: confusion[i][i] / sum(confusion[i]) for i, n in enumerate(cfg.data.class_names)
               if sum(confusion[i])}  # fmt: skip
     assert result.test_recall == pytest.approx(recall) and result.test_f1 is not None
+    assert result.val_wf1 == best["val/wf1"]
+    assert result.test_wf1 == pytest.approx(float(weighted_f1(confusion)), abs=1e-6)
     assert result.class_names == list(cfg.data.class_names)
     assert result.resumed_from is None and result.gpu_slot is None
     assert result.data.root == str(Path(str(cfg.data.root)).resolve())
