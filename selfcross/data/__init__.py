@@ -39,4 +39,3 @@ def __getattr__(name: str):
 
         return getattr(datamodule, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
