@@ -34,7 +34,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from selfcross.config import apply_overrides, check_output_folder, compose, validate
+from selfcross.config import (
+    apply_overrides,
+    check_output_folder,
+    compose,
+    first_paragraph,
+    validate,
+)
 from selfcross.errors import ConfigError, DataError, Interrupted
 from selfcross.training.search import Settings, as_override, suggest
 from selfcross.training.study import (
@@ -42,6 +48,7 @@ from selfcross.training.study import (
     STUDY_DB,
     TRIALS_DIR,
     n_counted,
+    open_storage,
     retry_interrupted,
     trial_folder,
 )
@@ -87,13 +94,34 @@ class StudyOutcome:
 def study_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     """The study folder (``hydra.sweep.dir``, ``multirun/<sweep_name>``) and the base
     configuration of every trial (``paths.output_dir``: that folder), from one composition."""
-    cfg = compose(overrides, with_hydra=True)
+    merged = [o for o in overrides if o.split("=", 1)[0] == "tune.space"]
+    cfg = compose([o for o in overrides if o not in merged], with_hydra=True)
+    for line in merged:
+        merge_space(cfg, line)
     directory = Path(str(cfg.hydra.sweep.dir))
     check_output_folder("hydra.sweep.dir", directory)  # the study's folder
     with open_dict(cfg):
         del cfg["hydra"]  # what a composition without it returns
     apply_overrides(cfg, [f"paths.output_dir={directory}"])
     return directory, cfg
+
+
+def merge_space(cfg: DictConfig, line: str) -> None:
+    """Merge a plain ``tune.space={...}`` override into the default space, as the docs say it
+    does: Hydra refuses a key the default space lacks (and advises ``+tune.space``), while here
+    every key is then checked by :func:`selfcross.training.search.parse_space` (one line, "no
+    such configuration key", for a key the run configuration lacks)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        value = OverridesParser.create().parse_override(line).value()
+    except HydraException as err:
+        raise ConfigError(f"cannot parse {line!r}: {first_paragraph(str(err))}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{line}: expected a mapping such as tune.space={{KEY: {{type: ..}}}}")
+    with open_dict(cfg):
+        cfg.tune.space = OmegaConf.merge(cfg.tune.space, value)
 
 
 def run_configs(base: DictConfig, values: dict[str, Any], folds, folder: Path) -> list[DictConfig]:
@@ -141,8 +169,7 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
         ) from None
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(directory / STUDY_DB).resolve()}")
-        existing = optuna.get_all_study_names(storage)  # a renamed folder keeps its study
+        storage, existing = open_storage(directory / STUDY_DB)  # a renamed folder keeps its study
         name = existing[0] if len(existing) == 1 else directory.name
         study = optuna.create_study(
             storage=storage, study_name=name, direction="maximize", load_if_exists=True
