@@ -57,15 +57,44 @@ from selfcross.training.tuned import write_best
 log = logging.getLogger("selfcross")
 
 
-def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
-    """What a study's trials depend on: a rerun with another value is another study."""
-    from selfcross.training.resume import config_hash
-
+def base_run_config(cfg: DictConfig) -> DictConfig:
+    """The study's base configuration as its trials' runs share it (no fold, no folder)."""
     run_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(run_cfg):
         run_cfg.pop("tune", None)
         run_cfg.fold = "<fold>"  # the folds are tune.folds
         run_cfg.paths.output_dir = "<output_dir>"
+    return run_cfg
+
+
+def base_settings(cfg: DictConfig) -> dict[str, str]:
+    """The hashed settings of the study's base configuration, flattened (``{"model.optimizer.lr":
+    "0.001", ...}``), kept in the study so that a refusal can name the keys that differ."""
+    from selfcross.training.resume import comparable_config
+
+    return comparable_config(OmegaConf.to_container(base_run_config(cfg), resolve=True))
+
+
+def differing(stored: dict[str, Any], ident: dict[str, Any], before, now) -> list[str]:
+    """The identity keys that differ, ``base_config_hash`` replaced by the configuration keys
+    behind it (with both values) where the study kept its base settings (``before``)."""
+    keys = sorted(k for k in ident if stored.get(k) != ident.get(k))
+    if "base_config_hash" not in keys or not isinstance(before, dict):
+        return keys
+    changed = [
+        f"{k}: {before.get(k, '<absent>')} vs {now.get(k, '<absent>')}"
+        for k in sorted(before.keys() | now.keys())
+        if before.get(k) != now.get(k)
+    ]
+    shown = changed[:4] + ([f"{len(changed) - 4} more"] if len(changed) > 4 else [])
+    return [k for k in keys if k != "base_config_hash"] + (shown or ["base_config_hash"])
+
+
+def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
+    """What a study's trials depend on: a rerun with another value is another study."""
+    from selfcross.training.resume import config_hash
+
+    run_cfg = base_run_config(cfg)
     return {
         "model": cfg.model.name,
         "modality": cfg.modality.name,
@@ -177,10 +206,12 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
         stored = study.user_attrs.get("identity")
         if stored is None:
             study.set_user_attr("identity", ident)
+            study.set_user_attr("base_settings", base_settings(cfg))
             untuned = {p.key: OmegaConf.select(cfg, p.key) for p in settings.space}
             study.set_user_attr("untuned", untuned)
         elif stored != ident:
-            keys = sorted(k for k in ident if stored.get(k) != ident.get(k))
+            before = study.user_attrs.get("base_settings")
+            keys = differing(stored, ident, before, base_settings(cfg))
             raise ConfigError(
                 f"{directory / STUDY_DB}: this study was created with other settings "
                 f"({', '.join(keys)} differ); choose another sweep_name or remove the folder"
