@@ -56,6 +56,7 @@ HASHED_UNLESS_DEFAULT: dict[str, object] = {
     "model.modality_dropout": 0.0,
     "model.modality_dropout_fill": "zeros",
     "model.network.mask_padding": False,
+    "tuned.accept_other_data": False,
 }
 """Keys added after runs were first written, each with the value that reproduces the earlier
 behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so

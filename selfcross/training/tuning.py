@@ -90,6 +90,15 @@ def differing(stored: dict[str, Any], ident: dict[str, Any], before, now) -> lis
     return [k for k in keys if k != "base_config_hash"] + (shown or ["base_config_hash"])
 
 
+def tuned_data(cfg: DictConfig) -> dict[str, Any]:
+    """Which data the study tunes on (``best.json`` carries it; ``experiment=tuned`` compares)."""
+    return {
+        "name": cfg.data.name,
+        "preset": cfg.data.get("preset"),
+        "root": str(Path(str(cfg.data.root)).resolve()),
+    }
+
+
 def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
     """What a study's trials depend on: a rerun with another value is another study."""
     from selfcross.training.resume import config_hash
@@ -207,6 +216,7 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
         if stored is None:
             study.set_user_attr("identity", ident)
             study.set_user_attr("base_settings", base_settings(cfg))
+            study.set_user_attr("data", tuned_data(cfg))
             untuned = {p.key: OmegaConf.select(cfg, p.key) for p in settings.space}
             study.set_user_attr("untuned", untuned)
         elif stored != ident:
@@ -276,7 +286,7 @@ def _run_trial(trial, settings: Settings, base: DictConfig, directory: Path, run
         return TrialState.PRUNED, None
     if run is None:
         from selfcross.training.experiment import train_and_test as run
-    scores = []
+    scores, fingerprints = [], {}
     for fold, cfg in zip(settings.folds, configs, strict=True):
         try:
             outcome = run(cfg)
@@ -296,5 +306,7 @@ def _run_trial(trial, settings: Settings, base: DictConfig, directory: Path, run
             trial.set_user_attr("error", f"fold {fold}: no validation UWA ({outcome.status})")
             return TrialState.FAIL, None
         scores.append(float(score))
+        fingerprints[str(fold)] = str(record.data.fingerprint)
     trial.set_user_attr("fold_scores", dict(zip(map(str, settings.folds), scores, strict=True)))
+    trial.set_user_attr("fingerprints", fingerprints)
     return TrialState.COMPLETE, sum(scores) / len(scores)

@@ -57,3 +57,42 @@ def test_a_plain_tune_space_merges_a_new_key_into_the_default(tmp_path, data_dir
         tuning.study_config(
             ["experiment=tune", *tune_overrides(tmp_path, data_dir, "tune.space=3")]
         )
+
+
+def test_tuned_runs_refuse_a_study_of_other_data_unless_told(make_cfg, tmp_path):
+    from selfcross.data.fingerprint import current_fingerprint
+    from selfcross.training.tuned import apply_tuned
+    from tests.helpers.foldkit import make_fold
+    from tests.training.test_tuning import write_best
+
+    root = tmp_path / "folds"
+    make_fold(root / "fold01")
+    now = current_fingerprint(root, 1, None)
+    study = tmp_path / "study"
+    data = {"name": "iemocap", "preset": None, "root": str(root.resolve())}
+    run = ("experiment=tuned", "model=cross", "modality=TA", f"tuned.study={study}",
+           "data=iemocap", f"data.root={root}")  # fmt: skip
+    write_best(study, data={**data, "fingerprints": {"1": now}})
+    assert apply_tuned(make_cfg(*run)).model.network.hidden == 90  # the same data: used
+    hint = "tune on this data, or set tuned.accept_other_data=true to use its settings anyway"
+    for key, theirs in (("name", "meld"), ("root", "/elsewhere"), ("preset", "paper")):
+        write_best(study, data={**data, key: theirs, "fingerprints": {"1": now}})
+        with pytest.raises(ConfigError) as refused:
+            apply_tuned(make_cfg(*run))
+        ours = {"name": "iemocap", "root": root.resolve(), "preset": None}[key]
+        assert str(refused.value) == (
+            f"tuned.study={study} was tuned on data.{key}={theirs}, but this run has "
+            f"data.{key}={ours}: {hint}"
+        )
+    write_best(study, data={**data, "fingerprints": {"1": "0000-1111"}})
+    with pytest.raises(ConfigError) as refused:
+        apply_tuned(make_cfg(*run))
+    assert str(refused.value) == (
+        f"tuned.study={study} was tuned on fold 1 as it was (fingerprint 0000-1111); its files "
+        f"have changed since (now {now}): {hint}"
+    )
+    accepted = apply_tuned(make_cfg(*run, "tuned.accept_other_data=true"))
+    assert accepted.model.network.hidden == 90
+    from selfcross.training.resume import config_hash
+
+    assert config_hash(make_cfg(*run)) == config_hash(make_cfg(*run, "~tuned.accept_other_data"))
