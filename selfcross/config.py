@@ -179,6 +179,20 @@ def hydra_only_prints(arguments) -> bool:
     )  # fmt: skip
 
 
+def shown_config(arguments, overrides: list[str]) -> str:
+    """What Hydra's ``--cfg job|hydra|all`` (with ``-p KEY``, ``--resolve``) prints, for the
+    commands that compose the run configuration without being a Hydra app (tune, check)."""
+    cfg = compose(overrides, with_hydra=arguments.cfg != "job")
+    package = arguments.package or ("hydra" if arguments.cfg == "hydra" else None)
+    node, head = cfg, ""
+    if package:
+        node = OmegaConf.select(cfg, package, default=None)
+        head = f"# @package {package}\n"
+    if not OmegaConf.is_config(node):
+        return f"{head}{node}"
+    return head + OmegaConf.to_yaml(node, resolve=arguments.resolve).rstrip("\n")
+
+
 def check_sweep_name(name) -> None:
     """``sweep_name`` becomes one folder under ``multirun/``: no separators, ``..`` or root."""
     text = str(name)

@@ -73,3 +73,22 @@ def test_hydras_own_flags_print_without_running(tmp_path):
     proc = run_cli("selfcross.run", "--cfg", "job", "model=crosss", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: model=crosss: no such option")
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_the_commands_that_compose_a_run_print_it_with_hydras_flags(tmp_path):
+    """tune, check and summary are not Hydra apps, but take a run's overrides: ``--cfg``, ``-p``
+    and ``--resolve`` print what they would compose (before, tune read ``--cfg`` as an override
+    and check ran its checks)."""
+    cases = {
+        ("selfcross.tune", "--cfg", "job", "-p", "tune.folds", "tune.folds=[2,3]"):
+            "# @package tune.folds\n- 2\n- 3\n",
+        ("selfcross.tune", "--cfg", "hydra", "-p", "hydra.sweep.dir", "model=cross"):
+            "# @package hydra.sweep.dir\nmultirun/tune-synthetic-small-cross-TVA\n",
+        ("selfcross.check", "--cfg", "all", "-p", "fold", "fold=4"): "# @package fold\n4\n",
+        ("selfcross.summary", "--resolve", "--cfg", "job", "-p", "model.network.num_classes"):
+            "# @package model.network.num_classes\n7\n",
+    }  # fmt: skip
+    for (module, *args), expected in cases.items():
+        proc = run_cli(module, *args, cwd=tmp_path)
+        assert (proc.returncode, proc.stdout) == (0, expected), (args, proc.stderr[-2000:])
+    assert list(tmp_path.iterdir()) == []
