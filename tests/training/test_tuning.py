@@ -323,7 +323,7 @@ class FakeRun:
             raise KeyboardInterrupt
         net = cfg.model.network
         value = 0.3 + 20 * cfg.model.optimizer.lr + net.hidden / 1000 - net.attn_dropout / 10
-        record = SimpleNamespace(val_uwa=value)
+        record = SimpleNamespace(val_uwa=value, data=SimpleNamespace(fingerprint="f-1"))
         return SimpleNamespace(status="done", record=record, path=None)
 
 
