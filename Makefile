@@ -135,7 +135,9 @@ dashboard: $(STAMP) ## Save a W&B workspace with Table 1 panels (needs W&B crede
 	$(PY) -m selfcross.dashboard $(ARGS)
 
 # Modules whose mutants `make mutation` runs (mutmut name patterns; the scope is [tool.mutmut]).
-MUTATE ?= selfcross.models.metrics* selfcross.report.stats* selfcross.data.preprocess*
+# Other groups (docs/mutation.md): models, resume, synthetic, experiment and module.
+MUTATE ?= selfcross.models.metrics* selfcross.report.* selfcross.data.preprocess* \
+	selfcross.data.datamodule* selfcross.training.tuning* selfcross.training.tuned*
 
 # One thread: mutmut forks each mutant from a process that has run torch, and a forked child of
 # a multi-threaded torch can hang forever on a lock (no CPU used, so no timeout fires).

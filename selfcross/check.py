@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from selfcross import MODALITIES
-from selfcross.config import compose, user_errors, validate
+from selfcross.config import compose, hydra_arguments, shown_config, user_errors, validate
 from selfcross.data.datasets import published_counts
 from selfcross.data.synthetic import ensure_synthetic
 from selfcross.data.validate import CheckReport, check_root
@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.strip())
+        return
+    arguments = hydra_arguments(args)
+    if arguments is not None and arguments.cfg:  # Hydra's --cfg job|hydra|all, -p, --resolve
+        with user_errors():
+            print(shown_config(arguments, list(arguments.overrides)), flush=True)
         return
     with user_errors():
         report = check_config(args)

@@ -23,6 +23,7 @@ from selfcross import (
 )
 from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, SelfcrossError
 from selfcross.manifest import FoldsManifest, conv_out_for, manifest_path, read_manifest
+from selfcross.run_settings import check_class_set, check_run_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -133,9 +134,11 @@ def check_overrides(argv: list[str]) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
+    arguments = hydra_arguments(argv)
+    argv = arguments.overrides if arguments is not None else [a for a in argv if a[:1] != "-"]
     check_group_choices(argv)
     try:
-        overrides = OverridesParser.create().parse_overrides([a for a in argv if a[:1] != "-"])
+        overrides = OverridesParser.create().parse_overrides(argv)
     except OverrideParseException as err:
         raise ConfigError(first_paragraph(str(err))) from None
     first = []
@@ -149,6 +152,45 @@ def check_overrides(argv: list[str]) -> DictConfig:
     cfg = compose(first, with_hydra=True)  # raises ConfigError with a one-line message
     check_sweep_name(cfg.get("sweep_name"))
     return cfg
+
+
+def hydra_arguments(argv: list[str]):
+    """``argv`` read as Hydra's own command line reads it (its flags, ``--cfg job``, ``-p KEY``,
+    ``--info [WHAT]``, apart from the overrides), or None where Hydra itself answers (``--help``,
+    ``--version``, a malformed flag). Reuses ``hydra._internal.utils.get_args_parser`` (no public
+    equivalent; the version the sweeper names, ``TESTED_HYDRA``)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            return get_args_parser().parse_args(list(argv))
+    except SystemExit:
+        return None
+
+
+def hydra_only_prints(arguments) -> bool:
+    """Whether Hydra only prints (a config, its help or information) and runs no job."""
+    return arguments is None or bool(
+        arguments.cfg or arguments.info or arguments.help or arguments.hydra_help
+        or arguments.shell_completion
+    )  # fmt: skip
+
+
+def shown_config(arguments, overrides: list[str]) -> str:
+    """What Hydra's ``--cfg job|hydra|all`` (with ``-p KEY``, ``--resolve``) prints, for the
+    commands that compose the run configuration without being a Hydra app (tune, check)."""
+    cfg = compose(overrides, with_hydra=arguments.cfg != "job")
+    package = arguments.package or ("hydra" if arguments.cfg == "hydra" else None)
+    node, head = cfg, ""
+    if package:
+        node = OmegaConf.select(cfg, package, default=None)
+        head = f"# @package {package}\n"
+    if not OmegaConf.is_config(node):
+        return f"{head}{node}"
+    return head + OmegaConf.to_yaml(node, resolve=arguments.resolve).rstrip("\n")
 
 
 def check_sweep_name(name) -> None:
@@ -264,25 +306,6 @@ def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
         )
 
 
-def check_class_set(data: DictConfig) -> None:
-    """``class_set=<name>`` names one of the dataset's ``class_sets`` (before its values,
-    which interpolate that entry, are read)."""
-    name = data.get("class_set")
-    sets = data.get("class_sets") or {}
-    if name is not None and name not in sets:
-        known = ", ".join(map(str, sets)) or "none"
-        raise ConfigError(f"class_set={name}: data={data.name} has no such class set ({known})")
-    if name is not None and data.get("synthetic"):
-        raise ConfigError(
-            f"class_set={name}: synthetic folds are generated with the full class set; apply "
-            "class sets to prepared (or Yoon's) folds"
-        )
-
-
-MAX_SEED = 2**32 - 1
-"""NumPy's and Lightning's seeds are unsigned 32-bit integers."""
-
-
 def check_modalities(modality: DictConfig) -> None:
     """The modality subset (the rule is :func:`selfcross.modality_problem`), listed in the
     paper's order, and a name that is those letters (it goes into result.json and the tables)."""
@@ -298,35 +321,6 @@ def check_modalities(modality: DictConfig) -> None:
         raise ConfigError(
             f"{shown} does not match modality.name={modality.name}: choose "
             f"modality={''.join(chosen)} instead of overriding the list"
-        )
-
-
-def _integer(value, key: str, low: int, high: int | None = None) -> None:
-    """ConfigError unless ``value`` is an integer in low..high."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}={value}: expected an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{key}={value}: must be {bound}")
-
-
-def check_run_settings(cfg: DictConfig) -> None:
-    """Numbers that would fail late (after reading data) or give a meaningless result.json:
-    no epochs, a seed NumPy cannot take, empty batches, an attention width the heads cannot
-    split."""
-    _integer(cfg.seed, "seed", 0, MAX_SEED)
-    _integer(cfg.trainer.max_epochs, "trainer.max_epochs", 1)
-    _integer(cfg.data.batch_size, "data.batch_size", 1)
-    if cfg.data.get("eval_batch_size") is not None:
-        _integer(cfg.data.eval_batch_size, "data.eval_batch_size", 1)
-    network = cfg.model.network
-    _integer(network.hidden, "model.network.hidden", 1)
-    _integer(network.num_heads, "model.network.num_heads", 1)
-    width = 2 * network.hidden
-    if width % network.num_heads:
-        raise ConfigError(
-            f"model.network.num_heads={network.num_heads} does not divide the attention width "
-            f"2 * model.network.hidden = {width}"
         )
 
 

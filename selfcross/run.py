@@ -15,11 +15,20 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from selfcross.config import CONFIG_DIR, check_output_folder, check_overrides, user_errors
+from selfcross.config import (
+    CONFIG_DIR,
+    check_output_folder,
+    check_overrides,
+    hydra_arguments,
+    hydra_only_prints,
+    user_errors,
+    validate,
+)
 from selfcross.training.experiment import train_and_test
 from selfcross.training.rundir import check_owned
+from selfcross.training.tuned import apply_tuned
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -32,12 +41,26 @@ def main(cfg: DictConfig) -> dict:
     return {"status": outcome.status, "test_wa": record.test_wa, "test_uwa": record.test_uwa}
 
 
+def check_before_hydra(argv: list[str]) -> None:
+    """Everything that can refuse the command, before Hydra creates a folder: the overrides
+    (one line for a typo), the output folder, and for a single run the whole configuration, so
+    that a refused run leaves no folder holding only Hydra's files. Hydra's own flags that only
+    print (``--cfg job``, ``--info``, ``--help``) run no job and need no folder."""
+    arguments = hydra_arguments(argv)
+    first = check_overrides(argv)
+    if hydra_only_prints(arguments):
+        return
+    if arguments.multirun:  # (the sweeper checks each job and its folder)
+        check_output_folder("hydra.sweep.dir", first.hydra.sweep.dir)
+        return
+    check_output_folder("hydra.run.dir", first.hydra.run.dir)
+    check_owned(Path(first.hydra.run.dir), first.resume.allow_foreign_dir)
+    with open_dict(first):
+        del first["hydra"]
+    validate(apply_tuned(first))
+
+
 if __name__ == "__main__":
     with user_errors():
-        first = check_overrides(sys.argv[1:])
-        if {"-m", "--multirun"} & set(sys.argv[1:]):  # (the sweeper checks each job folder)
-            check_output_folder("hydra.sweep.dir", first.hydra.sweep.dir)
-        else:  # before Hydra writes .hydra/ there
-            check_output_folder("hydra.run.dir", first.hydra.run.dir)
-            check_owned(Path(first.hydra.run.dir), first.resume.allow_foreign_dir)
+        check_before_hydra(sys.argv[1:])
     main()

@@ -16,7 +16,7 @@ import sys
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
-from selfcross.config import compose, user_errors, validate
+from selfcross.config import compose, hydra_arguments, shown_config, user_errors, validate
 
 
 def summarize(overrides: list[str]) -> dict:
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.strip())
+        return
+    arguments = hydra_arguments(args)
+    if arguments is not None and arguments.cfg:  # Hydra's --cfg job|hydra|all, -p, --resolve
+        with user_errors():
+            print(shown_config(arguments, list(arguments.overrides)), flush=True)
         return
     with user_errors():
         summarize(args)

@@ -60,6 +60,9 @@ def protocol_from(args: argparse.Namespace) -> Protocol:
     Without --folds: the folds of the runs' data root, as its manifest says (seeds then default
     to 1-10), else 1-5."""
     folds = args.folds
+    if folds is not None and min(folds) < 1:
+        shown = ",".join(map(str, folds))
+        raise ConfigError(f"--folds {shown}: folds are numbered from 1 (fold 1 is fold01)")
     if folds is None:
         folds = manifest_folds(args.results)
         if folds is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from selfcross.config import check_group_choices, user_errors
+from selfcross.config import check_group_choices, hydra_arguments, shown_config, user_errors
 from selfcross.errors import ConfigError
 
 
@@ -38,6 +38,18 @@ def main(argv: list[str] | None = None) -> None:
                 "(no -m, no comma lists); run one command per cell"
             )
         check_group_choices(argv)
+        arguments = hydra_arguments(argv)
+        if arguments is not None and (arguments.cfg or arguments.info):
+            if arguments.info:
+                raise ConfigError(
+                    "--info: python -m selfcross.run experiment=tune --info shows what Hydra "
+                    "knows of this configuration"
+                )
+            overrides = list(arguments.overrides)
+            if not any(o.split("=")[0].lstrip("+") == "experiment" for o in overrides):
+                overrides.insert(0, "experiment=tune")
+            print(shown_config(arguments, overrides), flush=True)
+            return
         from selfcross.training.tuning import run_study
 
         outcome = run_study(argv)

@@ -22,7 +22,13 @@ installed plugins share: theirs are outside imports, like numpy)."""
 MAX_LINES = 400
 
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("selfcross", "selfcross.errors", "selfcross.utils", "selfcross.manifest"),
+    (
+        "selfcross",
+        "selfcross.errors",
+        "selfcross.utils",
+        "selfcross.manifest",
+        "selfcross.run_settings",
+    ),
     ("selfcross.config",),
     ("selfcross.data",),
     ("selfcross.models",),

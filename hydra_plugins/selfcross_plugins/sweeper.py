@@ -80,6 +80,31 @@ def _job_log(result: Any) -> str | None:
     return str(path) if path is not None else None
 
 
+class Progress:
+    """Lines saying how far the checks of a large sweep are (composing each job's configuration
+    takes a few tenths of a second: thousands of jobs would be minutes of silence)."""
+
+    FIRST_AFTER = 100
+    """A sweep of at least this many jobs says that it is checking them..."""
+    EVERY_S = 10.0
+    """...and how far it is, every this many seconds."""
+
+    def __init__(self, n_jobs: int):
+        import time
+
+        self.n_jobs, self.done, self.clock = n_jobs, 0, time.monotonic
+        self.last = self.clock()
+        if n_jobs >= self.FIRST_AFTER:
+            log.info("Checking the %d jobs of the sweep before launching any", n_jobs)
+
+    def step(self) -> None:
+        """One more job checked (called before each)."""
+        if self.done and self.clock() - self.last >= self.EVERY_S:
+            self.last = self.clock()
+            log.info("Checked %d of %d jobs", self.done, self.n_jobs)
+        self.done += 1
+
+
 class SelfcrossSweeper(BasicSweeper):
     def __init__(
         self,
@@ -119,7 +144,9 @@ class SelfcrossSweeper(BasicSweeper):
         todo, invalid, complete = [], [], 0
         self.todo_runs = []  # (folder, config hash) of each job to run
         loader = self.hydra_context.config_loader
+        progress = Progress(len(jobs))
         for job in jobs:
+            progress.step()
             try:
                 cfg = loader.load_sweep_config(self.config, list(job))
             except HydraException as err:
@@ -168,6 +195,7 @@ class SelfcrossSweeper(BasicSweeper):
         )
         batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
         returns, failed, busy, job_idx = [], [], 0, 0
+        done_elsewhere = 0  # jobs another process finished between the checks and the launch
         try:
             for batch in batches:
                 try:
@@ -182,6 +210,8 @@ class SelfcrossSweeper(BasicSweeper):
                         failed.append((job, f"{first}; log: {log_path}" if log_path else first))
                     elif (result._return_value or {}).get("status") == "busy":
                         busy += 1
+                    elif (result._return_value or {}).get("status") == "skipped":
+                        done_elsewhere += 1
                 job_idx += len(batch)
                 returns.append(results)
         except (KeyboardInterrupt, SystemExit) as stop:
@@ -203,10 +233,10 @@ class SelfcrossSweeper(BasicSweeper):
             "Sweep %s finished: %d run, %d failed, %d running in another process, "
             "%d already complete, %d invalid skipped",
             sweep_dir,
-            len(todo) - len(failed) - busy,
+            len(todo) - len(failed) - busy - done_elsewhere,
             len(failed),
             busy,
-            n_complete,
+            n_complete + done_elsewhere,
             n_invalid,
         )
         if failed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,10 +110,18 @@ def ablate_run(run_dir: Path, record: RunRecord, fill: str) -> RunAblation:
     ckpt_sha = sha256_file(ckpt) if ckpt is not None else None
     try:
         found = read_ablation(out)
-    except NewerSchema as err:
-        return RunAblation(run_dir, "skipped", f"{ABLATION_FILE}: {err}")
-    except ValueError:
-        found = None  # unusable: scored again and replaced
+    except ValueError as err:  # NewerSchema too: never overwritten, set aside if replaced
+        problem = str(err) if isinstance(err, NewerSchema) else f"cannot be read ({err})"
+        if ckpt is None:
+            print(f"warning: {out}: {problem}; left as it is", file=sys.stderr)
+            return RunAblation(run_dir, "skipped", f"{ABLATION_FILE} {problem}, and no best "
+                               f"checkpoint in {CHECKPOINT_DIR}/ to score the run again (pruned: "
+                               "resume.keep_checkpoints)")  # fmt: skip
+        aside = out.with_name(f"{ABLATION_FILE}.unusable-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        out.rename(aside)
+        print(f"warning: {out}: {problem}; kept as {aside.name}, the run is scored again",
+              file=sys.stderr)  # fmt: skip
+        found = None
     stored = found if found is not None and found.belongs_to(record, ckpt_sha) else None
     if stored is not None and fill in stored.fills:
         return RunAblation(run_dir, "reused")

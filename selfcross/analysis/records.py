@@ -11,12 +11,11 @@ raises ValueError with the reason, which callers report beside the file's path.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from selfcross.training.record import RunRecord, same_data
+from selfcross.training.record import RunRecord, parse_record_json, same_data
 from selfcross.utils.io import write_json_atomic
 
 ABLATION_FILE = "ablation.json"
@@ -244,11 +243,7 @@ def _load(path: Path) -> Any:
         return None
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"unreadable ({err.__class__.__name__})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno}, column {err.colno}"
-        raise ValueError(f"not valid JSON (truncated?): {err.msg} ({where})") from None
+    return parse_record_json(text)  # ValueError with the reason
 
 
 def _versioned(raw: Any, current: int) -> tuple[dict[str, Any], int]:

@@ -10,7 +10,6 @@ and its run counts as missing. Which runs may be pooled is :mod:`selfcross.analy
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Iterable
@@ -21,7 +20,7 @@ import numpy as np
 
 from selfcross.errors import DataError
 from selfcross.manifest import feature_set_label
-from selfcross.training.record import RESULT_FILE, RunRecord
+from selfcross.training.record import RESULT_FILE, RunRecord, parse_record_json
 from selfcross.training.resume import comparable_config
 from selfcross.training.rundir import SUPERSEDED
 
@@ -248,13 +247,14 @@ def load_results(directory: str | Path) -> tuple[list[RunResult], list[Skipped]]
     skipped: list[Skipped] = []
     for path in find_result_files(directory):
         try:
-            raw = json.loads(path.read_text())
+            text = path.read_text()
         except (OSError, UnicodeDecodeError) as err:
             skipped.append(Skipped(path, f"unreadable ({err.__class__.__name__})"))
             continue
-        except json.JSONDecodeError as err:
-            where = f"line {err.lineno}, column {err.colno}"
-            skipped.append(Skipped(path, f"not valid JSON (truncated?): {err.msg} ({where})"))
+        try:
+            raw = parse_record_json(text)
+        except ValueError as err:
+            skipped.append(Skipped(path, str(err)))
             continue
         try:
             runs.append(parse_result(path, raw))

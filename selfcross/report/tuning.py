@@ -28,7 +28,7 @@ from selfcross.report.render import (
     to_markdown,
 )
 from selfcross.report.select import MODEL_LABELS, modality_label
-from selfcross.training.study import STUDY_DB, interrupted
+from selfcross.training.study import STUDY_DB, interrupted, open_storage
 
 CSV_FIELDS = ("kind", "trial", "state", "value", "param", "setting", "untuned", "importance",
               "note")  # fmt: skip
@@ -44,8 +44,7 @@ def load_study(directory: Path):
     if not db.is_file():
         raise DataError(directory, f"no {STUDY_DB}: not a study folder of selfcross.tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    storage, names = open_storage(db)
     if len(names) != 1:
         raise DataError(db, f"expected one study, found {len(names)}")
     return optuna.load_study(study_name=names[0], storage=storage)

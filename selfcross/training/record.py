@@ -163,9 +163,49 @@ def write_record(out_dir: str | Path, record: RunRecord) -> Path:
     return write_json_atomic(Path(out_dir) / RESULT_FILE, record.to_dict())
 
 
+MAX_DEPTH = 32
+"""How deeply a record's JSON may nest (a run's resolved configuration nests about 5 deep)."""
+MAX_INT_DIGITS = 19
+"""The most digits of an integer in a record (64-bit values; seeds and counts are far less)."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"holds an integer of {len(text.lstrip('-'))} digits (at most "
+                         f"{MAX_INT_DIGITS} are read)")  # fmt: skip
+    return int(text)
+
+
+def parse_record_json(text: str) -> Any:
+    """The values of a record file's ``text`` (``result.json``, ``ablation.json``,
+    ``attention.json``): the one JSON reader of records. ValueError with the reason for text
+    that is no record: not JSON (a truncated file), nested more than :data:`MAX_DEPTH` levels
+    deep, or holding an integer too large to be one (a hostile file would otherwise end a
+    command with a RecursionError, or an error from Python's integer conversion limit)."""
+    try:
+        raw = json.loads(text, parse_int=_bounded_int)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno}, column {err.colno}"
+        raise ValueError(f"not valid JSON (truncated?): {err.msg} ({where})") from None
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    level, nodes = 0, [raw]
+    while nodes:
+        level += 1
+        if level > MAX_DEPTH:
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+        nodes = [
+            child
+            for node in nodes if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]  # fmt: skip
+    return raw
+
+
 def read_record(path: str | Path) -> RunRecord | None:
     """The record in ``path``, or None if absent, unreadable, half-written or malformed."""
     try:
-        return RunRecord.from_dict(json.loads(Path(path).read_text()))
+        return RunRecord.from_dict(parse_record_json(Path(path).read_text()))
     except (OSError, ValueError, TypeError):
         return None

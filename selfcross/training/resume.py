@@ -28,7 +28,7 @@ log = logging.getLogger("selfcross")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
-NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads")
+NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads", "cell")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 NOT_HASHED_DATA = (
@@ -59,6 +59,7 @@ HASHED_UNLESS_DEFAULT: dict[str, object] = {
     "model.modality_dropout": 0.0,
     "model.modality_dropout_fill": "zeros",
     "model.network.mask_padding": False,
+    "tuned.accept_other_data": False,
 }
 """Keys added after runs were first written, each with the value that reproduces the earlier
 behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so

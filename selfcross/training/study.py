@@ -9,6 +9,9 @@ which needs the others for it.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+
+from selfcross.errors import DataError
 
 log = logging.getLogger("selfcross")
 
@@ -55,3 +58,21 @@ def retry_interrupted(study) -> int:
         )
         log.info("Trial %d was interrupted: retried with the same parameters", trial.number)
     return len(stale)
+
+
+def open_storage(db: Path):
+    """The Optuna storage of a study's ``study.db`` and the names of the studies it holds; a
+    file that is no readable study database (garbage, a cut-off copy, another program's file, a
+    schema this Optuna cannot read) is a DataError naming it, not a traceback from SQLAlchemy."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(db).resolve()}")
+        return storage, optuna.get_all_study_names(storage)
+    except (SQLAlchemyError, RuntimeError, ValueError) as err:
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise DataError(
+            db, f"cannot be read as an Optuna study ({reason}); restore it, or move it aside to "
+            "start the study over"
+        ) from None  # fmt: skip

@@ -30,6 +30,7 @@ def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] |
     if not complete:
         return None
     best = max(complete, key=lambda t: (t.value, -t.number))
+    fingerprints = best.user_attrs.get("fingerprints")  # of the tuning folds, as run
     payload = {
         "study": str(directory),
         "model": ident["model"],
@@ -43,6 +44,7 @@ def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] |
         "n_trials": n_trials,
         "n_finished": n_counted(trials),
         "n_complete": len(complete),
+        "data": {**study.user_attrs.get("data", {}), "fingerprints": fingerprints},
     }
     write_json_atomic(directory / BEST_FILE, payload)
     return payload
@@ -111,6 +113,8 @@ def apply_tuned(cfg: DictConfig) -> DictConfig:
             "trials finished; finish the study (rerun python -m selfcross.tune) or set "
             "tuned.allow_unfinished=true"
         )
+    if not tuned.get("accept_other_data"):
+        check_same_data(cfg, best, tuned.study)
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     path = Path(str(tuned.study)) / BEST_FILE
     with open_dict(out):
@@ -123,3 +127,35 @@ def apply_tuned(cfg: DictConfig) -> DictConfig:
         out.tuned.trial = best.get("trial")
         out.tuned.value = best.get("value")
     return out
+
+
+def check_same_data(cfg: DictConfig, best: dict[str, Any], study) -> None:
+    """ConfigError unless the study was tuned on this run's data: the same dataset, preset and
+    root, and tuning folds whose files are unchanged (their fingerprints as the trials' runs
+    recorded them). A ``best.json`` written before it carried its data is not checked."""
+    from selfcross.training.record import same_data
+
+    data = best.get("data")
+    if not isinstance(data, dict):
+        return
+    hint = "tune on this data, or set tuned.accept_other_data=true to use its settings anyway"
+    ours = {
+        "name": cfg.data.name,
+        "preset": cfg.data.get("preset"),
+        "root": str(Path(str(cfg.data.root)).resolve()),
+    }
+    for key, value in ours.items():
+        if key in data and data[key] != value:
+            raise ConfigError(
+                f"tuned.study={study} was tuned on data.{key}={data[key]}, but this run has "
+                f"data.{key}={value}: {hint}"
+            )
+    from selfcross.data.fingerprint import current_fingerprint  # the data package needs torch
+
+    for fold, theirs in (data.get("fingerprints") or {}).items():
+        now = current_fingerprint(cfg.data.root, int(fold), cfg.data.get("cache_dir"))
+        if now is not None and not same_data(str(theirs), now):
+            raise ConfigError(
+                f"tuned.study={study} was tuned on fold {fold} as it was (fingerprint {theirs}); "
+                f"its files have changed since (now {now}): {hint}"
+            )

@@ -34,7 +34,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from selfcross.config import apply_overrides, check_output_folder, compose, validate
+from selfcross.config import (
+    apply_overrides,
+    check_output_folder,
+    compose,
+    first_paragraph,
+    validate,
+)
 from selfcross.errors import ConfigError, DataError, Interrupted
 from selfcross.training.search import Settings, as_override, suggest
 from selfcross.training.study import (
@@ -42,6 +48,7 @@ from selfcross.training.study import (
     STUDY_DB,
     TRIALS_DIR,
     n_counted,
+    open_storage,
     retry_interrupted,
     trial_folder,
 )
@@ -50,15 +57,53 @@ from selfcross.training.tuned import write_best
 log = logging.getLogger("selfcross")
 
 
-def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
-    """What a study's trials depend on: a rerun with another value is another study."""
-    from selfcross.training.resume import config_hash
-
+def base_run_config(cfg: DictConfig) -> DictConfig:
+    """The study's base configuration as its trials' runs share it (no fold, no folder)."""
     run_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(run_cfg):
         run_cfg.pop("tune", None)
         run_cfg.fold = "<fold>"  # the folds are tune.folds
         run_cfg.paths.output_dir = "<output_dir>"
+    return run_cfg
+
+
+def base_settings(cfg: DictConfig) -> dict[str, str]:
+    """The hashed settings of the study's base configuration, flattened (``{"model.optimizer.lr":
+    "0.001", ...}``), kept in the study so that a refusal can name the keys that differ."""
+    from selfcross.training.resume import comparable_config
+
+    return comparable_config(OmegaConf.to_container(base_run_config(cfg), resolve=True))
+
+
+def differing(stored: dict[str, Any], ident: dict[str, Any], before, now) -> list[str]:
+    """The identity keys that differ, ``base_config_hash`` replaced by the configuration keys
+    behind it (with both values) where the study kept its base settings (``before``)."""
+    keys = sorted(k for k in ident if stored.get(k) != ident.get(k))
+    if "base_config_hash" not in keys or not isinstance(before, dict):
+        return keys
+    changed = [
+        f"{k}: {before.get(k, '<absent>')} vs {now.get(k, '<absent>')}"
+        for k in sorted(before.keys() | now.keys())
+        if before.get(k) != now.get(k)
+    ]
+    shown = changed[:4] + ([f"{len(changed) - 4} more"] if len(changed) > 4 else [])
+    return [k for k in keys if k != "base_config_hash"] + (shown or ["base_config_hash"])
+
+
+def tuned_data(cfg: DictConfig) -> dict[str, Any]:
+    """Which data the study tunes on (``best.json`` carries it; ``experiment=tuned`` compares)."""
+    return {
+        "name": cfg.data.name,
+        "preset": cfg.data.get("preset"),
+        "root": str(Path(str(cfg.data.root)).resolve()),
+    }
+
+
+def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
+    """What a study's trials depend on: a rerun with another value is another study."""
+    from selfcross.training.resume import config_hash
+
+    run_cfg = base_run_config(cfg)
     return {
         "model": cfg.model.name,
         "modality": cfg.modality.name,
@@ -87,13 +132,34 @@ class StudyOutcome:
 def study_config(overrides: list[str]) -> tuple[Path, DictConfig]:
     """The study folder (``hydra.sweep.dir``, ``multirun/<sweep_name>``) and the base
     configuration of every trial (``paths.output_dir``: that folder), from one composition."""
-    cfg = compose(overrides, with_hydra=True)
+    merged = [o for o in overrides if o.split("=", 1)[0] == "tune.space"]
+    cfg = compose([o for o in overrides if o not in merged], with_hydra=True)
+    for line in merged:
+        merge_space(cfg, line)
     directory = Path(str(cfg.hydra.sweep.dir))
     check_output_folder("hydra.sweep.dir", directory)  # the study's folder
     with open_dict(cfg):
         del cfg["hydra"]  # what a composition without it returns
     apply_overrides(cfg, [f"paths.output_dir={directory}"])
     return directory, cfg
+
+
+def merge_space(cfg: DictConfig, line: str) -> None:
+    """Merge a plain ``tune.space={...}`` override into the default space, as the docs say it
+    does: Hydra refuses a key the default space lacks (and advises ``+tune.space``), while here
+    every key is then checked by :func:`selfcross.training.search.parse_space` (one line, "no
+    such configuration key", for a key the run configuration lacks)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        value = OverridesParser.create().parse_override(line).value()
+    except HydraException as err:
+        raise ConfigError(f"cannot parse {line!r}: {first_paragraph(str(err))}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{line}: expected a mapping such as tune.space={{KEY: {{type: ..}}}}")
+    with open_dict(cfg):
+        cfg.tune.space = OmegaConf.merge(cfg.tune.space, value)
 
 
 def run_configs(base: DictConfig, values: dict[str, Any], folds, folder: Path) -> list[DictConfig]:
@@ -141,8 +207,7 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
         ) from None
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{(directory / STUDY_DB).resolve()}")
-        existing = optuna.get_all_study_names(storage)  # a renamed folder keeps its study
+        storage, existing = open_storage(directory / STUDY_DB)  # a renamed folder keeps its study
         name = existing[0] if len(existing) == 1 else directory.name
         study = optuna.create_study(
             storage=storage, study_name=name, direction="maximize", load_if_exists=True
@@ -150,10 +215,13 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
         stored = study.user_attrs.get("identity")
         if stored is None:
             study.set_user_attr("identity", ident)
+            study.set_user_attr("base_settings", base_settings(cfg))
+            study.set_user_attr("data", tuned_data(cfg))
             untuned = {p.key: OmegaConf.select(cfg, p.key) for p in settings.space}
             study.set_user_attr("untuned", untuned)
         elif stored != ident:
-            keys = sorted(k for k in ident if stored.get(k) != ident.get(k))
+            before = study.user_attrs.get("base_settings")
+            keys = differing(stored, ident, before, base_settings(cfg))
             raise ConfigError(
                 f"{directory / STUDY_DB}: this study was created with other settings "
                 f"({', '.join(keys)} differ); choose another sweep_name or remove the folder"
@@ -218,7 +286,7 @@ def _run_trial(trial, settings: Settings, base: DictConfig, directory: Path, run
         return TrialState.PRUNED, None
     if run is None:
         from selfcross.training.experiment import train_and_test as run
-    scores = []
+    scores, fingerprints = [], {}
     for fold, cfg in zip(settings.folds, configs, strict=True):
         try:
             outcome = run(cfg)
@@ -238,5 +306,7 @@ def _run_trial(trial, settings: Settings, base: DictConfig, directory: Path, run
             trial.set_user_attr("error", f"fold {fold}: no validation UWA ({outcome.status})")
             return TrialState.FAIL, None
         scores.append(float(score))
+        fingerprints[str(fold)] = str(record.data.fingerprint)
     trial.set_user_attr("fold_scores", dict(zip(map(str, settings.folds), scores, strict=True)))
+    trial.set_user_attr("fingerprints", fingerprints)
     return TrialState.COMPLETE, sum(scores) / len(scores)

@@ -509,7 +509,7 @@ def test_newer_or_corrupt_ablation_files_are_named_and_left_out(tmp_path):
     assert f"skipped: {corrupt}: {ABLATION_FILE} cannot be read (not valid JSON" in md
     unread = f"skipped: {keyless}: {ABLATION_FILE} cannot be read"
     assert f"{unread} (missing key modality_dropout)" in md
-    # Scoring leaves a newer file alone (it is not this selfcross's to replace).
+    # Without a checkpoint to score again, scoring leaves a newer file alone (with a warning).
     before = (newer / ABLATION_FILE).read_text()
     outcome = ablate_results(root, "zeros")
     by_dir = {r.run_dir: r for r in outcome.runs}
@@ -520,3 +520,25 @@ def test_newer_or_corrupt_ablation_files_are_named_and_left_out(tmp_path):
     assert by_dir[corrupt].status == "skipped"  # no checkpoint to score it again
     assert by_dir[corrupt].reason.endswith("(pruned: resume.keep_checkpoints)")
     assert by_dir[root / "self/TVA/p0.0/fold1/seed1"].status == "reused"
+
+
+def test_an_unusable_ablation_file_is_set_aside_with_a_warning_not_overwritten(
+    trained_run, tmp_path, capsys
+):
+    """A corrupt or newer-schema ablation.json of a run that can be scored again is kept under
+    another name, with a warning line, before the new one is written (before, a corrupt file
+    was replaced silently and a newer one left the run unscored)."""
+    for name, text, problem in (
+        ("corrupt", '{"schema_version": 1, "fills": {', "cannot be read (not valid JSON"),
+        ("newer", json.dumps({"schema_version": 9}), "schema_version 9 is newer than this"),
+    ):
+        run = copy_run(trained_run, tmp_path / name)
+        (run / ABLATION_FILE).write_text(text)
+        outcome = ablate_results(tmp_path / name, "zeros")
+        assert [r.status for r in outcome.runs] == ["scored"]
+        aside = [p for p in run.iterdir() if p.name.startswith(f"{ABLATION_FILE}.unusable-")]
+        assert len(aside) == 1 and aside[0].read_text() == text
+        assert read_ablation(run / ABLATION_FILE).fills["zeros"].entries[0].present == "TV"
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"warning: {run / ABLATION_FILE}: {problem}")
+        assert err[0].endswith(f"; kept as {aside[0].name}, the run is scored again")

@@ -127,6 +127,44 @@ def test_truncated_and_incomplete_results_are_skipped_with_a_warning(tmp_path, c
     assert f"Skipped, counted as missing: {truncated}" in (out / "table1.md").read_text()
 
 
+def test_hostile_results_are_skipped_with_a_warning_not_a_traceback(tmp_path, capsys):
+    """A result.json nested very deeply (a RecursionError in the JSON decoder or in anything
+    walking it) or holding an integer too large to convert (Python's digit limit) is skipped
+    like any other corrupt record, by tables and by every reader of records (run's skip and
+    resume, ablate, attention: read_record)."""
+    from selfcross.training.record import read_record
+
+    root, out = tmp_path / "multirun", tmp_path / "tables"
+    write_cell(root, "self", "TV", TV_SELF)
+    deep = root / "self/TV/fold1/seed2/result.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    nested = root / "self/TV/fold1/seed3/result.json"
+    raw = json.loads(nested.read_text())
+    raw["config"]["extra"] = json.loads("[" * 40 + "]" * 40)  # loads, but too deep to walk
+    nested.write_text(json.dumps(raw))
+    huge = root / "self/TV/fold2/seed1/result.json"
+    huge.write_text(huge.read_text().replace('"seed": 1', '"seed": ' + "9" * 5000, 1))
+    for path in (deep, nested, huge):
+        assert read_record(path) is None
+    run_main("table1", "--results", str(root), "--out", str(out), *GRID)
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert warnings == [
+        f"warning: {deep}: nested more than 32 levels deep; not used, counted as missing",
+        f"warning: {nested}: nested more than 32 levels deep; not used, counted as missing",
+        f"warning: {huge}: holds an integer of 5000 digits (at most 19 are read); not used, "
+        "counted as missing",
+    ]
+    assert read_csv(out / "table1.csv")[("TV", "wa", "self")]["n"] == "3"
+
+
+def test_folds_start_at_one(tmp_path, capsys):
+    root = tmp_path / "multirun"
+    write_cell(root, "self", "TV", TV_SELF)
+    for folds, shown in (("0", "0"), ("0-2", "0,1,2")):
+        line = expect_error(capsys, "table1", "--results", str(root), "--folds", folds)
+        assert line == f"error: --folds {shown}: folds are numbered from 1 (fold 1 is fold01)"
+
+
 def test_runs_outside_the_grid_are_reported_not_averaged(tmp_path, capsys):
     root, out = tmp_path / "multirun", tmp_path / "tables"
     write_cell(root, "self", "TV", TV_SELF)

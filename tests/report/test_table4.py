@@ -224,3 +224,43 @@ def test_no_paper_or_published_columns_for_a_dataset_the_paper_did_not_use(
     rows = list(csv.DictReader((tmp_path / "t" / "table4.csv").open()))
     assert rows and all(r["paper_mean"] == "" for r in rows)
     assert not any(r["model"] == "published_best" for r in rows)
+
+
+def cell_config(model: str, modality: str, lr: float, **tuned) -> dict:
+    """A run's configuration as a real run records it: its own model and modality keys."""
+    fusion = "cross" if model == "cross" else "self"
+    config = {"model": {"name": model, "optimizer": {"lr": lr},
+                        "network": {"fusion": fusion, "hidden": 60}},
+              "modality": {"name": modality, "modalities": list(modality)}}  # fmt: skip
+    if tuned:
+        config["tuned"] = {"study": f"multirun/tune-{model}-{modality}", "trial": 3,
+                           "value": 0.6, **tuned}  # fmt: skip
+    return config
+
+
+def test_what_tuning_changed_is_read_against_the_cells_own_untuned_runs(tmp_path):
+    """Each cell's tuned settings are compared with the untuned runs of the same model and
+    modality: the other model's (Cross against Self) or another modality's untuned runs would
+    add model.name, fusion or modality to the column, and the tuned runs themselves none."""
+    untuned, tuned = tmp_path / "untuned", tmp_path / "tuned"
+    lrs = {("self", "TA"): 0.002, ("cross", "TA"): 0.001, ("self", "TV"): 0.003,
+           ("cross", "TV"): 0.0015}  # fmt: skip
+    for (model, modality), lr in lrs.items():
+        for fold, seed in KEYS:
+            write_result(untuned, model, modality, fold, seed, 0.5,
+                         config=cell_config(model, modality, lr))  # fmt: skip
+    for model in ("self", "cross"):
+        config = cell_config(model, "TA", 0.004, allow_unfinished=False)
+        for fold, seed in KEYS:
+            write_result(tuned, model, "TA", fold, seed, 0.55, config=config)
+    tables = build(untuned, tuned, tmp_path / "t")
+    settings = {r["Cell"]: r["Study, best trial, settings changed"]
+                for r in tables["Tuned settings (from the tuned runs' result.json)"]}  # fmt: skip
+    assert settings["Cross T+A"] == (
+        "study multirun/tune-cross-TA, trial 3 (validation UWA 0.600): "
+        "model.optimizer.lr 0.001 -> 0.004"
+    )
+    assert settings["Self T+A"] == (
+        "study multirun/tune-self-TA, trial 3 (validation UWA 0.600): "
+        "model.optimizer.lr 0.002 -> 0.004"
+    )

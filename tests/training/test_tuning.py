@@ -162,8 +162,13 @@ def test_a_study_refuses_other_settings(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="space differ"):
         other = only_space("{data.batch_size: {type: categorical, choices: [-1]}}")
         tuning.run_study(tune_overrides(tmp_path, data_dir, "tune.n_trials=1", *other))
-    with pytest.raises(ConfigError, match="base_config_hash differ"):
-        tuning.run_study([*overrides, "model.optimizer.lr=0.01"])
+    with pytest.raises(ConfigError) as refused:  # the keys behind the hash, with both values
+        tuning.run_study([*overrides, "model.optimizer.lr=0.01", "model.network.hidden=30"])
+    assert str(refused.value) == (
+        f"{tmp_path / 'study' / stored.STUDY_DB}: this study was created with other settings "
+        "(model.network.hidden: 60 vs 30, model.optimizer.lr: 0.001 vs 0.01 differ); choose "
+        "another sweep_name or remove the folder"
+    )
 
 
 def test_heads_are_only_valid_divisors_of_the_width(make_cfg):
@@ -318,7 +323,7 @@ class FakeRun:
             raise KeyboardInterrupt
         net = cfg.model.network
         value = 0.3 + 20 * cfg.model.optimizer.lr + net.hidden / 1000 - net.attn_dropout / 10
-        record = SimpleNamespace(val_uwa=value)
+        record = SimpleNamespace(val_uwa=value, data=SimpleNamespace(fingerprint="f-1"))
         return SimpleNamespace(status="done", record=record, path=None)
 
 
