@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -21,8 +20,15 @@ from selfcross import (
     output_folder_problem,
     transformer_problem,
 )
-from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, SelfcrossError
+from selfcross.errors import (
+    ConfigError,
+    DataError,
+    Interrupted,
+    JobFailed,
+    SelfcrossError,
+)
 from selfcross.manifest import FoldsManifest, manifest_path, read_manifest
+from selfcross.utils import atomic, hydra_files
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -319,7 +325,7 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+DISK_ERRORS = atomic.DISK_ERRORS
 """Storage errors a user fixes (a full disk, a quota, a read-only or forbidden folder)."""
 
 
@@ -354,8 +360,7 @@ def user_errors() -> Iterator[None]:
     except OSError as err:
         if err.errno not in DISK_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        where = err.filename2 or err.filename or "writing"  # a move names its destination second
-        message = f"{where}: {err.strerror} (nothing incomplete was kept)"
+        message = hydra_files.disk_message(err)
         if in_multirun():
             log.error(message)
             raise JobFailed(message) from None

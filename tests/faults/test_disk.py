@@ -1,0 +1,136 @@
+"""A full disk is said, contained and recovered from (issue 23, section 2).
+
+Every file selfcross writes goes through ``selfcross.utils.atomic``: written beside its
+destination, fsynced, renamed. A write that finds the disk full is one line naming the file and
+the free space there, exit status 2; nothing truncated stays behind; the previous good file is
+unchanged; the rerun after freeing space completes, and ``metrics.csv`` and ``result.json``
+agree on every epoch.
+
+The tests without a marker inject ENOSPC into the writes (``tests/helpers/diskkit.py``) and run
+anywhere; those marked ``faults`` fill a real tmpfs (root only, as in CI: ``make test-faults``).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selfcross.config import compose, user_errors
+from selfcross.errors import WriteError
+from selfcross.training.experiment import train_and_test
+from selfcross.utils import atomic
+from tests.conftest import base_overrides
+from tests.helpers.diskkit import FREE, DiskFills, disk_line, leftovers, nth
+
+RUN = ["debug=fast", "logger=csv", "resume.keep_checkpoints=all"]
+
+
+def test_a_failed_write_names_the_file_and_the_free_space_and_keeps_the_old_file(
+    tmp_path, monkeypatch
+):
+    table = tmp_path / "tables" / "table1.csv"
+    atomic.write_text(table, "old,good\n")
+    disk = DiskFills(monkeypatch, lambda path: True)
+    with pytest.raises(WriteError) as err:
+        atomic.write_text(table, "new,rows\n" * 1000)
+    assert re.fullmatch(disk_line(table), str(err.value))
+    assert table.read_text() == "old,good\n" and leftovers(tmp_path) == []
+    for write in (
+        lambda p: atomic.save_npy(p, np.arange(1000)),
+        lambda p: atomic.write_json(p, {"a": list(range(1000))}),
+        lambda p: atomic.write_bytes(p, b"x" * 1000),
+    ):
+        with pytest.raises(WriteError, match=disk_line(tmp_path / "new" / "f")):
+            write(tmp_path / "new" / "f")
+    assert not (tmp_path / "new" / "f").exists() and leftovers(tmp_path) == []
+    disk.free()
+    assert atomic.write_text(table, "new\n").read_text() == "new\n"
+
+
+def test_a_table_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """md, tex and csv of a table: a failure in the last leaves all three as they were."""
+    files = {tmp_path / f"table1.{ext}": f"good {ext}\n" for ext in ("md", "tex", "csv")}
+    atomic.write_texts(files)
+    DiskFills(monkeypatch, lambda path: path.suffix == ".csv")
+    with pytest.raises(WriteError, match=disk_line(tmp_path / "table1.csv")):
+        atomic.write_texts({path: "new\n" * 100 for path in files})
+    assert {p: p.read_text() for p in files} == files and leftovers(tmp_path) == []
+
+
+def test_other_errors_keep_their_type_and_a_staged_folder_is_removed(tmp_path):
+    with pytest.raises(ZeroDivisionError), atomic.staged_dir(tmp_path / "fold1") as tmp:
+        atomic.write_text(tmp / "a.npy", "x")
+        1 / 0  # noqa: B018
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError) as err, atomic.guard(tmp_path / "x"):
+        raise OSError(errno.EIO, "Input/output error")
+    assert err.value.errno == errno.EIO and not isinstance(err.value, WriteError)
+    assert re.fullmatch(FREE + re.escape(str(tmp_path)), atomic.free_space(tmp_path / "a" / "b"))
+    assert [atomic.human_bytes(n) for n in (0, 1023, 12 * 1024, 3 * 2**20 + 2**19)] == [
+        "0 B", "1023 B", "12 KiB", "3.5 MiB"]  # fmt: skip
+
+
+def val_rows(metrics: Path) -> dict[int, list[dict]]:
+    """metrics.csv's rows by 1-based epoch: those of validation (val/uwa set)."""
+    rows: dict[int, list[dict]] = {}
+    with metrics.open(newline="") as file:
+        for row in csv.DictReader(file):
+            if row.get("val/uwa"):
+                rows.setdefault(int(float(row["epoch"])) + 1, []).append(row)
+    return rows
+
+
+def assert_csv_agrees_with_record(out: Path) -> dict:
+    """Every epoch of result.json's history is one validation row of metrics.csv, with the
+    same values, and metrics.csv has no other epoch."""
+    record = json.loads((out / "result.json").read_text())
+    rows = val_rows(out / "csv" / "metrics.csv")
+    epochs = [h["epoch"] for h in record["history"]]
+    assert epochs == list(range(1, record["epochs"] + 1))
+    assert sorted(rows) == epochs and all(len(r) == 1 for r in rows.values()), rows
+    for entry in record["history"]:
+        (row,) = rows[entry["epoch"]]
+        for key in ("val/uwa", "val/wa", "val/loss", "val/f1"):
+            assert float(row[key]) == pytest.approx(entry[key], rel=1e-6), (entry["epoch"], key)
+    return record
+
+
+def test_a_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_resumes(
+    tmp_path, data_dir, monkeypatch, capsys
+):
+    """The disk fills while epoch 2's last.ckpt is written, and stays full. One line, exit
+    status 2, no temporary or truncated file, last.ckpt still epoch 1's; a rerun that finds
+    the disk full again keeps the CSV log; after freeing space the same run resumes from
+    last.ckpt, and metrics.csv and result.json agree on every epoch."""
+    cfg = compose([*base_overrides(tmp_path), f"paths.data_dir={data_dir}", *RUN])
+    out = Path(cfg.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    disk = DiskFills(monkeypatch, nth("last.ckpt", 2))
+    with pytest.raises(SystemExit) as stop, user_errors():
+        train_and_test(cfg)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"error: {disk_line(last)}\n", err), err
+    assert leftovers(out) == [] and not (out / "result.json").exists()
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # epoch 1's
+
+    disk.free()
+    # the disk is full again when the resume rewrites the CSV log: its rows are kept
+    DiskFills(monkeypatch, lambda path: path.name == "metrics.csv")
+    with pytest.raises(WriteError, match=disk_line(out / "csv" / "metrics.csv")):
+        train_and_test(cfg)
+    assert val_rows(out / "csv" / "metrics.csv").keys() == {1, 2}
+    assert leftovers(out) == []
+
+    monkeypatch.undo()  # space freed
+    outcome = train_and_test(cfg)
+    assert outcome.status == "done" and outcome.record.resumed_from == str(last)
+    record = assert_csv_agrees_with_record(out)
+    assert record["epochs"] == 3 and leftovers(out) == []
