@@ -184,18 +184,18 @@ def save_yaml(cfg, path: str | Path) -> Path:
 
 @contextmanager
 def staged_dir(target: str | Path) -> Iterator[Path]:
-    """A new folder beside ``target`` that the block fills; it is then renamed to ``target``
-    (which must not exist, or be an empty folder). A failed block removes it, so ``target`` is
-    either absent or complete. Write its files with :func:`guard` (or the writers above) so
-    that a full disk names the file."""
+    """A new folder beside ``target`` (``.<name>.partial-<process id>``) that the block fills;
+    it is then renamed to ``target`` (which must not exist, or be an empty folder). A failed
+    block removes it, so ``target`` is either absent or complete. Write its files with the
+    writers above (or inside :func:`guard`) so that a full disk names the file."""
     target = Path(target)
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed process of the same id
     with guard(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp.mkdir(parents=True)
     try:
         yield tmp
         with guard(target):
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -6,11 +6,15 @@ whole sweep with a traceback and no summary. Importing this module (``selfcross.
 and so does every sweep worker, with the job's task) puts :func:`_save_hydra_config` in Hydra's
 place: the files are written atomically (``atomic.py``), and a failure is kept for the job,
 which raises it first (:func:`raise_hydra_write_error`) and fails with its one line while the
-sweep goes on. Built on ``hydra.core.utils._save_config``, tested with hydra-core 1.3.8.
+sweep goes on. Built on ``hydra.core.utils._save_config``, tested with hydra-core 1.3.8. A
+log file the disk has no room for loses its lines quietly (:func:`_log_file_error`), instead of
+a traceback per line.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 from selfcross.errors import SelfcrossError, WriteError
@@ -47,6 +51,18 @@ def _install() -> None:
 
     if callable(getattr(hydra_utils, "_save_config", None)):
         hydra_utils._save_config = _save_hydra_config
+    if logging.FileHandler.handleError is not _log_file_error:
+        logging.FileHandler.handleError = _log_file_error
+
+
+def _log_file_error(handler: logging.Handler, record: logging.LogRecord) -> None:
+    """A log file (a job's ``run.log``) that the disk has no room for loses the line quietly:
+    the run's own one-line error says what happened (logging would print a traceback for each
+    line); any other logging error is reported as logging does."""
+    err = sys.exc_info()[1]
+    if isinstance(err, OSError) and err.errno in atomic.DISK_ERRORS:
+        return
+    logging.Handler.handleError(handler, record)
 
 
 def disk_message(err: OSError) -> str:

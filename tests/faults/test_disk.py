@@ -134,3 +134,161 @@ def test_a_full_disk_mid_run_is_one_line_keeps_the_last_checkpoint_and_resumes(
     assert outcome.status == "done" and outcome.record.resumed_from == str(last)
     record = assert_csv_agrees_with_record(out)
     assert record["epochs"] == 3 and leftovers(out) == []
+
+
+def test_tables_over_good_ones_on_a_full_disk_keep_them(tmp_path, monkeypatch, capsys):
+    """`tables table1` rewriting good tables when the disk is full: one line, exit 2, the
+    previous tables byte for byte; the rerun with room writes them."""
+    from tests.helpers.reportkit import GRID, write_cell
+
+    root, out = tmp_path / "multirun", tmp_path / "tables"
+    write_cell(root, "self", "TV", [0.60, 0.62, 0.64, 0.66, 0.68, 0.70])
+    args = ["table1", "--results", str(root), "--out", str(out), *GRID]
+    tables_main(args)
+    good = {p: p.read_bytes() for p in out.iterdir()}
+    write_cell(root, "cross", "TV", [0.51, 0.50, 0.55, 0.53, 0.58, 0.57])  # a new cell
+    capsys.readouterr()
+    disk = DiskFills(monkeypatch, lambda path: path.name == "table1.csv")
+    with pytest.raises(SystemExit) as stop:
+        tables_main(args)
+    assert stop.value.code == 2
+    assert re.fullmatch(f"error: {disk_line(out / 'table1.csv')}\n", capsys.readouterr().err)
+    assert {p: p.read_bytes() for p in out.iterdir()} == good and leftovers(out) == []
+    disk.free()
+    tables_main(args)
+    assert (out / "table1.csv").read_bytes() != good[out / "table1.csv"]
+
+
+def tables_main(args: list[str]) -> None:
+    from selfcross.tables import main
+
+    main(args)
+
+
+# -- a real full disk: a small tmpfs (root, as in CI: `make test-faults`) ----------------------
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 32 MiB tmpfs on tmp_path/disk, unmounted afterwards."""
+    from tests.helpers.diskkit import small_tmpfs
+
+    with small_tmpfs(tmp_path / "disk", "32m") as where:
+        yield where
+
+
+def cli_error(proc) -> str:
+    """The one line a failed command ends with; no traceback anywhere."""
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.faults
+def test_a_run_on_a_small_tmpfs_fails_in_one_line_and_resumes(disk, data_dir):
+    """The disk fills as epoch 2 starts (1 MiB left, less than a checkpoint): the run stops at
+    epoch 2's checkpoint with one line, exit 2, epoch 1's last.ckpt intact and nothing
+    truncated; the same command, once the filler is removed, resumes and completes."""
+    from tests.conftest import run_cli
+    from tests.helpers.diskkit import FillDisk
+
+    run = disk / "run"
+    args = [*RUN, "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={run}", f"+callbacks.fill_disk._target_={FillDisk.__module__}"
+            ".FillDisk", f"+callbacks.fill_disk.where={disk}", "+callbacks.fill_disk.at_epoch=2",
+            f"+callbacks.fill_disk.leave={1 << 20}"]  # fmt: skip
+    proc = run_cli("selfcross.run", *args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = cli_error(proc)
+    assert re.fullmatch("error: " + disk_line(run / "checkpoints" / "X.ckpt").replace(
+        "X\\.ckpt", "(best|last)\\.ckpt"), line), line  # fmt: skip
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    assert leftovers(run) == [] and not (run / "result.json").exists()
+
+    (disk / "filler").unlink()
+    rerun = run_cli("selfcross.run", *args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    record = assert_csv_agrees_with_record(run)
+    assert record["resumed_from"] == str(last) and leftovers(run) == []
+
+
+@pytest.mark.faults
+def test_a_sweep_on_a_full_tmpfs_fails_its_jobs_in_one_line_each_and_summarises(disk, data_dir):
+    """No room at all: multirun.yaml is a warning, each job fails on Hydra's own
+    .hydra/config.yaml with its line, the sweep ends with its summary (exit 1, no traceback);
+    with room, the same command runs both jobs."""
+    from tests.conftest import run_cli
+    from tests.helpers.diskkit import fill
+
+    sweep = disk / "sweep"
+    args = ["-m", "seed=1,2", *RUN, "trainer.enable_progress_bar=false",
+            f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    fill(disk)
+    proc = run_cli("selfcross.run", *args)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = cli_error(proc)
+    job = sweep / "self" / "TVA" / "fold1" / "seed1"
+    assert re.fullmatch(
+        r"error: 2 of 2 jobs failed \(first: \[seed=1 .*\]: "
+        + disk_line(job / ".hydra" / "config.yaml")
+        + r"(; log: \S+)?\); rerun the same command to retry them, finished jobs are kept",
+        line,
+    ), line
+    assert "multirun.yaml: No space left on device" in proc.stderr + proc.stdout
+    assert leftovers(sweep) == []
+
+    (disk / "filler").unlink()
+    rerun = run_cli("selfcross.run", *args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for seed in (1, 2):
+        assert_csv_agrees_with_record(sweep / "self" / "TVA" / "fold1" / f"seed{seed}")
+
+
+@pytest.mark.faults
+def test_tables_on_a_full_tmpfs_keep_the_previous_ones(disk, tmp_path, capsys):
+    from tests.helpers.diskkit import fill
+    from tests.helpers.reportkit import GRID, write_cell
+
+    root, out = tmp_path / "multirun", disk / "tables"
+    write_cell(root, "self", "TV", [0.60, 0.62, 0.64, 0.66, 0.68, 0.70])
+    args = ["table1", "--results", str(root), "--out", str(out), *GRID]
+    tables_main(args)
+    good = {p: p.read_bytes() for p in out.iterdir()}
+    write_cell(root, "cross", "TV", [0.51, 0.50, 0.55, 0.53, 0.58, 0.57])
+    fill(disk)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        tables_main(args)
+    assert stop.value.code == 2
+    line = capsys.readouterr().err
+    assert re.fullmatch(f"error: {disk_line(out / 'table1.X')}\n".replace(
+        r"table1\.X", r"table1\.(md|tex|csv)"), line), line  # fmt: skip
+    assert {p: p.read_bytes() for p in out.iterdir()} == good and leftovers(out) == []
+    (disk / "filler").unlink()
+    tables_main(args)
+    assert (out / "table1.csv").read_bytes() != good[out / "table1.csv"]
+
+
+@pytest.mark.faults
+def test_preparation_on_a_full_tmpfs_leaves_no_partial_fold(disk, tmp_path, capsys, monkeypatch):
+    """The folds' size check aside (it would refuse before writing), a preparation whose fold
+    writing finds the disk full stops in one line naming the file, leaves no partial fold
+    folder; with room, the rerun reuses the cached features and writes the folds."""
+    from selfcross.prepare import iemocap
+    from tests.helpers.diskkit import fill
+    from tests.helpers.preparekit import make_release, overrides
+    from tests.helpers.releasekit import prepare_quietly, run_error
+
+    release = make_release(tmp_path / "release")
+    out = disk / "folds"
+    args = overrides(release, out, f"cache={tmp_path / 'cache'}", "folds=[1]", "check=false")
+    monkeypatch.setattr(iemocap, "check_disk_space", lambda *args: 0)
+    fill(disk, leave=64 << 10)
+    line = run_error(args, capsys)
+    assert re.fullmatch(
+        "error: " + disk_line(out / ".fold01.partial" / "FILE").replace("FILE", r"[\w.]+"), line
+    ), line
+    assert not list(out.glob("fold*")) and leftovers(out) == []
+    (disk / "filler").unlink()
+    summary, _ = prepare_quietly(args)
+    assert (out / "fold01" / "train_label.npy").is_file() and leftovers(out) == []
+    assert summary["reused"]["audio"] > 0

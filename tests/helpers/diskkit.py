@@ -2,6 +2,7 @@
 
 - :func:`small_tmpfs`: a tmpfs of a given size mounted on a fresh folder (root only: CI runs as
   root; elsewhere the test fails, it never skips), unmounted when the test ends.
+- :func:`fill`, and :class:`FillDisk`, a callback that fills the disk as an epoch starts.
 - :class:`DiskFills`: every file selfcross writes goes through ``selfcross.utils.atomic``; this
   replaces the ``open`` that module uses, so that from a chosen write on, each write stores
   part of its data and then fails with ENOSPC, as a full disk does, until :meth:`free` is
@@ -18,6 +19,8 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
 
 from selfcross.utils import atomic
 
@@ -64,12 +67,13 @@ def fill(folder: Path, leave: int = 0) -> Path:
 
 
 def leftovers(folder: Path) -> list[Path]:
-    """Temporary or empty files a failed write may have left under ``folder``."""
+    """Temporary or empty files a failed write may have left under ``folder`` (a lock file and
+    a log that the full disk kept empty do not count)."""
     return sorted(
         p
         for p in folder.rglob("*")
         if (p.is_file() and (p.name.endswith(".tmp") or p.stat().st_size == 0)
-            and p.name != ".lock")
+            and p.name != ".lock" and p.suffix != ".log")
         or ".partial" in p.name
     )  # fmt: skip
 
@@ -132,3 +136,19 @@ def nth(name: str, n: int) -> Callable[[Path], bool]:
         return len(seen) >= n
 
     return when
+
+
+class FillDisk(Callback):
+    """A Lightning callback (``+callbacks.fill_disk._target_=tests.helpers.diskkit.FillDisk``)
+    that fills the disk of ``where`` up to ``leave`` bytes when epoch ``at_epoch`` (1-based)
+    starts, once: ``where/filled`` remembers it, so the rerun of the same command (the space
+    freed) is not filled again."""
+
+    def __init__(self, where: str, at_epoch: int, leave: int):
+        self.where, self.at_epoch, self.leave = Path(where), at_epoch, leave
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        marker = self.where / "filled"
+        if trainer.current_epoch + 1 == self.at_epoch and not marker.exists():
+            marker.write_text("once\n")
+            fill(self.where, self.leave)
