@@ -167,6 +167,7 @@ def tables_main(args: list[str]) -> None:
 
 # -- a real full disk: a small tmpfs (root, as in CI: `make test-faults`) ----------------------
 
+
 @pytest.fixture
 def disk(tmp_path):
     """A 32 MiB tmpfs on tmp_path/disk, unmounted afterwards."""
@@ -278,6 +279,7 @@ def test_preparation_on_a_full_tmpfs_leaves_no_partial_fold(disk, tmp_path, caps
     from tests.helpers.preparekit import make_release, overrides
     from tests.helpers.releasekit import prepare_quietly, run_error
 
+    (tmp_path / "release").mkdir()
     release = make_release(tmp_path / "release")
     out = disk / "folds"
     args = overrides(release, out, f"cache={tmp_path / 'cache'}", "folds=[1]", "check=false")
