@@ -68,7 +68,7 @@ def write_rows(path: Path, header: list[str], rows: list[dict], keep: bool = Fal
     if keep and path.is_file():
         with path.open(newline="") as file:
             rows = [*csv.DictReader(file), *rows]
-    with atomic.atomic_file(path, "w", newline="") as file:
+    with atomic.atomic_file(path, "w", sync=False, newline="") as file:  # after every log call
         writer = csv.DictWriter(file, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)

@@ -81,10 +81,11 @@ def guard(path: str | Path) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, sync: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path``; once the block has written it, it is fsynced and
     renamed to ``path``. If the block fails, the temporary file is removed and ``path`` is
-    left as it was."""
+    left as it was. ``sync=False`` skips the fsyncs, for a file rewritten very often (the CSV
+    log): still never half-written, but a power cut may lose its last version."""
     path = Path(path)
     with guard(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,21 +94,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp = Path(name)
         try:
             yield tmp
-            _sync(tmp)
+            if sync:
+                _sync(tmp)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; outputs are not
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _sync_folder(path.parent)
+        if sync:
+            _sync_folder(path.parent)
 
 
 @contextmanager
-def atomic_file(path: str | Path, mode: str = "w", **open_args) -> Iterator:
+def atomic_file(path: str | Path, mode: str = "w", sync: bool = True, **open_args) -> Iterator:
     """An open handle (``mode`` ``w`` or ``wb``) on a temporary file that becomes ``path``."""
-    if "text" not in open_args and "b" not in mode:
+    if "b" not in mode:
         open_args.setdefault("encoding", "utf-8")
-    with atomic_path(path) as tmp, open(tmp, mode, **open_args) as handle:
+    with atomic_path(path, sync) as tmp, open(tmp, mode, **open_args) as handle:
         yield handle
 
 
