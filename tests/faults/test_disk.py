@@ -78,6 +78,28 @@ def test_other_errors_keep_their_type_and_a_staged_folder_is_removed(tmp_path):
         "0 B", "1023 B", "12 KiB", "3.5 MiB"]  # fmt: skip
 
 
+def test_hydras_job_files_are_atomic_and_their_failure_is_the_jobs(tmp_path, monkeypatch):
+    """Hydra writes a job's .hydra/*.yaml before the job runs, outside its error handling:
+    selfcross's writer (installed when selfcross.config is imported, as a sweep worker does
+    with the job's task) keeps the failure for the job, which raises it as its one line."""
+    import hydra.core.utils as hydra_utils
+    from omegaconf import OmegaConf
+
+    import selfcross.config  # noqa: F401 - installs the writer
+    from selfcross.utils.hydra_files import raise_hydra_write_error
+
+    folder = tmp_path / "job" / ".hydra"
+    hydra_utils._save_config(OmegaConf.create({"a": 1}), "config.yaml", folder)
+    assert (folder / "config.yaml").read_text() == "a: 1\n"
+    raise_hydra_write_error()  # nothing failed
+    DiskFills(monkeypatch, lambda path: path.name == "hydra.yaml")
+    hydra_utils._save_config(OmegaConf.create({"b": 2}), "hydra.yaml", folder)  # no raise
+    assert not (folder / "hydra.yaml").exists() and leftovers(tmp_path) == []
+    with pytest.raises(WriteError, match=disk_line(folder / "hydra.yaml")):
+        raise_hydra_write_error()
+    raise_hydra_write_error()  # reported once
+
+
 def val_rows(metrics: Path) -> dict[int, list[dict]]:
     """metrics.csv's rows by 1-based epoch: those of validation (val/uwa set)."""
     rows: dict[int, list[dict]] = {}
