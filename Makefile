@@ -54,8 +54,11 @@ venv: $(STAMP) ## Create .venv and install selfcross with the tested versions (d
 run: $(STAMP) ## Train and test the default experiment (tri-modal self, synthetic data); ARGS= adds overrides
 	$(PY) -m selfcross.run $(ARGS)
 
-test: $(STAMP) ## Run the test suite (fast tests; slow and SLURM ones are deselected)
-	$(PY) -m pytest -m "not slow and not slurm" $(ARGS)
+test: $(STAMP) ## Run the test suite (fast tests; slow, SLURM and tmpfs fault ones are deselected)
+	$(PY) -m pytest -m "not slow and not slurm and not faults" $(ARGS)
+
+test-faults: $(STAMP) ## Full disks on a small tmpfs (root: mounts one; CI runs it)
+	$(PY) -m pytest -m faults $(ARGS)
 
 # Exit status 5 (no test collected, e.g. ARGS="-k ..." matching none) is not a failure.
 test-slurm: $(STAMP) ## Sweeps on a throwaway local SLURM cluster (root; SELFCROSS_SLURM_INSTALL=1 apt-gets it)
@@ -161,4 +164,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean
+.PHONY: help venv run test test-faults test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -24,6 +23,7 @@ from selfcross import (
 from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, SelfcrossError
 from selfcross.manifest import FoldsManifest, conv_out_for, manifest_path, read_manifest
 from selfcross.run_settings import check_class_set, check_run_settings
+from selfcross.utils import atomic, hydra_files
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -332,7 +332,7 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+DISK_ERRORS = atomic.DISK_ERRORS
 """Storage errors a user fixes (a full disk, a quota, a read-only or forbidden folder)."""
 
 
@@ -367,8 +367,7 @@ def user_errors() -> Iterator[None]:
     except OSError as err:
         if err.errno not in DISK_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        where = err.filename2 or err.filename or "writing"  # a move names its destination second
-        message = f"{where}: {err.strerror} (nothing incomplete was kept)"
+        message = hydra_files.disk_message(err)
         if in_multirun():
             log.error(message)
             raise JobFailed(message) from None

@@ -32,3 +32,13 @@ class Interrupted(SelfcrossError):
 
 class JobFailed(Exception):
     """A sweep job's one-line error, handed to the sweeper (which reports it and goes on)."""
+
+
+class WriteError(SelfcrossError):
+    """A file could not be written for lack of room (or of permission): one line naming the
+    file and the free space where it was to go. Nothing incomplete was kept."""
+
+    def __init__(self, path, reason: str, free: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot write {self.path}: {reason} ({free})")

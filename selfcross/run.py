@@ -29,11 +29,13 @@ from selfcross.config import (
 from selfcross.training.experiment import train_and_test
 from selfcross.training.rundir import check_owned
 from selfcross.training.tuned import apply_tuned
+from selfcross.utils.hydra_files import raise_hydra_write_error
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> dict:
     with user_errors():
+        raise_hydra_write_error()  # .hydra/*.yaml could not be written (a full disk)
         outcome = train_and_test(cfg)
     record = outcome.record
     if record is None:  # run by another process

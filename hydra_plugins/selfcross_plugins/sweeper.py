@@ -31,7 +31,6 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +176,7 @@ class SelfcrossSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from selfcross.errors import SelfcrossError
+        from selfcross.utils import atomic
 
         assert self.config is not None and self.launcher is not None
         try:
@@ -184,8 +184,10 @@ class SelfcrossSweeper(BasicSweeper):
         except SelfcrossError as err:
             _exit_with(err)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        try:  # a record of the sweep only: the jobs say for themselves what they cannot write
+            atomic.save_yaml(self.config, sweep_dir / "multirun.yaml")
+        except SelfcrossError as err:
+            log.warning("%s", err)
         log.info(
             "Sweep %s: %d jobs to run, %d already complete, %d invalid skipped",
             sweep_dir,

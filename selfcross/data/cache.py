@@ -30,6 +30,7 @@ from selfcross.data.fingerprint import MEMO_DIR, fingerprint
 from selfcross.data.fold import FoldData, ReaderOptions, SplitData
 from selfcross.data.npy import SPLITS
 from selfcross.data.reader import FoldReader
+from selfcross.utils import atomic
 from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ def _save_dir(target: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     tmp.mkdir(parents=True)
     try:
         for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps(meta))
+            atomic.save_npy(tmp / f"{name}.npy", array)
+        atomic.write_text(tmp / "meta.json", json.dumps(meta))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     finally:
@@ -113,8 +114,8 @@ def _build(
             meta = {"nonfinite_zeroed": {s: fold.splits[s].nonfinite_zeroed for s in SPLITS}}
             (work / m).mkdir(parents=True, exist_ok=True)
             for name, array in arrays.items():
-                np.save(work / m / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
-            (work / m / "meta.json").write_text(json.dumps(meta))
+                atomic.save_npy(work / m / f"{name}.npy", array)
+            atomic.write_text(work / m / "meta.json", json.dumps(meta))
             shutil.rmtree(entry / m, ignore_errors=True)
             os.replace(work / m, entry / m)
         del fold

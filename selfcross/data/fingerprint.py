@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from selfcross.data.npy import fold_dir, npy_header
-from selfcross.errors import DataError
+from selfcross.errors import DataError, WriteError
+from selfcross.utils import atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +66,8 @@ def memo_digest(path: Path, memo_dir: Path | None) -> str:
     if _stat_key(path) != key:  # written while it was read: do not remember
         return digest
     try:
-        Path(memo_dir).mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", dir=memo_dir)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"key": key, "digest": digest}, handle)
-        os.replace(tmp, entry)
-    except OSError as err:
+        atomic.write_json(entry, {"key": key, "digest": digest})
+    except (OSError, WriteError) as err:  # a memo only: the digest is still right
         log.debug("Cannot remember the digest of %s in %s: %s", path, memo_dir, err)
     return digest
 

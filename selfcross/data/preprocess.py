@@ -16,6 +16,7 @@ import numpy as np
 
 from selfcross.data.npy import block_rows, first_row, release_rows
 from selfcross.errors import DataError
+from selfcross.utils import atomic
 
 AUDIO_STANDARDIZE = ("feature", "frame_feature", "none")
 ON_NONFINITE = ("error", "zero")
@@ -75,7 +76,7 @@ def copy_blocks(
     if out_path is None:
         out = np.empty(shape, dtype=np.float32)
     else:
-        out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=shape)
+        out = atomic.open_memmap(out_path, dtype=np.float32, shape=shape)
     start = 0
     for idx, block in blocks:
         out[start : start + len(idx)] = block

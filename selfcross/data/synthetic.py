@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from filelock import FileLock
 
 from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
 from selfcross.manifest import SHAPE_KEYS, FoldsManifest, write_manifest
+from selfcross.utils import atomic
 from selfcross.utils.io import writable_dir
 
 log = logging.getLogger(__name__)
@@ -233,11 +233,8 @@ def _write_fold(directory: Path, spec: SyntheticSpec, fold: int) -> None:
         "label": ((), np.int64, None),
     }
     files = {
-        (split, stem): np.lib.format.open_memmap(
-            split_file(directory, split, stem),
-            mode="w+",
-            dtype=dtype,
-            shape=(len(parts[split]), *shape),
+        (split, stem): atomic.open_memmap(
+            split_file(directory, split, stem), dtype=dtype, shape=(len(parts[split]), *shape)
         )
         for split in SPLITS
         for stem, (shape, dtype, _) in layouts.items()
@@ -256,7 +253,7 @@ def _write_fold(directory: Path, spec: SyntheticSpec, fold: int) -> None:
     for array in files.values():
         array.flush()
     del files
-    np.save(directory / EMBEDDING_FILE, signal.embedding, allow_pickle=False)
+    atomic.save_npy(directory / EMBEDDING_FILE, signal.embedding)
 
 
 def ensure_synthetic(
@@ -287,22 +284,14 @@ def ensure_synthetic(
                 log.info("Synthetic data parameters changed: regenerating %s", root)
                 for stale in root.glob("fold*"):
                     shutil.rmtree(stale)
-        tmp_meta = meta_path.with_suffix(".json.tmp")
-        tmp_meta.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp_meta, meta_path)
+        atomic.write_json(meta_path, meta)
         for fold in folds:
             target = fold_dir(root, fold)
             if target.is_dir():
                 continue
             log.info("Generating synthetic fold %d in %s", fold, target)
-            tmp = root / f".{target.name}.partial-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            try:
+            with atomic.staged_dir(target) as tmp:  # the fold appears complete or not at all
                 _write_fold(tmp, spec, fold)
-                os.replace(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
         if class_names is not None:
             write_manifest(root, synthetic_manifest(spec, class_names, n_folds or max(folds)))
     return root

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from selfcross.utils import atomic
 
 CACHE_FORMAT = 1
 
@@ -27,9 +27,7 @@ def cache_folder(root: Path, kind: str, key: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     info = folder / "settings.json"
     if not info.is_file():
-        tmp = folder / f".settings.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(json.loads(payload), indent=2) + "\n")
-        os.replace(tmp, info)
+        atomic.write_json(info, json.loads(payload))
     return folder
 
 
@@ -39,15 +37,8 @@ def entry_path(folder: Path, utterance_id: str) -> Path:
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     """Write ``path`` so that it is either absent or complete, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.atomic_file(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def load_entry(path: Path, name: str) -> np.ndarray | None:

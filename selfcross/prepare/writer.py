@@ -1,9 +1,10 @@
 """Write the fold directories in the processed format (selfcross.data.npy), and check them.
 
 Each fold directory is written under a temporary name and renamed into place when complete, so
-``foldNN`` is either the previous complete fold or the new one. Rows are appended to the ``.npy``
-files in order through ordinary buffered writes (not a memory map, whose written pages would
-count in the process's resident memory until the kernel writes them back), so memory stays
+``foldNN`` is either the previous complete fold or the new one; a failure (a full disk: one line
+naming the file, ``utils/atomic.py``) removes the temporary folders. Rows are appended to the
+``.npy`` files in order through ordinary buffered writes (not a memory map, whose written pages
+would count in the process's resident memory until the kernel writes them back), so memory stays
 bounded by one utterance's rows whatever the fold's size (MELD's is about 10 GB). Besides the
 format's files each fold holds ``vocab.json`` (the vocabulary: token of each id, instead of the
 original ``dic.pkl``) and ``manifest.json`` (the utterance id of every row of every split).
@@ -11,6 +12,8 @@ original ``dic.pkl``) and ``manifest.json`` (the utterance id of every row of ev
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,7 @@ from selfcross.data.fold import ReaderOptions
 from selfcross.data.npy import EMBEDDING_FILE, SPLITS, fold_dir, split_file
 from selfcross.data.validate import check_root
 from selfcross.errors import DataError
+from selfcross.utils import atomic
 from selfcross.utils.io import write_json_atomic
 
 
@@ -60,13 +64,14 @@ class RowFile:
     def __init__(self, path: Path, n: int, shape: tuple[int, ...], dtype):
         self.path, self.n, self.shape, self.dtype = path, n, tuple(shape), np.dtype(dtype)
         self.written = 0
-        self.handle = open(path, "wb")  # noqa: SIM115 - closed by close()
         header = {
             "descr": np.lib.format.dtype_to_descr(self.dtype),
             "fortran_order": False,
             "shape": (n, *self.shape),
         }
-        np.lib.format.write_array_header_2_0(self.handle, header)
+        with atomic.guard(path):  # a full disk names the file
+            self.handle = open(path, "wb")  # noqa: SIM115 - closed by close()
+            np.lib.format.write_array_header_2_0(self.handle, header)
 
     def write(self, row: int, values) -> None:
         if row != self.written:
@@ -74,11 +79,16 @@ class RowFile:
         array = np.asarray(values, dtype=self.dtype)
         if array.shape != self.shape:
             raise ValueError(f"{self.path}: row of shape {array.shape}, expected {self.shape}")
-        self.handle.write(np.ascontiguousarray(array).tobytes())
+        with atomic.guard(self.path):
+            self.handle.write(np.ascontiguousarray(array).tobytes())
         self.written += 1
 
     def close(self) -> None:
-        self.handle.close()
+        """Flush to the disk and close (before the fold's folder is renamed into place)."""
+        with atomic.guard(self.path):
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
         if self.written != self.n:
             raise ValueError(f"{self.path}: {self.written} of {self.n} rows written")
 
@@ -105,7 +115,8 @@ def write_folds(
     try:
         for fold, parts in partitions.items():
             shutil.rmtree(staging[fold], ignore_errors=True)
-            staging[fold].mkdir(parents=True)
+            with atomic.guard(staging[fold]):
+                staging[fold].mkdir(parents=True)
             for split in SPLITS:
                 if np.any(np.diff(parts[split]) <= 0):
                     raise ValueError(f"fold {fold} {split}: utterance indices not increasing")
@@ -124,18 +135,22 @@ def write_folds(
                         files[(fold, split, stem)].write(r, row[stem])
             if progress is not None:
                 progress(1)
-    finally:
         for file in files.values():
-            file.handle.close()
-    for file in files.values():
-        file.close()
-    written = []
-    for fold, parts in partitions.items():
-        if embedding is not None:  # None: dense text features, no token ids
-            np.save(staging[fold] / EMBEDDING_FILE, embedding, allow_pickle=False)
-        for name, data in extras(fold, parts).items():
-            write_json_atomic(staging[fold] / name, data)
-        written.append(_replace_dir(staging[fold], fold_dir(out, fold)))
+            file.close()
+        written = []
+        for fold, parts in partitions.items():
+            if embedding is not None:  # None: dense text features, no token ids
+                atomic.save_npy(staging[fold] / EMBEDDING_FILE, embedding)
+            for name, data in extras(fold, parts).items():
+                write_json_atomic(staging[fold] / name, data)
+            written.append(_replace_dir(staging[fold], fold_dir(out, fold)))
+    except BaseException:  # nothing half-written stays behind (a full disk, an interruption)
+        for file in files.values():
+            with contextlib.suppress(OSError):
+                file.handle.close()
+        for folder in staging.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return written
 
 

@@ -32,6 +32,7 @@ from selfcross.report.render import (
 )
 from selfcross.report.select import MODEL_LABELS, modality_label
 from selfcross.report.stats import compare, summarize
+from selfcross.utils import atomic
 
 CSV_FIELDS = (
     "table", "trained", "modality_dropout", "fill", "model", "present", "metric", "mean",
@@ -188,7 +189,7 @@ def draw_ablation(groups, fill: str, path: Path) -> None:
                     ax.set_xlabel("present modalities")
                 ax.legend(loc="upper right", fontsize=7)
         fig.suptitle(f"Missing-modality evaluation (fill={fill})")
-        fig.savefig(path, dpi=150)
+        atomic.save_figure(fig, path, dpi=150)
 
 
 def make_ablation_report(directory: Path, out_dir: Path, fill: str) -> Report:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from selfcross.analysis.records import ATTENTION_FILE, AttentionRecord
+from selfcross.utils import atomic
 
 
 def draw_attention(record: AttentionRecord, sites: list, maps: dict, out: Path) -> list[Path]:
@@ -74,7 +75,7 @@ def draw_utterance(path: Path, sites: list, entry: dict, title: str) -> None:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.suptitle(title + "   (mean over heads; hatched beyond the red line: padding)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -34,6 +34,7 @@ from selfcross.report.select import (
     provenance,
     select,
 )
+from selfcross.utils import atomic
 
 FIGURE3_MODELS = ("self", "cross")
 """Left and right panel (the paper's order)."""
@@ -169,7 +170,7 @@ def draw_figure3(panels: dict[str, ConfusionPanel], paths: list[Path]) -> None:
         bar = fig.colorbar(image, ax=list(axes), shrink=0.8, pad=0.02, aspect=25)
         bar.ax.tick_params(labelsize=5, length=2)
         for path in paths:
-            fig.savefig(path, dpi=300)
+            atomic.save_figure(fig, path, dpi=300)
 
 
 def print_confusion(panels: dict[str, ConfusionPanel], fold: int) -> None:

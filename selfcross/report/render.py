@@ -5,6 +5,7 @@ Markdown, LaTeX, CSV rows and on the console (rich), and the files ``<out>/<name
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from selfcross.report.select import (
     modality_label,
 )
 from selfcross.report.stats import Comparison
+from selfcross.utils import atomic
 
 DAGGER = "†"
 """Marks a cell with fewer runs than the protocol expects."""
@@ -246,11 +248,13 @@ def to_latex(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_csv(report: Report, path: Path) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=report.csv_fields)
-        writer.writeheader()
-        writer.writerows(report.csv_rows)
+def csv_text(fields: list[str], rows: Iterable[dict], restval: str = "") -> str:
+    """Rows as CSV text (the ``.csv`` of a table)."""
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=fields, restval=restval)
+    writer.writeheader()
+    writer.writerows(rows)
+    return handle.getvalue()
 
 
 def console():
@@ -313,10 +317,11 @@ def make_out_dir(path: Path) -> None:
 def save_report(report: Report, out_dir: Path) -> list[Path]:
     make_out_dir(out_dir)
     md, tex, table = (out_dir / f"{report.name}.{ext}" for ext in ("md", "tex", "csv"))
-    md.write_text(to_markdown(report))
-    tex.write_text(to_latex(report))
-    write_csv(report, table)
-    return [md, tex, table]
+    csv_file = csv_text(report.csv_fields, report.csv_rows)
+    # all three or none: a full disk leaves the previous tables as they were
+    return atomic.write_texts(
+        {md: to_markdown(report), tex: to_latex(report), table: csv_file}, newline=""
+    )
 
 
 def say_written(paths: Iterable[Path]) -> None:

@@ -10,7 +10,6 @@ trials and are only indicative with few of them.
 
 from __future__ import annotations
 
-import csv
 import math
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from selfcross.report.render import (
     Report,
     Section,
     Value,
+    csv_text,
     format_rate,
     make_out_dir,
     print_report,
@@ -29,6 +29,7 @@ from selfcross.report.render import (
 )
 from selfcross.report.select import MODEL_LABELS, modality_label
 from selfcross.training.study import STUDY_DB, interrupted, open_storage
+from selfcross.utils import atomic
 
 CSV_FIELDS = ("kind", "trial", "state", "value", "param", "setting", "untuned", "importance",
               "note")  # fmt: skip
@@ -180,14 +181,15 @@ def save_tuning(report: Report, out_dir: Path) -> list[Path]:
     make_out_dir(out_dir)
     md, tex, table = (out_dir / f"{report.name}.{ext}" for ext in ("md", "tex", "csv"))
     no_cells = "## Missing runs\n\nNone: every cell is complete.\n\n"  # a study has no cells
-    md.write_text(to_markdown(report).replace(no_cells, ""))
-    tex.write_text(to_latex(report))
-    with table.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in r.items()}
-                         for r in report.csv_rows)  # fmt: skip
-    return [md, tex, table]
+    rows = ({k: ("" if v is None else v) for k, v in r.items()} for r in report.csv_rows)
+    return atomic.write_texts(
+        {
+            md: to_markdown(report).replace(no_cells, ""),
+            tex: to_latex(report),
+            table: csv_text(CSV_FIELDS, rows),
+        },
+        newline="",
+    )
 
 
 def make_tuning(directory: Path, out_dir: Path) -> Report:

@@ -36,7 +36,7 @@ from selfcross.data.inputs import inputs_of, write_inputs
 from selfcross.errors import Interrupted
 from selfcross.manifest import feature_set_label, root_feature_set
 from selfcross.models import EmotionRecognizer, count_parameters
-from selfcross.training import resume, rundir, tracking
+from selfcross.training import lightning_io, resume, rundir, tracking
 from selfcross.training.gpus import job_gpu
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.runtime import apply_run_settings
@@ -108,17 +108,21 @@ def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
     overrides = {}
     if gpu is not None and torch.cuda.is_available():
         overrides = {"accelerator": "gpu", "devices": [gpu]}
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    plugins = [lightning_io.AtomicCheckpointIO()]  # checkpoints written in their own folder
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **overrides
+    )
 
 
 def keep_csv_history(loggers: list, ckpt_path: Path | None) -> None:
-    """On a resume, keep the CSV rows of the epochs the checkpoint holds (Lightning's CSV logger
-    deletes ``metrics.csv`` when it starts); rows of the unfinished epoch are dropped, as that
-    epoch runs again."""
+    """On a resume, keep the CSV rows of the epochs the checkpoint holds (a fresh run starts
+    without ``metrics.csv``); rows of the unfinished epoch are dropped, as that epoch runs
+    again. The file is rewritten atomically (``lightning_io``; Lightning's own writer deletes
+    it first): a failure here leaves the old rows for the next attempt."""
     for logger in loggers:
         if not isinstance(logger, CSVLogger):
             continue
-        path = Path(logger.log_dir) / "metrics.csv"
+        path = Path(logger.log_dir) / lightning_io.METRICS_FILE
         rows, header = [], []
         if ckpt_path is not None and path.is_file():
             last_epoch = _best_epoch(str(ckpt_path)) - 1  # 0-based, as the CSV counts
@@ -126,13 +130,12 @@ def keep_csv_history(loggers: list, ckpt_path: Path | None) -> None:
                 reader = csv.DictReader(file)
                 header = list(reader.fieldnames or [])
                 rows = [r for r in reader if r.get("epoch") and float(r["epoch"]) <= last_epoch]
-        writer = logger.experiment  # starting the writer removes the old file
+        writer = lightning_io.start_csv_writer(logger)
         if rows:
-            with path.open("w", newline="") as file:
-                out = csv.DictWriter(file, fieldnames=header)
-                out.writeheader()
-                out.writerows(rows)
+            lightning_io.write_rows(path, header, rows)
             writer.metrics_keys = header
+        elif path.is_file():  # a fresh start: no row of another attempt
+            path.unlink()
 
 
 def _best_path(trainer: L.Trainer) -> str:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
 from selfcross.training.rundir import HASH_FILE
+from selfcross.utils import atomic
 
 log = logging.getLogger("selfcross")
 
@@ -219,8 +220,7 @@ def _readable(path: Path) -> bool:
 
 def mark_checkpoints(out_dir: Path, digest: str) -> None:
     """Record the configuration hash that the checkpoints in ``out_dir`` are written under."""
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / HASH_FILE).write_text(digest + "\n")
+    atomic.write_text(Path(out_dir) / HASH_FILE, digest + "\n")
 
 
 def prune_checkpoints(out_dir: Path, keep: str, best: str | None) -> None:

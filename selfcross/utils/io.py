@@ -1,37 +1,18 @@
-"""Crash-safe file writing and provenance."""
+"""JSON records written atomically (``atomic.py``), writable folders and provenance."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 
+from selfcross.utils import atomic
+
 
 def write_json_atomic(path: str | Path, data) -> Path:
-    """Write JSON so that ``path`` is either the old file or the complete new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; results are not secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write JSON so that ``path`` is either the old file or the complete new one, never half
+    (:func:`selfcross.utils.atomic.write_json`, the one place files are written)."""
+    return atomic.write_json(path, data)
 
 
 def git_commit(directory: str | Path | None = None) -> str | None:

@@ -114,19 +114,23 @@ def test_key_typos_are_caught_before_hydra_in_runs_and_sweeps():
     check_overrides(["-m", "model=self,cross", "modality=TV", "seed=range(1,11)"])  # valid
 
 
-def test_a_full_disk_is_one_line_and_other_errors_keep_their_traceback(capsys):
+def test_a_full_disk_is_one_line_and_other_errors_keep_their_traceback(capsys, tmp_path):
     import errno
+    import re
 
     import pytest
 
     from selfcross.config import user_errors
 
+    target = tmp_path / "x" / "result.json"  # a library's write: the file and the free space
     with pytest.raises(SystemExit) as exit_info:
         with user_errors():
-            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/result.json")
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == (
-        "error: /runs/x/result.json: No space left on device (nothing incomplete was kept)\n"
+    assert re.fullmatch(
+        rf"error: cannot write {re.escape(str(target))}: No space left on device "
+        rf"\(\d+(\.\d)? [KMGT]?i?B free on {re.escape(str(tmp_path))}\)\n",
+        capsys.readouterr().err,
     )
     with pytest.raises(OSError, match="Connection reset"):  # not a storage problem: unchanged
         with user_errors():

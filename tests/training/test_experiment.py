@@ -37,6 +37,9 @@ def test_a_launcher_gpu_slot_becomes_the_trainers_only_device(make_cfg, recorded
     assert experiment.build_trainer(cfg, ["csv-logger"], gpu=3) == f"made-{n_callbacks + 1}"
     node, kwargs = recorded[-1]
     assert node == cfg.trainer
+    from selfcross.training.lightning_io import AtomicCheckpointIO  # checkpoints in their folder
+
+    assert [type(p) for p in kwargs.pop("plugins")] == [AtomicCheckpointIO]
     assert kwargs == {
         "callbacks": [f"made-{i + 1}" for i in range(n_callbacks)],
         "logger": ["csv-logger"],
@@ -47,12 +50,13 @@ def test_a_launcher_gpu_slot_becomes_the_trainers_only_device(make_cfg, recorded
 
     recorded.clear()
     experiment.build_trainer(cfg, [], gpu=None)  # no slot: the configured accelerator
+    assert [type(p) for p in recorded[-1][1].pop("plugins")] == [AtomicCheckpointIO]
     assert recorded[-1][1] == {"callbacks": [f"made-{i + 1}" for i in range(n_callbacks)],
                                "logger": False}  # fmt: skip
     recorded.clear()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     experiment.build_trainer(cfg, ["csv-logger"], gpu=3)  # a slot but no CUDA: no override
-    assert set(recorded[-1][1]) == {"callbacks", "logger"}
+    assert set(recorded[-1][1]) == {"callbacks", "logger", "plugins"}
 
 
 def test_loggers_are_the_configured_ones_and_one_that_cannot_start_is_left_out(make_cfg):
