@@ -155,9 +155,10 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
                 f"already complete, skipped: {out_dir / RESULT_FILE} ({_scores(done)})", flush=True
             )
             return RunOutcome("skipped", done, out_dir / RESULT_FILE)
+    else:  # a fresh run: a finished one of this configuration is moved aside, not resumed
+        resume.start_over(out_dir, digest)
     rundir.supersede(out_dir, digest)
-    ckpt_path = resume.resume_checkpoint(out_dir, digest) if cfg.resume.from_checkpoint else None
-    resume.mark_checkpoints(out_dir, digest)
+    resume.mark_checkpoints(out_dir, digest)  # first of all: the folder is a selfcross run
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -165,6 +166,11 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
     # Data are generated, read and validated before anything else starts (W&B included).
     datamodule.prepare_data()
     datamodule.setup("fit")
+    fingerprint = str(datamodule.fold_data.fingerprint)
+    ckpt_path = None
+    if cfg.resume.from_checkpoint:  # only checkpoints of this configuration and these data
+        ckpt_path = resume.resume_checkpoint(out_dir, digest, fingerprint)
+    resume.mark_checkpoints(out_dir, digest, fingerprint)
     module: EmotionRecognizer = instantiate(cfg.model)
     apply_run_settings(module, cfg.get("threads"))
     n_params = count_parameters(module.network)
