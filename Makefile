@@ -54,12 +54,15 @@ venv: $(STAMP) ## Create .venv and install selfcross with the tested versions (d
 run: $(STAMP) ## Train and test the default experiment (tri-modal self, synthetic data); ARGS= adds overrides
 	$(PY) -m selfcross.run $(ARGS)
 
-test: $(STAMP) ## Run the test suite (fast tests; slow and SLURM ones are deselected)
-	$(PY) -m pytest -m "not slow and not slurm" $(ARGS)
+test: $(STAMP) ## Run the test suite (fast tests; slow, SLURM and faults ones are deselected)
+	$(PY) -m pytest -m "not slow and not slurm and not faults" $(ARGS)
 
 # Exit status 5 (no test collected, e.g. ARGS="-k ..." matching none) is not a failure.
 test-slurm: $(STAMP) ## Sweeps on a throwaway local SLURM cluster (root; SELFCROSS_SLURM_INSTALL=1 apt-gets it)
 	$(PY) -m pytest -m slurm $(ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
+
+test-faults: $(STAMP) ## Signals in every phase of tune, ablate, attention, tables and prepare (tests/faults/)
+	$(PY) -m pytest -m faults $(ARGS)
 
 test-full: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest $(ARGS)
@@ -159,4 +162,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean
+.PHONY: help venv run test test-slurm test-faults test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean
