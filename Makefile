@@ -54,15 +54,18 @@ venv: $(STAMP) ## Create .venv and install selfcross with the tested versions (d
 run: $(STAMP) ## Train and test the default experiment (tri-modal self, synthetic data); ARGS= adds overrides
 	$(PY) -m selfcross.run $(ARGS)
 
-test: $(STAMP) ## Run the test suite (fast tests; slow, SLURM and tmpfs fault ones are deselected)
+test: $(STAMP) ## Run the test suite (fast tests; slow, SLURM and faults ones are deselected)
 	$(PY) -m pytest -m "not slow and not slurm and not faults" $(ARGS)
 
-test-faults: $(STAMP) ## Full disks on a small tmpfs (root: mounts one; CI runs it)
+test-faults: $(STAMP) ## Full disks on a small tmpfs (root: mounts one) and signals in the other commands' phases (CI runs it)
 	$(PY) -m pytest -m faults $(ARGS)
 
 # Exit status 5 (no test collected, e.g. ARGS="-k ..." matching none) is not a failure.
 test-slurm: $(STAMP) ## Sweeps on a throwaway local SLURM cluster (root; SELFCROSS_SLURM_INSTALL=1 apt-gets it)
 	$(PY) -m pytest -m slurm $(ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
+
+test-faults: $(STAMP) ## Signals in every phase of tune, ablate, attention, tables and prepare (tests/faults/)
+	$(PY) -m pytest -m faults $(ARGS)
 
 test-full: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest $(ARGS)

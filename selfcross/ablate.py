@@ -20,6 +20,7 @@ from selfcross.analysis.ablation import ablate_results
 from selfcross.config import user_errors
 from selfcross.models.blanking import FILLS
 from selfcross.report.ablation import make_ablation_report
+from selfcross.utils import signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with user_errors():
+        signals.phase("while scoring the runs with modalities left out",
+                      "rerun the same command to resume (scored runs are kept)")  # fmt: skip
         outcome = ablate_results(args.results, args.fill)
         for run in outcome.runs:
             line = f"{run.status:8s} {run.run_dir}"
@@ -55,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
             "applicable",
             flush=True,
         )
+        signals.phase("while writing the ablation table", "rerun the same command to write it")
         make_ablation_report(args.results, args.out, args.fill)
+        signals.finished(f"the ablation table ({args.out})")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from selfcross.config import user_errors
+from selfcross.utils import signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         from selfcross.report.attention import print_summary
 
         out = args.out or args.run / ATTENTION_DIR
-        print_summary(attention_report(args.run, args.utterances, out), out)
+        signals.phase(f"while measuring the attention of {args.run}",
+                      "rerun the same command to measure it")  # fmt: skip
+        record = attention_report(args.run, args.utterances, out)
+        signals.finished(f"the attention report ({out})")
+        print_summary(record, out)
 
 
 if __name__ == "__main__":

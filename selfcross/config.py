@@ -24,6 +24,7 @@ from selfcross.errors import ConfigError, DataError, Interrupted, JobFailed, Sel
 from selfcross.manifest import FoldsManifest, conv_out_for, manifest_path, read_manifest
 from selfcross.run_settings import check_class_set, check_run_settings
 from selfcross.utils import atomic, hydra_files
+from selfcross.utils.signals import interruptible
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 """The repository's ``conf/`` (selfcross is installed editable, next to it)."""
@@ -343,10 +344,13 @@ def user_errors() -> Iterator[None]:
     In a sweep job the line is logged and the job fails with :class:`JobFailed`, which the
     sweeper reports while the other jobs go on; an interrupted job stops the whole sweep.
     Unexpected errors keep their traceback in the job's log. ``HYDRA_FULL_ERROR=1`` keeps
-    every traceback.
+    every traceback. SIGTERM and SIGINT within the block are :class:`Interrupted` naming the
+    phase the command declared (:mod:`selfcross.utils.signals`): exit status 143 or 130, or 0
+    with a line saying so when the work had already finished.
     """
     try:
-        yield
+        with interruptible():  # SIGTERM/SIGINT: Interrupted, naming the phase (utils/signals.py)
+            yield
     except (SelfcrossError, OmegaConfBaseException) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -356,8 +360,9 @@ def user_errors() -> Iterator[None]:
         if in_multirun() and not isinstance(err, Interrupted):
             log.error(message)
             raise JobFailed(message) from None
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(getattr(err, "exit_code", 2))
+        code = getattr(err, "exit_code", 2)
+        print(f"error: {message}" if code else message, file=sys.stderr)  # 0: work was done
+        sys.exit(code)
     except KeyboardInterrupt:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

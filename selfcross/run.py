@@ -6,7 +6,9 @@
 
 Every run writes ``result.json`` into its output directory. A run whose ``result.json`` exists
 for the same configuration is skipped; one that was interrupted resumes from its last epoch.
-The work is :func:`selfcross.training.experiment.train_and_test`.
+A single run's folder is ``outputs/<model>-<modality>-fold<k>-seed<s>/<config hash>/`` (unless
+``hydra.run.dir`` is given), so the same command finds it again. The work is
+:func:`selfcross.training.experiment.train_and_test`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from selfcross.config import (
     validate,
 )
 from selfcross.training.experiment import train_and_test
+from selfcross.training.resume import config_hash
 from selfcross.training.rundir import check_owned
 from selfcross.training.tuned import apply_tuned
 from selfcross.utils.hydra_files import raise_hydra_write_error
@@ -43,26 +46,42 @@ def main(cfg: DictConfig) -> dict:
     return {"status": outcome.status, "test_wa": record.test_wa, "test_uwa": record.test_uwa}
 
 
-def check_before_hydra(argv: list[str]) -> None:
+def single_run_dir(first: DictConfig, argv: list[str]) -> Path | None:
+    """The folder of a single run that names none (``hydra.run.dir``): ``conf/``'s
+    ``outputs/<model>-<modality>-fold<k>-seed<s>`` with the configuration hash below it, the
+    same for the same command, so that a rerun resumes (or skips) the run there."""
+    if any(a.lstrip("+~").startswith("hydra.run.dir=") for a in argv):
+        return None
+    return Path(str(first.hydra.run.dir)) / config_hash(first)
+
+
+def check_before_hydra(argv: list[str]) -> Path | None:
     """Everything that can refuse the command, before Hydra creates a folder: the overrides
     (one line for a typo), the output folder, and for a single run the whole configuration, so
     that a refused run leaves no folder holding only Hydra's files. Hydra's own flags that only
-    print (``--cfg job``, ``--info``, ``--help``) run no job and need no folder."""
+    print (``--cfg job``, ``--info``, ``--help``) run no job and need no folder. Returns the
+    single run's own folder when the command names none (:func:`single_run_dir`)."""
     arguments = hydra_arguments(argv)
     first = check_overrides(argv)
     if hydra_only_prints(arguments):
-        return
+        return None
     if arguments.multirun:  # (the sweeper checks each job and its folder)
         check_output_folder("hydra.sweep.dir", first.hydra.sweep.dir)
-        return
-    check_output_folder("hydra.run.dir", first.hydra.run.dir)
-    check_owned(Path(first.hydra.run.dir), first.resume.allow_foreign_dir)
+        return None
+    named = str(first.hydra.run.dir)
+    run_dir = single_run_dir(first, argv) or Path(named)
+    check_output_folder("hydra.run.dir", run_dir)
+    check_owned(run_dir, first.resume.allow_foreign_dir)
     with open_dict(first):
         del first["hydra"]
     validate(apply_tuned(first))
+    return run_dir if str(run_dir) != named else None
 
 
 if __name__ == "__main__":
     with user_errors():
-        check_before_hydra(sys.argv[1:])
+        run_dir = check_before_hydra(sys.argv[1:])
+        if run_dir is not None:
+            sys.argv.append(f"hydra.run.dir={run_dir}")
+            print(f"run folder: {run_dir} (the same command resumes or skips it)", flush=True)
     main()

@@ -34,6 +34,7 @@ from selfcross.errors import ConfigError
 from selfcross.report.paper import N_RUNS
 from selfcross.report.registry import RESULTS_HELP, TABLES
 from selfcross.report.select import DEFAULT_FOLDS, Protocol, manifest_folds
+from selfcross.utils import signals
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -147,11 +148,13 @@ def main(argv: list[str] | None = None) -> None:
     table = TABLES[args.command]
     options = {option.dest: getattr(args, option.dest) for option in table.options}
     with user_errors():
+        signals.phase(f"while making {args.command}", "rerun the same command to make it")
         if table.grid:
             protocol = protocol_from(args)
             table.make(args.results, args.out, protocol, args.allow_mixed_data, **options)
         else:
             table.make(args.results, args.out, **options)
+        signals.finished(f"{args.command} ({args.out})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 
 from selfcross.config import check_group_choices, hydra_arguments, shown_config, user_errors
 from selfcross.errors import ConfigError
+from selfcross.utils import signals
 
 
 def _is_list(arg: str) -> bool:
@@ -52,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             return
         from selfcross.training.tuning import run_study
 
+        signals.phase("while tuning", "rerun the same command to continue the study")
         outcome = run_study(argv)
+        signals.finished(f"the study ({outcome.directory})")
         best = outcome.best
         if best is None:
             print(f"study {outcome.directory}: no trial completed", flush=True)

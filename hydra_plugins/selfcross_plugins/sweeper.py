@@ -175,8 +175,8 @@ class SelfcrossSweeper(BasicSweeper):
         return todo, len(invalid), complete
 
     def sweep(self, arguments: list[str]) -> Any:
-        from selfcross.errors import SelfcrossError
-        from selfcross.utils import atomic
+        from selfcross.errors import Interrupted, SelfcrossError
+        from selfcross.utils import atomic, signals
 
         assert self.config is not None and self.launcher is not None
         try:
@@ -198,6 +198,9 @@ class SelfcrossSweeper(BasicSweeper):
         batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
         returns, failed, busy, job_idx = [], [], 0, 0
         done_elsewhere = 0  # jobs another process finished between the checks and the launch
+        guard = signals.interruptible()  # SIGTERM/SIGINT between jobs as well as in them
+        guard.__enter__()
+        signals.phase("between the sweep's jobs")
         try:
             for batch in batches:
                 try:
@@ -216,19 +219,10 @@ class SelfcrossSweeper(BasicSweeper):
                         done_elsewhere += 1
                 job_idx += len(batch)
                 returns.append(results)
-        except (KeyboardInterrupt, SystemExit) as stop:
-            code = 130 if isinstance(stop, KeyboardInterrupt) else stop.code
-            if code not in (130, 143):
-                raise
-            from selfcross.training.resume import completed_result
-
-            done = sum(completed_result(d, h) is not None for d, h in self.todo_runs)
-            log.error(
-                "Sweep %s interrupted: %d of %d jobs finished (and %d complete before); rerun "
-                "the same command to resume, finished jobs are kept",
-                sweep_dir, done, len(todo), n_complete,
-            )  # fmt: skip
-            sys.exit(code)
+        except (KeyboardInterrupt, SystemExit, Interrupted) as stop:
+            self._interrupted(stop, sweep_dir, len(todo), n_complete)
+        finally:
+            guard.__exit__(None, None, None)
         for job, error in failed:
             log.error("Failed: [%s]: %s", _describe(job), error)
         log.info(
@@ -250,3 +244,32 @@ class SelfcrossSweeper(BasicSweeper):
                 )
             )
         return returns
+
+    def _interrupted(self, stop: BaseException, sweep_dir: Path, n_todo: int, n_complete: int):
+        """The summary of a sweep stopped by a signal (in a job or between jobs), and its exit
+        status: 143 (SIGTERM) or 130 (SIGINT), or 0 when every job had finished."""
+        from selfcross.training.resume import completed_result
+        from selfcross.utils import signals
+
+        signum = signals.received()
+        if signum is not None:
+            code = signals.exit_status(signum)
+        elif isinstance(stop, KeyboardInterrupt):
+            code = 130
+        else:
+            code = getattr(stop, "exit_code", getattr(stop, "code", 1))
+        if code not in (130, 143):
+            raise stop
+        done = sum(completed_result(d, h) is not None for d, h in self.todo_runs)
+        if done == n_todo:
+            log.info(
+                "Sweep %s finished: %d run, %d already complete (interrupted after its last "
+                "job had finished; nothing to redo)", sweep_dir, done, n_complete,
+            )  # fmt: skip
+            sys.exit(0)
+        log.error(
+            "Sweep %s interrupted: %d of %d jobs finished (and %d complete before); rerun "
+            "the same command to resume, finished jobs are kept",
+            sweep_dir, done, n_todo, n_complete,
+        )  # fmt: skip
+        sys.exit(code)

@@ -21,6 +21,7 @@ import sys
 
 from selfcross.config import compose, user_errors
 from selfcross.errors import ConfigError
+from selfcross.utils import signals
 
 
 def compose_prepare(overrides: list[str]):
@@ -44,8 +45,14 @@ def main(argv: list[str] | None = None) -> dict | None:
         from selfcross.prepare.settings import from_config
 
         settings = from_config(compose_prepare(args))
+        signals.phase(
+            f"while preparing the folds in {settings.out}",
+            f"finished features are cached in {settings.cache}; rerun the same command to resume",
+        )
         try:
-            return prepare(settings)
+            summary = prepare(settings)
+            signals.finished(f"the preparation ({settings.out})")
+            return summary
         except KeyboardInterrupt:
             print(
                 f"interrupted: finished features are cached in {settings.cache}; run the same "

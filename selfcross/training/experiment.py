@@ -41,6 +41,7 @@ from selfcross.training.gpus import job_gpu
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.runtime import apply_run_settings
 from selfcross.training.tuned import apply_tuned
+from selfcross.utils import signals
 from selfcross.utils.io import git_commit
 
 log = logging.getLogger("selfcross")
@@ -74,9 +75,14 @@ def quiet_library_noise() -> None:
 
     class NoTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return not any(s in str(record.msg) for s in ("Tip:", "Detected KeyboardInterrupt"))
+            return not any(
+                s in str(record.msg)
+                for s in ("Tip:", "Detected KeyboardInterrupt", "Received SIGTERM")
+            )
 
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
+    for name in ("lightning.pytorch.utilities.rank_zero",
+                 "lightning.pytorch.trainer.connectors.signal_connector"):  # fmt: skip
+        logging.getLogger(name).addFilter(NoTips())
 
 
 WANDB_TARGET = "selfcross.training.tracking.make_wandb_logger"
@@ -164,11 +170,14 @@ def train_and_test(cfg: DictConfig) -> RunOutcome:
             lock = out_dir / rundir.LOCK_FILE
             print(f"running in another process, skipped: {out_dir} ({lock} is held)", flush=True)
             return RunOutcome("busy", None, out_dir / RESULT_FILE)
-        return _train_and_test(cfg, out_dir)
+        with signals.scoped():  # the phases below end with the run (a study goes on)
+            return _train_and_test(cfg, out_dir)
 
 
 def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
-    """:func:`train_and_test` once the run holds its folder's lock."""
+    """:func:`train_and_test` once the run holds its folder's lock; each phase is declared
+    for the line a signal prints (:mod:`selfcross.utils.signals`)."""
+    signals.phase("while preparing the data", f"rerun the same command to resume ({out_dir})")
     digest = resume.config_hash(cfg)
     if cfg.resume.skip_complete:
         done = resume.finished_run(cfg, out_dir, digest)
@@ -176,10 +185,12 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
             print(
                 f"already complete, skipped: {out_dir / RESULT_FILE} ({_scores(done)})", flush=True
             )
+            signals.finished(f"the run ({out_dir / RESULT_FILE})")
             return RunOutcome("skipped", done, out_dir / RESULT_FILE)
+    else:  # a fresh run: a finished one of this configuration is moved aside, not resumed
+        resume.start_over(out_dir, digest)
     rundir.supersede(out_dir, digest)
-    ckpt_path = resume.resume_checkpoint(out_dir, digest) if cfg.resume.from_checkpoint else None
-    resume.mark_checkpoints(out_dir, digest)
+    resume.mark_checkpoints(out_dir, digest)  # first of all: the folder is a selfcross run
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -188,6 +199,11 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
     datamodule.prepare_data()
     datamodule.setup("fit")
     inputs = inputs_of(datamodule)  # read before training: a bad vocab.json stops it early
+    fingerprint = str(datamodule.fold_data.fingerprint)
+    ckpt_path = None
+    if cfg.resume.from_checkpoint:  # only checkpoints of this configuration and these data
+        ckpt_path = resume.resume_checkpoint(out_dir, digest, fingerprint)
+    resume.mark_checkpoints(out_dir, digest, fingerprint)
     module: EmotionRecognizer = instantiate(cfg.model)
     apply_run_settings(module, cfg.get("threads"))
     n_params = count_parameters(module.network)
@@ -202,12 +218,14 @@ def _train_and_test(cfg: DictConfig, out_dir: Path) -> RunOutcome:
             timing = _fit_and_test(
                 trainer, datamodule, module, ckpt_path, out_dir, test=run_test(cfg)
             )
+        signals.phase("while writing the record", f"rerun the same command to resume ({out_dir})")
         record = _record(cfg, trainer, datamodule, module, timing, ckpt_path,
                          n_params=n_params, digest=digest, gpu=gpu)  # fmt: skip
         if record.test_wa is not None:
             tracking.log_test_report(loggers, record)
         write_inputs(out_dir, inputs)  # what selfcross.predict needs
-        path = write_record(out_dir, record)
+        path = write_record(out_dir, record)  # atomic: absent or complete
+        signals.finished(f"the run ({path})")
         exit_code = 0
     finally:
         tracking.finish(loggers, exit_code)
@@ -243,6 +261,10 @@ def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir, test: bool = 
     ``test`` is false: then only the best epoch is read from the checkpoint)."""
     if ckpt_path is not None:
         log.info("Resuming from %s", ckpt_path)
+    signals.phase(
+        lambda: f"in epoch {trainer.current_epoch + 1}",
+        f"rerun the same command to resume from the last finished epoch ({out_dir})",
+    )
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -268,6 +290,8 @@ def _fit_and_test(trainer, datamodule, module, ckpt_path, out_dir, test: bool = 
     if not test:
         best_epoch = _best_epoch(best_path) if best_path else _history_best(module)
         return Timing(train_seconds, 0.0, best_epoch)
+    signals.phase("while testing the best checkpoint",
+                  f"rerun the same command to resume ({out_dir})")  # fmt: skip
     if best_path:
         trainer.test(module, datamodule=datamodule, ckpt_path=best_path, weights_only=True)
         best_epoch = _best_epoch(best_path)

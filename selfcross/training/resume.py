@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from selfcross.training.record import RESULT_FILE, RunRecord, read_record, same_data
-from selfcross.training.rundir import HASH_FILE
+from selfcross.training.rundir import HASH_FILE, set_aside, stored_marks
 from selfcross.utils import atomic
 
 log = logging.getLogger("selfcross")
@@ -181,17 +181,38 @@ def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | Non
     return record
 
 
-def resume_checkpoint(out_dir: Path, digest: str) -> Path | None:
+def start_over(out_dir: Path, digest: str) -> Path | None:
+    """Move a finished run of this configuration aside (to ``superseded/<hash>/``) when it is
+    not skipped (``resume.skip_complete=false``, or a record of other data): the run then
+    trains from epoch 1 instead of resuming from the old run's checkpoints."""
+    if completed_result(out_dir, digest) is None:
+        return None
+    target, moved = set_aside(out_dir, digest)
+    print(f"kept the finished run of configuration {digest}: moved {', '.join(moved)} to "
+          f"{target}; training from epoch 1", flush=True)  # fmt: skip
+    return target
+
+
+def resume_checkpoint(out_dir: Path, digest: str, fingerprint: str | None = None) -> Path | None:
     """The checkpoint an interrupted run of this configuration continues from: ``last.ckpt``,
     or ``best.ckpt`` when ``last.ckpt`` is unreadable (then set aside); None to start over.
 
     Checkpoints of another configuration have been moved aside already (``rundir.supersede``);
-    any still here under another hash are not resumed and not touched."""
+    any still here under another hash are not resumed and not touched. Checkpoints trained on
+    other data than ``fingerprint`` (the fold's, recorded with them by
+    :func:`mark_checkpoints`) are moved to ``superseded/`` with one warning line, and the run
+    starts over."""
     ckpt_dir = Path(out_dir) / CHECKPOINT_DIR
-    hash_file = Path(out_dir) / HASH_FILE
-    stored = hash_file.read_text().strip() if hash_file.is_file() else None
+    stored, trained_on = stored_marks(out_dir)
     if not ckpt_dir.is_dir() or stored != digest:
         return None
+    if fingerprint is not None and trained_on is not None:
+        if not same_data(trained_on, fingerprint):
+            target, _ = set_aside(out_dir, f"{digest}-data-{trained_on.split('-')[-1][:12]}")
+            print(f"warning: {ckpt_dir}: written on other data (fingerprint {trained_on}, the "
+                  f"fold's is now {fingerprint}); kept in {target}, training from epoch 1",
+                  flush=True)  # fmt: skip
+            return None
     for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
         path = ckpt_dir / name
         if path.is_file() and _readable(path):
@@ -218,9 +239,15 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def mark_checkpoints(out_dir: Path, digest: str) -> None:
-    """Record the configuration hash that the checkpoints in ``out_dir`` are written under."""
-    atomic.write_text(Path(out_dir) / HASH_FILE, digest + "\n")
+def mark_checkpoints(out_dir: Path, digest: str, fingerprint: str | None = None) -> None:
+    """Record the configuration hash that the checkpoints in ``out_dir`` are written under and,
+    once the data are read, the fold's fingerprint (without one, a fingerprint already recorded
+    under the same hash is kept for :func:`resume_checkpoint` to compare)."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if fingerprint is None and stored_marks(out_dir)[0] == digest:
+        return
+    lines = [digest] if fingerprint is None else [digest, fingerprint]
+    atomic.write_text(Path(out_dir) / HASH_FILE, "\n".join(lines) + "\n")
 
 
 def prune_checkpoints(out_dir: Path, keep: str, best: str | None) -> None:

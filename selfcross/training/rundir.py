@@ -26,7 +26,8 @@ from selfcross.training.record import RESULT_FILE, read_record
 log = logging.getLogger("selfcross")
 
 HASH_FILE = "checkpoints.hash"
-"""Beside ``checkpoints/``: the configuration hash its checkpoints were written under."""
+"""Beside ``checkpoints/``: the configuration hash its checkpoints were written under, and on a
+second line the fingerprint of the fold they were trained on (once the data are read)."""
 LOCK_FILE = ".lock"
 SUPERSEDED = "superseded"
 WRITTEN = (RESULT_FILE, "csv", "checkpoints", HASH_FILE, INPUTS_FILE)
@@ -62,12 +63,35 @@ def check_owned(out_dir: Path, allow_foreign: bool) -> None:
         )
 
 
+def stored_marks(out_dir: Path) -> tuple[str | None, str | None]:
+    """The configuration hash and data fingerprint in ``HASH_FILE`` (None where absent; a file
+    written before fingerprints were recorded holds the hash only)."""
+    hash_file = Path(out_dir) / HASH_FILE
+    lines = hash_file.read_text().split() if hash_file.is_file() else []
+    return (lines[0] if lines else None), (lines[1] if len(lines) > 1 else None)
+
+
 def _stored_hash(out_dir: Path) -> str | None:
-    hash_file = out_dir / HASH_FILE
-    if hash_file.is_file():
-        return hash_file.read_text().strip() or None
+    if (out_dir / HASH_FILE).is_file():
+        return stored_marks(out_dir)[0]
     record = read_record(out_dir / RESULT_FILE)
     return record.config_hash if record is not None else None
+
+
+def set_aside(out_dir: Path, label: str) -> tuple[Path, list[str]] | None:
+    """Move what a run wrote in ``out_dir`` to ``superseded/<label>/`` (with the UTC time added
+    when that exists); returns where to and what was moved, None if nothing was there."""
+    out_dir = Path(out_dir)
+    present = [name for name in WRITTEN if (out_dir / name).exists()]
+    if not present:
+        return None
+    target = out_dir / SUPERSEDED / label
+    if target.exists():
+        target = target.with_name(f"{label}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}")
+    target.mkdir(parents=True)
+    for name in present:
+        shutil.move(str(out_dir / name), str(target / name))
+    return target, present
 
 
 def supersede(out_dir: Path, digest: str) -> Path | None:
@@ -75,19 +99,15 @@ def supersede(out_dir: Path, digest: str) -> Path | None:
     ``superseded/<their hash>/`` (``unknown-<UTC time>`` without one); returns where to."""
     out_dir = Path(out_dir)
     stored = _stored_hash(out_dir)
-    present = [name for name in WRITTEN if (out_dir / name).exists()]
-    if stored == digest or not present:
+    if stored == digest:
         return None
     label = stored or "unknown-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    target = out_dir / SUPERSEDED / label
-    if target.exists():
-        target = target.with_name(f"{label}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}")
-    target.mkdir(parents=True)
-    for name in present:
-        shutil.move(str(out_dir / name), str(target / name))
+    moved = set_aside(out_dir, label)
+    if moved is None:
+        return None
     what = f"the run of configuration {stored}" if stored else "files of unknown origin"
-    print(f"kept {what}: moved {', '.join(present)} to {target}", flush=True)
-    return target
+    print(f"kept {what}: moved {', '.join(moved[1])} to {moved[0]}", flush=True)
+    return moved[0]
 
 
 @contextmanager
