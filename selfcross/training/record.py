@@ -19,8 +19,10 @@ from selfcross.utils.io import write_json_atomic
 RESULT_FILE = "result.json"
 """The file name of a run's record (its temporary ``.result.json.*.tmp`` are never read)."""
 
-SCHEMA_VERSION = 1
-"""Bump when a key changes meaning or goes away; readers accept every version up to this one."""
+SCHEMA_VERSION = 2
+"""Bump when a key changes meaning, goes away or is added (a reader refuses keys it does not
+know, so an older selfcross must be told to update); readers accept every version up to this
+one. Version 2 added ``seed_group``."""
 
 
 @dataclass
@@ -92,6 +94,10 @@ class RunRecord:
     """UTC time the run finished, ISO 8601."""
     config: dict[str, Any]
     """The fully resolved configuration."""
+    seed_group: list[int] | None = None
+    """The seeds trained together with this one as one stacked network
+    (:mod:`selfcross.training.group`), this run's included; None: trained alone (and in every
+    record before version 2)."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

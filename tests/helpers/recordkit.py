@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from selfcross.training.record import RunRecord, write_record
+from selfcross.training.record import SCHEMA_VERSION, RunRecord, write_record
 
 CLASSES = ["angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral"]
 
@@ -69,6 +69,7 @@ def make_record(
         "gpu_slot": None,
         "finished": "2024-01-01T00:00:00+00:00",
         "config": {},
+        "schema_version": SCHEMA_VERSION,
     }
     raw.update(fields)
     return RunRecord.from_dict(raw)
