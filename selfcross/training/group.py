@@ -219,12 +219,14 @@ def end_of_epoch(member: Member, epoch: int, net: StackedNet, k: int, cfg: DictC
         member.scheduler.step(values[module.scheduler_monitor])
 
 
-def train_group(cfg: DictConfig, seeds: Sequence[int]) -> list[Member]:
+def train_group(cfg: DictConfig, seeds: Sequence[int], datamodule=None) -> list[Member]:
     """Train the seeds of ``cfg`` (one model, modality and fold) as one group and test each
-    member's best epoch; returns the members with their histories and test reports."""
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    member's best epoch; returns the members with their histories and test reports.
+    ``datamodule``: the fold's, set up (default: built from ``cfg.data``)."""
+    if datamodule is None:
+        datamodule = instantiate(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     members, net = build_members(cfg, seeds)
     optimizer = group_optimizer(cfg, net.parameters(), len(members))
     dev = datamodule.datasets["dev"]
