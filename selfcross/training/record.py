@@ -24,7 +24,8 @@ RESULT_FILE = "result.json"
 
 SCHEMA_VERSION = 2
 """Bump when a required key is added, or a key changes meaning or goes away; readers accept every
-version up to this one. Keys added with a default need no bump: ``data.feature_set`` (absent: the
+version up to this one. Version 2 added ``test_wf1``, ``val_wf1`` and ``seed_group``. Keys added
+with a default inside ``data`` need no bump: ``data.feature_set`` (absent: the
 paper's features)."""
 
 ADDED_IN: dict[str, int] = {"test_wf1": 2, "val_wf1": 2}
@@ -112,6 +113,10 @@ class RunRecord:
     a tuning run and in a version-1 record (derive it from ``confusion``)."""
     val_wf1: float | None = None
     """Weighted F1 on the validation split at the best epoch; None in a version-1 record."""
+    seed_group: list[int] | None = None
+    """The seeds trained together with this one as one stacked network
+    (:mod:`selfcross.training.group`), this run's included; None: trained alone (and in every
+    record before version 2)."""
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

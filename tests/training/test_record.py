@@ -100,3 +100,28 @@ def test_unreadable_and_half_written_files_read_as_none(tmp_path):
     assert read_record(tmp_path / RESULT_FILE) is None
     (tmp_path / RESULT_FILE).write_text("[1, 2]")
     assert read_record(tmp_path / RESULT_FILE) is None
+
+
+def test_a_group_members_record_names_its_group_and_a_version_1_record_names_none(tmp_path):
+    member = make_record("self", "TV", 1, 2, 0.3, 0.4, seed_group=[1, 2, 3])
+    write_record(tmp_path, member)
+    assert read_record(tmp_path / RESULT_FILE).seed_group == [1, 2, 3]
+    old = make_record("self", "TV", 1, 2, 0.3, 0.4).to_dict()
+    del old["seed_group"]
+    for raw in (
+        {**old, "schema_version": 1},
+        {k: v for k, v in old.items() if k != "schema_version"},
+    ):
+        record = RunRecord.from_dict(raw)
+        assert record.seed_group is None and record.schema_version == 1
+    assert SCHEMA_VERSION == 2
+
+
+def test_a_version_1_reader_is_told_that_a_group_record_is_newer(tmp_path, monkeypatch):
+    """An older selfcross (version 1) refuses the new key by the version, not as a broken file."""
+    from selfcross.training import record as record_module
+
+    raw = make_record("self", "TV", 1, 2, 0.3, 0.4, seed_group=[1, 2]).to_dict()
+    monkeypatch.setattr(record_module, "SCHEMA_VERSION", 1)
+    with pytest.raises(ValueError, match="schema_version 2 is newer"):
+        RunRecord.from_dict(raw)

@@ -1,0 +1,115 @@
+"""A seed group's run folders: each member writes the folder its single run would write.
+
+:func:`run_group` takes the composed configurations of K runs that differ only by their seed
+and output folder (one model, modality and fold), holds the lock of every folder, skips the
+members whose ``result.json`` already holds their configuration (as a single run skips), trains
+the others as one group (:func:`selfcross.training.group.train_group`) and writes each member's
+``result.json``: the record a single run writes, with the same ``config_hash`` (a group is not
+part of a run's configuration), and ``seed_group`` naming the seeds trained together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from selfcross.config import check_output_folder, validate
+from selfcross.errors import ConfigError
+from selfcross.models import count_parameters
+from selfcross.training import resume, rundir
+from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_library_noise
+from selfcross.training.group import train_group
+from selfcross.training.record import RESULT_FILE, write_record
+from selfcross.training.tuned import apply_tuned
+
+MEMBER_KEYS = ("seed", "paths")
+"""What may differ between the members of a group."""
+
+
+def check_one_cell(cfgs: Sequence[DictConfig]) -> None:
+    """Raise :class:`ConfigError` unless the configurations differ by seed and paths only."""
+
+    def cell(cfg: DictConfig) -> dict:
+        plain = OmegaConf.to_container(cfg, resolve=False)
+        return {k: v for k, v in plain.items() if k not in (*MEMBER_KEYS, "hydra")}
+
+    first = cell(cfgs[0])
+    for cfg in cfgs[1:]:
+        other = cell(cfg)
+        differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        if differ:
+            raise ConfigError(
+                f"seed_group: seeds {cfgs[0].seed} and {cfg.seed} differ in {differ[0]}; a "
+                "group's runs may differ by seed only"
+            )
+    seeds = [int(c.seed) for c in cfgs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seed_group: a seed appears twice in {seeds}")
+
+
+def run_group(cfgs: Sequence[DictConfig]) -> list[RunOutcome]:
+    """The runs of ``cfgs`` (one cell, several seeds), trained as one group; one outcome each."""
+    cfgs = [apply_tuned(c) for c in cfgs]
+    for cfg in cfgs:
+        validate(cfg)
+    check_one_cell(cfgs)
+    quiet_library_noise()
+    dirs = [Path(c.paths.output_dir) for c in cfgs]
+    for cfg, out_dir in zip(cfgs, dirs, strict=True):
+        check_output_folder("paths.output_dir", out_dir)
+        rundir.check_owned(out_dir, bool(cfg.resume.get("allow_foreign_dir", False)))
+    outcomes: dict[int, RunOutcome] = {}
+    with ExitStack() as locks:
+        todo = []
+        for i, (cfg, out_dir) in enumerate(zip(cfgs, dirs, strict=True)):
+            if not locks.enter_context(rundir.job_lock(out_dir)):
+                print(f"running in another process, skipped: {out_dir}", flush=True)
+                outcomes[i] = RunOutcome("busy", None, out_dir / RESULT_FILE)
+                continue
+            digest = resume.config_hash(cfg)
+            done = resume.finished_run(cfg, out_dir, digest) if cfg.resume.skip_complete else None
+            if done is not None:
+                print(f"already complete, skipped: {out_dir / RESULT_FILE}", flush=True)
+                outcomes[i] = RunOutcome("skipped", done, out_dir / RESULT_FILE)
+                continue
+            rundir.supersede(out_dir, digest)
+            resume.mark_checkpoints(out_dir, digest)
+            todo.append(i)
+        if todo:
+            outcomes.update(_train(cfgs, dirs, todo))
+    return [outcomes[i] for i in range(len(cfgs))]
+
+
+def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
+    """Train the members ``todo`` as one group and write their records."""
+    first = cfgs[todo[0]]
+    datamodule = instantiate(first.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    seeds = [int(cfgs[i].seed) for i in todo]
+    started = time.perf_counter()
+    members = train_group(first, seeds, datamodule)
+    seconds = time.perf_counter() - started
+    trainer = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
+        precision=str(first.trainer.precision),
+    )
+    outcomes = {}
+    for i, member in zip(todo, members, strict=True):
+        cfg, module = cfgs[i], member.module
+        module.history, module.test_report = member.history, member.test_report
+        timing = Timing(seconds, 0.0, member.best_epoch)
+        record = _record(cfg, trainer, datamodule, module, timing, None,
+                         n_params=count_parameters(module.network),
+                         digest=resume.config_hash(cfg), gpu=None)  # fmt: skip
+        record = dataclasses.replace(record, seed_group=seeds)
+        outcomes[i] = RunOutcome("done", record, write_record(dirs[i], record))
+    return outcomes
