@@ -64,9 +64,6 @@ test-faults: $(STAMP) ## Full disks on a small tmpfs (root: mounts one) and sign
 test-slurm: $(STAMP) ## Sweeps on a throwaway local SLURM cluster (root; SELFCROSS_SLURM_INSTALL=1 apt-gets it)
 	$(PY) -m pytest -m slurm $(ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
-test-faults: $(STAMP) ## Signals in every phase of tune, ablate, attention, tables and prepare (tests/faults/)
-	$(PY) -m pytest -m faults $(ARGS)
-
 test-full: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest $(ARGS)
 

@@ -36,6 +36,7 @@ from selfcross.analysis.modelcard import model_card
 from selfcross.analysis.predict import fold_arrays
 from selfcross.errors import DataError
 from selfcross.models.pooling import StatisticalPooling
+from selfcross.utils import atomic
 from selfcross.utils.io import write_json_atomic
 
 OPSET = 17
@@ -236,7 +237,7 @@ def export_run(run_dir: Path, out: Path) -> tuple[Path, dict]:
     save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
     config = export_config(model, check, staging / WEIGHTS_FILE)
     write_json_atomic(staging / EXPORT_CONFIG, config)
-    (staging / "README.md").write_text(model_card(model, config))
+    atomic.write_text(staging / "README.md", model_card(model, config))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

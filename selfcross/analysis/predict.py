@@ -15,6 +15,7 @@ import numpy as np
 from selfcross.analysis.featurize import Clip, Featurizer, Resources
 from selfcross.data.npy import SPLITS, split_file
 from selfcross.errors import ConfigError, DataError
+from selfcross.utils import atomic
 from selfcross.utils.io import write_json_atomic
 
 BATCH = 64
@@ -217,7 +218,7 @@ def write_predictions(predictions: Predictions, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     names = predictions.class_names
     labelled = predictions.labels is not None
-    with open(out, "w", newline="", encoding="utf-8") as handle:
+    with atomic.atomic_file(out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "predicted", "modalities", *(["label"] * labelled),
                          *(f"p_{n}" for n in names)])  # fmt: skip
