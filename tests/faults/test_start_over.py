@@ -37,7 +37,7 @@ def test_skip_complete_false_trains_from_epoch_1_like_a_fresh_run(tmp_path, data
     assert (aside / "checkpoints" / "best.ckpt").is_file()
     lines = capsys.readouterr().out.splitlines()
     assert f"kept the finished run of configuration {digest}: moved result.json, checkpoints, " \
-        f"checkpoints.hash to {aside}; training from epoch 1" in lines  # fmt: skip
+        f"checkpoints.hash, inputs.json to {aside}; training from epoch 1" in lines  # fmt: skip
 
 
 def test_checkpoints_resume_only_on_the_data_they_were_trained_on(tmp_path, capsys):

@@ -40,6 +40,9 @@ def test_a_launcher_gpu_slot_becomes_the_trainers_only_device(make_cfg, recorded
     from selfcross.training.lightning_io import AtomicCheckpointIO  # checkpoints in their folder
 
     assert [type(p) for p in kwargs.pop("plugins")] == [AtomicCheckpointIO]
+    from selfcross.training.rng import RandomStreams  # a resumed run continues the draws
+
+    assert isinstance(kwargs["callbacks"].pop(), RandomStreams)
     assert kwargs == {
         "callbacks": [f"made-{i + 1}" for i in range(n_callbacks)],
         "logger": ["csv-logger"],
@@ -51,6 +54,7 @@ def test_a_launcher_gpu_slot_becomes_the_trainers_only_device(make_cfg, recorded
     recorded.clear()
     experiment.build_trainer(cfg, [], gpu=None)  # no slot: the configured accelerator
     assert [type(p) for p in recorded[-1][1].pop("plugins")] == [AtomicCheckpointIO]
+    assert isinstance(recorded[-1][1]["callbacks"].pop(), RandomStreams)
     assert recorded[-1][1] == {"callbacks": [f"made-{i + 1}" for i in range(n_callbacks)],
                                "logger": False}  # fmt: skip
     recorded.clear()
@@ -144,6 +148,7 @@ def test_a_record_names_its_resume_checkpoint_and_commit_and_survives_an_empty_h
         fold_data=SimpleNamespace(splits=splits, fingerprint="f" * 16),
         num_classes=cfg.data.num_classes,
         fold_path=Path("/data/fold01"),
+        scheme=lambda: None,
     )
     trainer = SimpleNamespace(strategy=SimpleNamespace(root_device="cpu"), precision="32-true")
     module = SimpleNamespace(history=[])

@@ -156,7 +156,8 @@ def test_without_checkpoint_or_test_the_best_epoch_comes_from_the_history(tmp_pa
 def test_the_dataset_names_the_selection_metric_and_monitor_follows_it():
     """``data.selection_metric`` (conf/data/<name>.yaml) is what ``monitor.metric`` and with it
     checkpointing, early stopping and the module's best metric follow; IEMOCAP's is the paper's
-    val/uwa; an explicit ``monitor.metric`` still wins; the hash follows the resolved monitor."""
+    val/uwa, MELD's the field's val/wf1; an explicit ``monitor.metric`` still wins; the hash
+    follows the resolved monitor."""
     from selfcross.training.resume import config_hash
 
     def composed(*extra):
@@ -173,7 +174,7 @@ def test_the_dataset_names_the_selection_metric_and_monitor_follows_it():
     assert composed("data.selection_metric=val/wf1", "monitor.metric=val/wa").monitor.metric == (
         "val/wa"
     )
-    assert compose(["data=meld", "data.root=/meld"]).monitor.metric == "val/uwa"
+    assert compose(["data=meld", "data.root=/meld"]).monitor.metric == "val/wf1"  # the field's
 
 
 def test_a_run_selecting_on_weighted_f1_tests_its_best_validation_wf1_epoch(tmp_path, data_dir):

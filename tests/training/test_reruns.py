@@ -261,9 +261,10 @@ def test_a_new_key_at_its_backward_compatible_default_keeps_the_hash(monkeypatch
 
 
 def test_last_checkpoint_is_the_last_finished_epoch_not_the_best(tmp_path, data_dir):
-    # lr=0: validation UWA never improves after epoch 1, so the best epoch is 1 of 3.
+    # lr=1e-12 (0 is refused): validation UWA never improves after epoch 1, so the best epoch is
+    # 1 of 3.
     settings = (
-        "trainer.max_epochs=3", "model.optimizer.lr=0.0",
+        "trainer.max_epochs=3", "model.optimizer.lr=1e-12",
         "callbacks.early_stopping.patience=100", "resume.keep_checkpoints=all",
     )  # fmt: skip
     outcome = train_and_test(tiny(tmp_path, data_dir, *settings))
