@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from selfcross.errors import ConfigError, DataError
+from selfcross.prepare.resnet import pick_device
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub while preparing
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -80,18 +81,6 @@ def parse_layer(layer, option: str) -> str | int:
     if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
         raise ConfigError(f"{option}={layer}: expected last, mean or a layer index (0, 1, ...)")
     return layer
-
-
-def pick_device(name: str, option: str) -> torch.device:
-    """``auto``: the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"{option}={name}: not a torch device (auto, cpu, cuda, cuda:1)"
-        ) from None
 
 
 def _quiet_transformers():

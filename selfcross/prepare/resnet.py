@@ -142,15 +142,16 @@ def load_resnet101(weights: str | Path | None, seed: int = 0) -> ResNet101:
     return model.float().eval()
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto``: the first CUDA device when there is one, else the CPU."""
+def pick_device(name: str, option: str = "vision.device") -> torch.device:
+    """``auto``: the first CUDA device when there is one, else the CPU; ``option`` names the
+    setting in the error (every extractor's ``*.device`` is read here)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(
-            f"vision.device={name}: not a torch device (auto, cpu, cuda, cuda:1)"
+            f"{option}={name}: not a torch device (auto, cpu, cuda, cuda:1)"
         ) from None
 
 
