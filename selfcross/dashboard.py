@@ -2,7 +2,8 @@
 
     python -m selfcross.dashboard --entity TEAM [--project selfcross] [--data iemocap]
 
-Runs are grouped by their W&B group, ``<model>-<modality>`` (one group per table cell), so each
+Runs are grouped by their W&B group, the run's ``cell`` (``<model>-<modality>``, one group per
+table cell; docs/wandb.md), so each
 bar is a cell's mean with its standard deviation over folds and seeds; the run table is grouped by
 model and modality. Saving needs W&B credentials (``WANDB_API_KEY`` or ``wandb login``); without
 them the command says what it needs and exits 2. Building the workspace needs no network.

@@ -1,7 +1,8 @@
 """Weights & Biases tracking: offline unless credentials exist, and never fatal.
 
-Every run logs to project ``selfcross`` with group ``<model>-<modality>`` (one group per table
-cell, so W&B shows mean and spread per cell), a name with fold and seed, and a run id derived
+Every run logs to project ``selfcross`` with its ``cell`` as group (``<model>-<modality>``, plus
+the swept key of presets such as modality dropout: one group per table cell, so W&B shows mean
+and spread per cell), a name with fold and seed, and a run id derived
 from the run's output folder, so a resumed job continues the same W&B run. W&B files live in the
 run's output folder. If W&B cannot start online, the run logs offline instead (and the process's
 later runs too); if it cannot start at all, the run goes on without it (with a warning) and still
@@ -80,7 +81,7 @@ def make_wandb_logger(
     """A started ``WandbLogger``, or None (with a warning) if W&B cannot start.
 
     ``feature_set``: the data's feature set (``selfcross.manifest.feature_set_label``); one
-    other than ``paper`` joins the group (``<model>-<modality> [<feature set>]``, so that cells
+    other than ``paper`` joins the group (``<cell> [<feature set>]``, so that cells
     of different feature sets never share a group) and the tags (``features:<name>`` per
     modality encoder).
 
