@@ -168,6 +168,13 @@ def finished_run(cfg: DictConfig, out_dir: Path, digest: str) -> RunRecord | Non
 
     record = completed_result(out_dir, digest)
     if record is None:
+        path = Path(out_dir) / RESULT_FILE
+        if path.is_file() and read_record(path) is None:
+            log.warning(
+                "%s cannot be read as a run record (corrupt, half-written or from a "
+                "newer selfcross): the run is done again",
+                path,
+            )
         return None
     current = current_fingerprint(cfg.data.root, cfg.fold, cfg.data.get("cache_dir"))
     if current is not None and not same_data(str(record.data.fingerprint), current):

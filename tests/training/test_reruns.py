@@ -276,3 +276,23 @@ def test_last_checkpoint_is_the_last_finished_epoch_not_the_best(tmp_path, data_
     old = tiny(tmp_path, data_dir, *settings, "~callbacks.last_checkpoint",
                "callbacks.model_checkpoint.save_last=true")  # fmt: skip
     assert resume.config_hash(old) == outcome.record.config_hash
+
+
+def test_a_corrupt_record_in_the_runs_folder_is_said_before_the_run_is_redone(tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "result.json").write_text('{"model": "self", "test_wa": 0.5')  # cut off
+    cfg = OmegaConf.create({"fold": 1, "data": {"root": str(tmp_path), "cache_dir": None}})
+    with caplog.at_level("WARNING", logger="selfcross"):
+        assert resume.finished_run(cfg, out, "0" * 16) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{out / 'result.json'} cannot be read as a run record (corrupt, half-written "
+        "or from a newer selfcross): the run is done again"
+    ]
+    caplog.clear()
+    (out / "result.json").unlink()
+    with caplog.at_level("WARNING", logger="selfcross"):
+        assert resume.finished_run(cfg, out, "0" * 16) is None
+    assert caplog.records == []  # no record at all: nothing to say
