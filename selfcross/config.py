@@ -369,6 +369,9 @@ def user_errors() -> Iterator[None]:
         print("error: interrupted by Ctrl-C (SIGINT) before training; rerun the same command "
               "to start it again", file=sys.stderr)  # fmt: skip
         sys.exit(130)
+    except BrokenPipeError:  # stdout's reader left (``--cfg job | head``): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit's flush fails too
+        sys.exit(141)  # as a shell reports a process ended by SIGPIPE
     except OSError as err:
         if err.errno not in DISK_ERRORS or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -92,3 +92,22 @@ def test_the_commands_that_compose_a_run_print_it_with_hydras_flags(tmp_path):
         proc = run_cli(module, *args, cwd=tmp_path)
         assert (proc.returncode, proc.stdout) == (0, expected), (args, proc.stderr[-2000:])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module", ["selfcross.tune", "selfcross.check", "selfcross.summary"])
+def test_a_reader_that_leaves_early_gets_no_traceback(module):
+    """``python -m selfcross.tune --cfg job | head -1``: the pipe closes before the command has
+    printed; it ends quietly with a shell's SIGPIPE status (141), not a BrokenPipeError."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", module, "--cfg", "job"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, stderr
+    assert stderr == ""
