@@ -70,10 +70,14 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
     - the same fold with different ``data.fingerprint`` (a hash of every file of the fold
       directory, whichever modalities a run read): likewise;
     - different feature sets (``data.feature_set``: the encoders the folds were prepared with):
-      always an error, naming both (a table compares models on one feature set).
+      always an error, naming both (a table compares models on one feature set);
+    - different recorded evaluation schemes (split, class set, split seed): always an error;
+      records without a scheme are not compared.
     """
     runs = list(runs)
-    check_feature_sets(runs)
+    check_one_of(runs, "feature set", lambda r: r.feature_set, str,
+                 "a table compares runs of one feature set; give it the runs of one "
+                 "(--results <their folder>)")  # fmt: skip
     first_of_key: dict[tuple, RunResult] = {}
     first_of_cell: dict[tuple[str, str], RunResult] = {}
     for run in runs:
@@ -94,38 +98,27 @@ def check_runs(runs: Iterable[RunResult], allow_mixed_data: bool = False) -> Non
                 f"the same run (model {model}, modality {modality}, fold {fold}, seed {seed}) "
                 f"as {other.path}; remove one of them",
             )
-    check_same_scheme(runs)
+    check_one_of(runs, "evaluation scheme", lambda r: r.scheme, describe_scheme,
+                 "a table pools runs of one scheme")  # fmt: skip
     if not allow_mixed_data:
         check_same_data(runs)
 
 
-def check_feature_sets(runs: list[RunResult]) -> None:
-    """Refuse runs of different feature sets (DataError naming the two files and sets)."""
-    for run in runs:
-        if run.feature_set != runs[0].feature_set:
-            raise DataError(
-                run.path,
-                f"feature set {run.feature_set} differs from {runs[0].feature_set} in "
-                f"{runs[0].path}: a table compares runs of one feature set; give it the runs of "
-                "one (--results <their folder>)",
-            )
-
-
-def check_same_scheme(runs: Iterable[RunResult]) -> None:
-    """Refuse runs of different recorded evaluation schemes (split, class set, split seed):
-    their numbers answer different questions; records without one are not compared."""
+def check_one_of(runs: Iterable[RunResult], label: str, value, describe, why: str) -> None:
+    """Refuse runs whose ``value(run)`` differs (DataError naming both files and values, then
+    ``why``); runs whose value is None are not compared. Serves the feature set and the
+    evaluation scheme: what a table must never pool, whatever ``--allow-mixed-data`` says."""
     first: RunResult | None = None
     for run in runs:
-        if run.scheme is None:
+        if value(run) is None:
             continue
         if first is None:
             first = run
-        elif run.scheme != first.scheme:
+        elif value(run) != value(first):
             raise DataError(
                 run.path,
-                f"evaluation scheme {describe_scheme(run.scheme)} differs from "
-                f"{describe_scheme(first.scheme)} in {first.path}: a table pools runs of one "
-                "scheme",
+                f"{label} {describe(value(run))} differs from {describe(value(first))} in "
+                f"{first.path}: {why}",
             )
 
 
