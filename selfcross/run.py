@@ -32,6 +32,7 @@ from selfcross.training.experiment import train_and_test
 from selfcross.training.resume import config_hash
 from selfcross.training.rundir import check_owned
 from selfcross.training.tuned import apply_tuned
+from selfcross.utils import atomic
 from selfcross.utils.hydra_files import raise_hydra_write_error
 
 
@@ -75,6 +76,7 @@ def check_before_hydra(argv: list[str]) -> Path | None:
     with open_dict(first):
         del first["hydra"]
     validate(apply_tuned(first))
+    atomic.make_folder(run_dir)  # here, not in Hydra: a full disk is one line, not a traceback
     return run_dir if str(run_dir) != named else None
 
 

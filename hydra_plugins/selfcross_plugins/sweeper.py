@@ -195,8 +195,14 @@ class SelfcrossSweeper(BasicSweeper):
             n_complete,
             n_invalid,
         )
-        batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
-        returns, failed, busy, job_idx = [], [], 0, 0
+        failed = self._make_job_folders(todo)
+        launchable = [job for job in todo if job not in [f for f, _ in failed]]
+        batches = (
+            list(self.split_overrides_to_chunks(launchable, self.max_batch_size))
+            if launchable
+            else []
+        )
+        returns, busy, job_idx = [], 0, 0
         done_elsewhere = 0  # jobs another process finished between the checks and the launch
         guard = signals.interruptible()  # SIGTERM/SIGINT between jobs as well as in them
         guard.__enter__()
@@ -244,6 +250,23 @@ class SelfcrossSweeper(BasicSweeper):
                 )
             )
         return returns
+
+    def _make_job_folders(self, todo: list[list[str]]) -> list[tuple[list[str], str]]:
+        """Create every job's folder (and so the sweep's) before launching any, and return the
+        jobs whose folder cannot be created, each with its one line. Hydra's launchers create
+        these folders outside a job's error handling, where a full disk (no blocks or no inodes
+        left) ended the whole sweep with a traceback and no summary; created here, a folder
+        that cannot be made fails its own job, which is then not launched."""
+        from selfcross.errors import WriteError
+        from selfcross.utils import atomic
+
+        failed = []
+        for job, (out_dir, _) in zip(todo, self.todo_runs, strict=True):
+            try:
+                atomic.make_folder(out_dir)
+            except WriteError as err:
+                failed.append((job, str(err)))
+        return failed
 
     def _interrupted(self, stop: BaseException, sweep_dir: Path, n_todo: int, n_complete: int):
         """The summary of a sweep stopped by a signal (in a job or between jobs), and its exit

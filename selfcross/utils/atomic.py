@@ -42,8 +42,11 @@ def free_space(path: str | Path) -> str:
         where = where.parent
     try:
         free = shutil.disk_usage(where).free
+        stat = os.statvfs(where)
     except OSError:
         return "unknown free space"
+    if stat.f_files and not stat.f_favail:  # bytes left, but no inode for a new file or folder
+        return f"{human_bytes(free)} but no inode free on {where}"
     return f"{human_bytes(free)} free on {where}"
 
 
@@ -78,6 +81,15 @@ def guard(path: str | Path) -> Iterator[None]:
         if problem is None or problem is err:
             raise
         raise problem from None
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create ``folder`` and its parents; a full disk (no room or no inode) is the one-line
+    :class:`WriteError` naming it."""
+    folder = Path(folder)
+    with guard(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @contextmanager

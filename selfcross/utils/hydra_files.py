@@ -65,6 +65,27 @@ def _log_file_error(handler: logging.Handler, record: logging.LogRecord) -> None
     logging.Handler.handleError(handler, record)
 
 
+class RunLogHandler(logging.FileHandler):
+    """A job's ``run.log`` (``hydra.job_logging.handlers.file`` in ``conf/config.yaml``): opened
+    at its first line, not when Hydra configures logging. Hydra opens the file outside the job's
+    error handling, so a disk with no room (or no inode) for it ended the whole sweep with a
+    traceback; here the lines are lost quietly while there is no room, the job goes on and its
+    own writes say what failed, one line each."""
+
+    def __init__(self, filename, mode: str = "a", encoding=None, errors=None) -> None:
+        super().__init__(filename, mode, encoding, delay=True, errors=errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:
+            try:
+                self.stream = self._open()
+            except OSError as err:
+                if err.errno not in atomic.DISK_ERRORS:
+                    raise
+                return
+        super().emit(record)
+
+
 def disk_message(err: OSError) -> str:
     """A storage error of a library's write, as :class:`~selfcross.errors.WriteError`'s line:
     the file (a move names its destination second), else the run's folder, and the free space

@@ -320,3 +320,47 @@ def test_preparation_on_a_full_tmpfs_leaves_no_partial_fold(disk, tmp_path, caps
     summary, _ = prepare_quietly(args)
     assert (out / "fold01" / "train_label.npy").is_file() and leftovers(out) == []
     assert summary["reused"]["audio"] > 0
+
+
+@pytest.mark.faults
+def test_no_inode_left_fails_each_job_and_a_single_run_in_one_line(tmp_path, data_dir):
+    """Bytes left but no inode (a disk out of files, as ext4 runs out): the folders Hydra would
+    create outside any job's error handling (the sweep's, each job's, run.log) used to end the
+    sweep with a traceback. Now: no inode at all fails each job on its folder and a single run
+    on its own (exit 2); a few inodes (the folders fit, the files do not) fail each job on its
+    first file; with room again, the same sweep runs both jobs."""
+    from tests.conftest import run_cli
+    from tests.helpers.diskkit import small_tmpfs, use_inodes
+
+    def summary(proc, first: Path) -> None:
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        line = cli_error(proc)
+        assert re.fullmatch(
+            rf"error: 2 of 2 jobs failed \(first: \[seed=1 .*\]: cannot write "
+            rf"{re.escape(str(first))}: No space left on device \(\S+ \S+ but no inode free on "
+            r"\S+\)\); rerun the same command to retry them, finished jobs are kept", line
+        ), line  # fmt: skip
+
+    with small_tmpfs(tmp_path / "disk", "32m", inodes=64) as disk:
+        sweep, job = disk / "sweep", disk / "sweep" / "self" / "TVA" / "fold1" / "seed1"
+        args = ["-m", "seed=1,2", *RUN, "trainer.max_epochs=1",
+                "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+                f"hydra.sweep.dir={sweep}"]  # fmt: skip
+        used = use_inodes(disk)
+        summary(run_cli("selfcross.run", *args), job)
+        single = run_cli("selfcross.run", *args[2:5], f"paths.data_dir={data_dir}",
+                         f"hydra.run.dir={disk / 'single'}")  # fmt: skip
+        assert single.returncode == 2, single.stderr[-3000:]
+        assert re.fullmatch(rf"error: cannot write {re.escape(str(disk / 'single'))}: .* but no "
+                            "inode free on .*", cli_error(single))  # fmt: skip
+
+        for path in used[:8]:  # sweep, self, TVA, fold1, seed1, seed2 and two .hydra folders
+            path.unlink()
+        summary(run_cli("selfcross.run", *args), job / ".hydra" / "config.yaml")
+
+        for path in used[8:]:
+            path.unlink()
+        rerun = run_cli("selfcross.run", *args)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        for seed in (1, 2):
+            assert (sweep / "self" / "TVA" / "fold1" / f"seed{seed}" / "result.json").is_file()

@@ -38,11 +38,13 @@ def disk_line(path: Path | str, folder: Path | str | None = None) -> str:
 
 
 @contextmanager
-def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (``mount -o size=``) mounted on ``where``; unmounted afterwards."""
+def small_tmpfs(where: Path, size: str, inodes: int | None = None) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``mount -o size=``) mounted on ``where``, with at most ``inodes``
+    files and folders when given (``nr_inodes``); unmounted afterwards."""
     assert os.geteuid() == 0, "the full-disk tests mount a tmpfs: run them as root (CI does)"
     where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                    check=True, capture_output=True)  # fmt: skip
     try:
         yield where
@@ -64,6 +66,15 @@ def fill(folder: Path, leave: int = 0) -> Path:
                     raise
                 break
     return filler
+
+
+def use_inodes(folder: Path, leave: int = 0) -> list[Path]:
+    """Create empty files in ``folder`` until only ``leave`` inodes are free; returns them."""
+    made = []
+    while os.statvfs(folder).f_favail > leave:
+        made.append(folder / f"inode{len(made)}")
+        made[-1].touch()
+    return made
 
 
 def leftovers(folder: Path) -> list[Path]:
