@@ -146,3 +146,61 @@ def test_prepare_while_extracting_and_while_checking_then_the_rerun_completes(tm
     done = run_cli("selfcross.prepare", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "prepare.json").read_text())
+
+
+@pytest.mark.parametrize("signame,whom", [("SIGTERM", "process"), ("SIGINT", "group")])
+def test_a_local_gpus_sweep_stops_its_workers_and_resumes(tmp_path, data_dir, signame, whom):
+    """``hydra/launcher=local_gpus`` runs the jobs in worker processes (joblib): SIGTERM to the
+    sweep's own process (``kill``) or SIGINT to its process group (Ctrl-C in a terminal) while
+    both jobs train stops both workers, the sweep ends with its summary and the signal's status,
+    no job has a record, and the same command resumes each job from its last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "sweep"
+    jobs = [sweep / "self" / "TVA" / "fold1" / f"seed{seed}" for seed in (1, 2)]
+    args = ["-m", "seed=1,2", "debug=fast", "logger=csv", "trainer.max_epochs=30",
+            "callbacks.early_stopping.patience=100", "trainer.enable_progress_bar=false",
+            "hydra/launcher=local_gpus", f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "selfcross.run", *args], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+
+    def epochs(job) -> int:  # validation rows in the job's CSV log
+        log = job / "csv" / "metrics.csv"
+        return log.read_text().count("\n") if log.is_file() else 0
+
+    deadline = time.monotonic() + 300
+    while min(map(epochs, jobs)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0][-3000:]
+    if whom == "process":
+        proc.send_signal(getattr(signal, signame))
+    else:
+        os.killpg(proc.pid, getattr(signal, signame))
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == CODES[signame], output[-3000:]
+    assert f"Sweep {sweep} interrupted: 0 of 2 jobs finished" in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    for _ in range(50):  # no worker outlives the sweep (one would go on to write a record)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("a worker of the interrupted sweep is still running")
+    assert [job for job in jobs if (job / "result.json").exists()] == []
+    assert all((job / "checkpoints" / "last.ckpt").is_file() for job in jobs)
+
+    rerun = run_cli("selfcross.run", *args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for job in jobs:
+        record = json.loads((job / "result.json").read_text())
+        assert record["resumed_from"] == str(job / "checkpoints" / "last.ckpt")
+        assert record["epochs"] == 30
