@@ -111,3 +111,25 @@ def test_star_marks_a_significant_transformer_vs_bare_difference(table3_results,
     assert stats.ttest_ind(WA[("cross_transformer", "TV")], WA[("cross", "TV")]).pvalue < 0.05
     assert "\\*" in wa["T+V"]["Cross"] and "\\*" not in wa["T+V"]["Cross-Transformer"]
     assert wa["T+V"]["Self-Transformer"].startswith("**")  # the best mean of the row
+
+
+def test_a_transformer_significantly_above_its_bare_model_carries_the_star(tmp_path):
+    """The first of a tested pair is the transformer: when it is the higher one, the star is
+    its (the T+V case above has the bare model higher), and the CSV keeps each parameter
+    count as the Markdown shows it."""
+    root = tmp_path / "runs"
+    wa = {"self": [0.50, 0.52, 0.51, 0.49, 0.50, 0.52],
+          "self_transformer": [0.58, 0.60, 0.59, 0.61, 0.60, 0.58]}  # fmt: skip
+    for model, values in wa.items():
+        for (fold, seed), value in zip(KEYS, values, strict=True):
+            write_result(root, model, "VA", fold, seed, value, n_params=PARAMS[model])
+    out = tmp_path / "t"
+    row = {r["Modality"]: r for r in build(root, out)[WA_TITLE]}["V+A"]
+    assert stats.ttest_ind(wa["self_transformer"], wa["self"]).pvalue < 0.05
+    assert "\\*" in row["Self-Transformer"] and "\\*" not in row["Self"]
+    with (out / "table3.csv").open() as handle:
+        params = {(r["model"], r["modality"]): r for r in csv.DictReader(handle)
+                  if r["table"] == "table3-params" and r["metric"] == "n_params"}  # fmt: skip
+    assert params[("self_transformer", "VA")]["mean"] == "3,000"
+    assert params[("self", "VA")]["mean"] == "1,000"
+    assert params[("cross", "VA")]["mean"] == "-"

@@ -215,7 +215,7 @@ def test_table1_from_a_subprocess_as_a_user_runs_it(table1_results, tmp_path):
 def test_table2_models_and_both_comparisons(tmp_path, capsys):
     root, out = tmp_path / "multirun", tmp_path / "tables"
     values = {
-        "cross_nosp": [0.55, 0.56, 0.54, 0.57, 0.55, 0.56],
+        "cross_nosp": [0.60, 0.59, 0.58, 0.61, 0.59, 0.60],  # above Self-noSP: its star
         "cross": [0.57, 0.56, 0.58, 0.57, 0.59, 0.58],
         "self_nosp": [0.58, 0.57, 0.56, 0.58, 0.57, 0.59],
         "self": [0.60, 0.61, 0.62, 0.60, 0.63, 0.61],
@@ -233,6 +233,8 @@ def test_table2_models_and_both_comparisons(tmp_path, capsys):
         assert float(row["std"]) == pytest.approx(np.std(wa, ddof=1), abs=1e-12)
         assert row["n"] == "6"
         assert float(row["paper_mean"]) == paper.TABLE2[model]["wa"][0]
+        assert float(row["paper_std"]) == paper.TABLE2[model]["wa"][1]
+        assert row["table"] == "table2" and row["bold"] == "False"
     for a, b in (("self", "cross"), ("self_nosp", "cross_nosp")):
         for metric in ("wa", "uwa"):
             x, y = (
@@ -251,6 +253,9 @@ def test_table2_models_and_both_comparisons(tmp_path, capsys):
     assert list(table) == ["Cross-noSP", "Cross", "Self-noSP", "Self", "Cross+Self"]
     assert table["Self"]["WA (paper)"] == ".587 ± .021"
     assert table["Self"]["WA (ours)"] == f"{mean_std(values['self'])}\\* (6)"  # p < .05 vs Cross
+    assert table["Cross"]["WA (ours)"] == f"{mean_std(values['cross'])} (6)"
+    assert table["Cross-noSP"]["WA (ours)"] == f"{mean_std(values['cross_nosp'])}\\* (6)"
+    assert table["Self-noSP"]["WA (ours)"] == f"{mean_std(values['self_nosp'])} (6)"
     assert table["Cross+Self"]["UWA (paper)"] == ".642 ± .020"
     tests = {(r["Comparison"], r["Metric"]): r for r in sections[1]}
     p = stats.ttest_ind(values["self_nosp"], values["cross_nosp"]).pvalue
