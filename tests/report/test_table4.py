@@ -264,3 +264,29 @@ def test_what_tuning_changed_is_read_against_the_cells_own_untuned_runs(tmp_path
         "study multirun/tune-self-TA, trial 3 (validation UWA 0.600): "
         "model.optimizer.lr 0.002 -> 0.004"
     )
+
+
+def test_an_untuned_model_significantly_above_its_tuned_one_carries_the_star(results, tmp_path):
+    """Tuning can make a cell worse: the star marks the higher of the pair, here the untuned
+    Self on T+V. The CSV keeps the paper's std beside its mean and each cell's tuned settings
+    as the Markdown shows them."""
+    untuned, tuned = results
+    worse = [0.50, 0.52, 0.51, 0.53, 0.50, 0.52]
+    for (fold, seed), value in zip(KEYS, worse, strict=True):
+        write_result(tuned, "self", "TV", fold, seed, value, config=tuned_config("self"))
+    out = tmp_path / "t"
+    tv = {r["Modality"]: r for r in build(untuned, tuned, out)[WA_TITLE]}["T+V"]
+    assert stats.ttest_ind(worse, UNTUNED[("self", "TV")]).pvalue < 0.05
+    assert tv["Self"] == f"**{mean_std(UNTUNED[('self', 'TV')])}**\\* (6)"
+    assert tv["Self tuned"] == f"{mean_std(worse)} (6)"
+    with (out / "table4.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    cell = next(r for r in rows if (r["table"], r["modality"], r["metric"], r["model"])
+                == ("table4", "TA", "wa", "self"))  # fmt: skip
+    assert (float(cell["paper_mean"]), float(cell["paper_std"])) == (0.518, 0.031)
+    settings = {r["model"]: r["mean"] for r in rows
+                if r["table"] == "table4-settings" and r["modality"] == "TA"}  # fmt: skip
+    assert settings["self"] == (
+        "study multirun/tune-self-TA, trial 7 (validation UWA 0.600): "
+        "model.network.hidden 60 -> 90, model.optimizer.lr 0.001 -> 0.004"
+    )
