@@ -194,6 +194,43 @@ def test_the_tuning_table_of_a_study(tmp_path):
     kinds = {r["kind"] for r in rows}
     assert kinds == {"trial", "setting", "best", "importance"}
     assert sum(r["kind"] == "trial" for r in rows) == 13
+    # every trial, setting, best setting and importance, each where it belongs in the CSV
+    for t in study.get_trials():
+        (row,) = [r for r in rows if r["kind"] == "trial" and r["trial"] == str(t.number)]
+        assert row["state"] == t.state.name.lower()
+        assert row["value"] == ("" if t.value is None else str(t.value))
+        settings = {r["param"]: r["setting"] for r in rows
+                    if r["kind"] == "setting" and r["trial"] == str(t.number)}  # fmt: skip
+        assert settings == {k: str(v) for k, v in t.user_attrs.get("values", {}).items()}
+    best_rows = {r["param"]: r for r in rows if r["kind"] == "best"}
+    assert {r["trial"] for r in best_rows.values()} == {str(best.number)}
+    assert {r["value"] for r in best_rows.values()} == {str(best.value)}
+    assert best_rows["model.optimizer.lr"]["setting"] == str(best.params["model.optimizer.lr"])
+    assert best_rows["data.batch_size"]["untuned"] == "32"
+    assert {r["param"]: float(r["importance"]) for r in rows
+            if r["kind"] == "importance"} == pytest.approx(importances, abs=5e-4)  # fmt: skip
+    assert (
+        "Cell: Cross T+A; tuning folds [1, 2], training seed 1; TPE sampler seed 0, 10 random "
+        "startup trials" in (out / "tuning-cross-TA.md").read_text()
+    )
+
+
+def test_the_earliest_of_trials_with_the_best_value_is_the_best(tmp_path):
+    folder = tmp_path / "tune-synthetic-small-self-TV"
+    folder.mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{folder / tuning_study.STUDY_DB}",
+                                study_name=folder.name, direction="maximize")  # fmt: skip
+    study.set_user_attr("identity", {"model": "self", "modality": "TV"})
+    lr = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    for value, rate in ((0.5, 0.001), (0.7, 0.002), (0.7, 0.003), (0.6, 0.004)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"model.optimizer.lr": rate}, distributions={"model.optimizer.lr": lr},
+            value=value, user_attrs={"values": {"model.optimizer.lr": rate}},
+        ))  # fmt: skip
+    out = tmp_path / "t"
+    run_main("tuning", "--results", str(folder), "--out", str(out))
+    tables = md_tables((out / "tuning-self-TV.md").read_text())
+    assert any(t.startswith("Best trial 1: ") for t in tables), list(tables)
 
 
 def test_tuning_runs_are_never_tabulated(tmp_path):
