@@ -317,7 +317,7 @@ def test_masking_table_without_runs_is_one_line(tmp_path, capsys):
 def test_masking_preset_sweeps_both_settings_into_separate_folders(tmp_path):
     """experiment=mask_padding's grid, and a reduced sweep of it: the masked and unmasked runs
     of one (model, fold, seed) land in separate folders and both reach the masking table."""
-    from tests.sweeps.test_sweeps import TINY, hydra_cfg
+    from tests.helpers.sweepkit import TINY, hydra_cfg
 
     params = hydra_cfg("experiment=mask_padding").hydra.sweeper.params
     assert params.model == "self,cross" and params.modality == "TVA"

@@ -22,14 +22,10 @@ from selfcross.models import (
 )
 from tests.conftest import PAPER_SHAPES, SMALL_SHAPES
 from tests.helpers.modelkit import architecture
+from tests.helpers.netkit import E, batch_for, encoders, linear, mha
 
 MODELS = ("self", "cross", "self_nosp", "cross_nosp", "cross_self")  # as conf/model/<name>.yaml
 SUBSETS = ["T", "V", "A", "TV", "TA", "VA", "TVA"]
-E = 120  # 2 x 60 GRU units
-
-
-def batch_for(shapes, modalities, b=3):
-    return {m: torch.randn(b, shapes[m]["seq_len"], shapes[m]["feat_dim"]) for m in modalities}
 
 
 def net(model, modality, shapes=SMALL_SHAPES, **kw):
@@ -114,30 +110,6 @@ def test_concat_pooling_keeps_stream_order():
 
 
 # -- parameter counts, computed by hand from the paper's description ------------------------
-def conv(c_in, c_out):
-    return c_in * c_out + c_out
-
-
-def bigru(d, h=60):
-    return 2 * 3 * (h * d + h * h + 2 * h)
-
-
-def mha(e=E):
-    return 3 * e * e + 3 * e + e * e + e  # in-projections + out-projection
-
-
-def linear(i, o):
-    return i * o + o
-
-
-def encoders(modalities):
-    total = 0
-    for m in modalities:
-        s = PAPER_SHAPES[m]
-        total += bigru(s["feat_dim"]) + (conv(s["seq_len"], s["conv_out"]) if s["conv_out"] else 0)
-    return total
-
-
 def test_paper_size_counts_written_out():
     # Tri-modal cross: convs 500,500 + 825; GRUs 130,320 (T) + 759,600 (V) + 65,520 (A);
     # 6 MHAs of 58,080; classifier 14,460 + 427.

@@ -9,7 +9,7 @@ from torch import nn
 from selfcross.errors import ConfigError
 from selfcross.models import EmotionNet, TransformerLayer, TransformerStack, count_parameters
 from tests.conftest import PAPER_SHAPES, SMALL_SHAPES
-from tests.models.test_networks import E, batch_for, encoders, linear, mha
+from tests.helpers.netkit import E, batch_for, encoders, linear, mha
 
 
 def copy_from_torch(ours: TransformerLayer, ref: nn.TransformerEncoderLayer) -> None:

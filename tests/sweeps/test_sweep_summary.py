@@ -7,7 +7,7 @@ import logging
 
 from hydra_plugins.selfcross_plugins.sweeper import Progress
 from tests.conftest import run_cli
-from tests.sweeps.test_sweeps import TINY, results
+from tests.helpers.sweepkit import TINY, results
 
 
 def test_a_job_finished_before_its_launch_counts_as_already_complete(tmp_path):

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from hydra.utils import instantiate
 
 from selfcross.config import CONFIG_DIR, validate
@@ -19,21 +15,7 @@ from selfcross.errors import ConfigError
 from selfcross.training.gpus import acquire_slot
 from tests.conftest import run_cli
 from tests.helpers.foldkit import SHAPES, make_fold
-
-TINY = ["debug=fast", "logger=none", "trainer.enable_progress_bar=false"]
-
-
-def hydra_cfg(*overrides):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
-
-
-def results(root: Path) -> dict[tuple, dict]:
-    out = {}
-    for path in root.rglob("result.json"):
-        r = json.loads(path.read_text())
-        out[(r["model"], r["modality"], r["fold"], r["seed"])] = {"path": path, **r}
-    return out
+from tests.helpers.sweepkit import TINY, hydra_cfg, results
 
 
 def test_sweep_runs_each_job_once_in_readable_folders(tmp_path):
