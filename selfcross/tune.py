@@ -82,7 +82,7 @@ def _workers(argv: list[str]):
     given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("tune.workers=")]
     if os.environ.get(WORKER_ENV) is not None or given in ([], ["1"]):
         return None
-    cfg = prepare_study(argv)[1]
+    cfg, setting = prepare_study(argv)[1::3]
     if cfg.tune.workers == 1:
         return None
     study_outcome(argv)  # the storage reached before any work (one line if not)
@@ -90,8 +90,8 @@ def _workers(argv: list[str]):
     failed = [f"worker {i}: {s}" for i, s in enumerate(statuses) if s != 0]
     if failed:
         raise WorkersFailed(
-            f"{len(failed)} of {len(statuses)} workers failed ({', '.join(failed)}); rerun the "
-            "same command to continue the study"
+            f"tune.storage={setting.masked}: {len(failed)} of {len(statuses)} workers failed "
+            f"({', '.join(failed)}); rerun the same command to continue the study"
         )
     return study_outcome(argv)
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 from selfcross.errors import Interrupted
 from selfcross.training.search import as_override
+from selfcross.training.storage import storage_errors
 from selfcross.training.study import n_counted, trial_folder
 from selfcross.training.tuned import write_best
 from selfcross.training.workers import WORKER_ENV
@@ -91,6 +93,16 @@ def optimize_shared(study, settings, base, directory: Path, storage: str, run_tr
         if done >= settings.n_trials:
             study.stop()
 
-    if reseed() < settings.n_trials:
-        study.optimize(objective, callbacks=[after], catch=(_TrialFailed,))
+    previous = threading.excepthook
+
+    def quiet(args) -> None:  # a heartbeat that cannot reach the database: said by the worker
+        if not isinstance(args.exc_value, storage_errors()):
+            previous(args)
+
+    threading.excepthook = quiet
+    try:
+        if reseed() < settings.n_trials:
+            study.optimize(objective, callbacks=[after], catch=(_TrialFailed,))
+    finally:
+        threading.excepthook = previous
     return ran

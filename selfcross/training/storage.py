@@ -35,6 +35,8 @@ class StorageUnavailable(SelfcrossError):
     """The study's database went away (or refused us) during the study: one line naming it.
     The study is kept there; rerunning the command continues it when the database is back."""
 
+    exit_code = 1
+
 
 @dataclass(frozen=True)
 class StorageSetting:
@@ -121,12 +123,35 @@ def parse_storage(value) -> StorageSetting:
 
 def _reason(err: BaseException, setting: StorageSetting) -> str:
     """The first line of a driver's error, any password in it masked."""
-    reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+    cause = err.__cause__ if err.__cause__ is not None else err  # Optuna's wrapped error
+    reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()
     line = reason[0].strip() if reason else type(err).__name__
     url = _url(setting.url)
     if url is not None and url.password:
         line = line.replace(str(url.password), "***")
     return line
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a database that went away raises: SQLAlchemy's errors, and Optuna's
+    ``StorageInternalError`` into which its RDB storage turns some of them."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, StorageInternalError)
+
+
+def storage_failure(err: BaseException) -> BaseException | None:
+    """The storage error behind ``err``, if any: itself, or one in its chain of causes and
+    contexts (Optuna's ``optimize`` can end with another error raised while handling it: in
+    5.0, an ``UnboundLocalError`` when telling a trial's state fails)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, storage_errors()):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def unavailable(err: BaseException, setting: StorageSetting) -> StorageUnavailable:
@@ -144,7 +169,6 @@ def open_shared(setting: StorageSetting, heartbeat_s: int, grace_s: int):
     ``RetryHeartbeatStaleTrialCallback``). ConfigError naming the storage when it cannot be
     reached, before any work."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
@@ -168,7 +192,7 @@ def open_shared(setting: StorageSetting, heartbeat_s: int, grace_s: int):
         return storage, optuna.get_all_study_names(storage)
     except ConfigError:
         raise
-    except (SQLAlchemyError, ImportError, RuntimeError, ValueError, OSError) as err:
+    except (*storage_errors(), ImportError, RuntimeError, ValueError, OSError) as err:
         raise ConfigError(
             f"tune.storage={setting.masked}: cannot open the study's storage "
             f"({_reason(err, setting)})"

@@ -45,7 +45,13 @@ from selfcross.config import (
 from selfcross.errors import ConfigError, DataError, Interrupted
 from selfcross.training.search import Settings, as_override, suggest
 from selfcross.training.shared import optimize_shared
-from selfcross.training.storage import SQLITE, open_shared, parse_storage, unavailable
+from selfcross.training.storage import (
+    SQLITE,
+    open_shared,
+    parse_storage,
+    storage_failure,
+    unavailable,
+)
 from selfcross.training.study import (
     LOCK_FILE,
     STUDY_DB,
@@ -192,7 +198,6 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
     ``tune.storage`` this process is one worker of the study
     (:func:`selfcross.training.shared.optimize_shared`)."""
     from filelock import FileLock, Timeout
-    from sqlalchemy.exc import SQLAlchemyError
 
     directory, cfg, settings, ident, setting = prepare_study(overrides)
     if setting.shared:
@@ -201,8 +206,10 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
             ran = optimize_shared(study, settings, cfg, directory, setting.shown,
                                   partial(_run_trial, run=run))  # fmt: skip
             best = write_best(study, directory, ident, settings.n_trials, setting.shown)
-        except SQLAlchemyError as err:
-            raise unavailable(err, setting) from None
+        except Exception as err:
+            if storage_failure(err) is None:
+                raise
+            raise unavailable(storage_failure(err), setting) from None
         return StudyOutcome(directory, settings.n_trials, ran, best)
     lock = FileLock(directory / LOCK_FILE)
     try:
@@ -226,14 +233,14 @@ def study_outcome(overrides: list[str], ran: int = 0) -> StudyOutcome:
     """The shared study of ``overrides`` as its storage holds it (``best.json`` written again):
     what the command that started the workers reports, or None-best if no trial completed.
     Also the check before the workers start: the settings and the storage (one line)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     directory, cfg, settings, ident, setting = prepare_study(overrides)
     study = open_study(cfg, settings, directory, ident, setting)
     try:
         best = write_best(study, directory, ident, settings.n_trials, setting.shown)
-    except SQLAlchemyError as err:
-        raise unavailable(err, setting) from None
+    except Exception as err:
+        if storage_failure(err) is None:
+            raise
+        raise unavailable(storage_failure(err), setting) from None
     return StudyOutcome(directory, settings.n_trials, ran, best)
 
 
