@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import optuna
@@ -70,6 +71,19 @@ def test_three_workers_complete_the_study_and_no_password_is_written(postgres, t
         if path.is_file() and path.suffix in (".json", ".log", ".yaml", ".txt"):
             assert password not in path.read_text(errors="replace"), path
     assert password not in proc.stdout + proc.stderr
+    # the tuning table finds the study in the database best.json names; libpq the password
+    table = subprocess.run(
+        [sys.executable, "-m", "selfcross.tables", "tuning", "--results", str(study), "--out",
+         str(tmp_path / "tables")], cwd=REPO, capture_output=True, text=True,
+        env={**ENV, "PGUSER": "selfcross", "PGPASSWORD": password},
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr[-3000:]
+    text = (tmp_path / "tables" / "tuning-cross-TA.md").read_text()
+    assert f"Study: {best['storage']}, study three ({len(found)} trials" in text
+    refused = run([sys.executable, "-m", "selfcross.tables", "tuning", "--results", str(study),
+                   "--storage", postgres.url.replace(password, "not-it")])  # fmt: skip
+    assert refused.returncode == 2 and "not-it" not in refused.stderr
+    assert refused.stderr.startswith("error: tune.storage=postgresql://selfcross:***@")
 
 
 def test_a_killed_workers_trial_is_retried_in_its_folder(postgres, tmp_path, data_dir):
