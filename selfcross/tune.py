@@ -79,10 +79,12 @@ def _workers(argv: list[str]):
     from selfcross.training.tuning import prepare_study, study_outcome
     from selfcross.training.workers import WORKER_ENV, run_workers
 
-    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("tune.workers=")]
-    if os.environ.get(WORKER_ENV) is not None or given in ([], ["1"]):
+    given = [a for a in argv if a.lstrip("+").startswith(("tune.workers=", "tune.launcher="))]
+    if os.environ.get(WORKER_ENV) is not None or given in ([], ["tune.workers=1"]):
         return None
-    cfg, setting = prepare_study(argv)[1::3]
+    directory, cfg, _, _, setting = prepare_study(argv)
+    if cfg.tune.launcher == "slurm":
+        return _slurm_workers(argv, directory, cfg, setting)
     if cfg.tune.workers == 1:
         return None
     study_outcome(argv)  # the storage reached before any work (one line if not)
@@ -94,6 +96,34 @@ def _workers(argv: list[str]):
             f"({', '.join(failed)}); rerun the same command to continue the study"
         )
     return study_outcome(argv)
+
+
+def _slurm_workers(argv: list[str], directory, cfg, setting):
+    """``tune.launcher=slurm``: the workers as SLURM jobs with ``hydra/launcher=slurm``'s
+    settings (``hydra.launcher.*`` overrides apply), waited for through ``squeue``."""
+    from omegaconf import OmegaConf
+
+    from selfcross.config import compose
+    from selfcross.training.tuning import study_outcome
+    from selfcross.training.workers import slurm_workers, wait_for_jobs
+
+    study_outcome(argv)  # the storage reached before any work (one line if not)
+    ours = [a for a in argv if a.startswith(("hydra/launcher=", "hydra.launcher."))]
+    hydra_cfg = compose(["hydra/launcher=slurm", *ours], with_hydra=True)
+    launcher = OmegaConf.to_container(hydra_cfg.hydra.launcher, resolve=False)
+    folder = directory / ".submitit" / "%j"
+    ids = slurm_workers(argv, cfg.tune.workers, setting, launcher, folder)
+    print(f"{len(ids)} SLURM jobs: {', '.join(ids)} (logs: {folder.parent})", flush=True)
+    wait_for_jobs(ids, float(launcher.get("poll_s") or 5))
+    outcome = study_outcome(argv)
+    n_finished = (outcome.best or {}).get("n_finished", 0)
+    if n_finished < outcome.n_trials:
+        raise WorkersFailed(
+            f"tune.storage={setting.masked}: the SLURM jobs ended with {n_finished} of "
+            f"{outcome.n_trials} trials finished (logs: {folder.parent}); rerun the same "
+            "command to continue the study"
+        )
+    return outcome
 
 
 class WorkersFailed(ConfigError):

@@ -63,6 +63,7 @@ HASHED_UNLESS_DEFAULT: dict[str, object] = {
     "tuned.accept_other_data": False,
     "tune.storage": "sqlite",  # where a study lives and how many processes run it: the study's
     "tune.workers": 1,  # settings, popped from its runs' configurations
+    "tune.launcher": "local",
     "tune.heartbeat_s": 60,
     "tune.grace_s": 180,
 }

@@ -19,6 +19,7 @@ A URL is written to the study folder, ``best.json``, records and logs only as
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ from selfcross.errors import ConfigError, SelfcrossError
 
 SQLITE = "sqlite"
 JOURNAL = "journal:"
+ENV_STORAGE = "SELFCROSS_TUNE_STORAGE"
+"""A storage URL with its credentials, used where ``tune.storage`` is that URL without them:
+how SLURM jobs get the password (in the environment sbatch exports to them, never in the job's
+command, which submitit writes to the study folder)."""
 SECRET_QUERY_KEYS = ("password", "user", "passfile", "sslpassword")
 """Query parameters of a URL that carry credentials (libpq's names): never recorded."""
 
@@ -118,6 +123,9 @@ def parse_storage(value) -> StorageSetting:
             f"tune.storage={masked_url(text)}: an SQLite file is one process's storage; use "
             "tune.storage=sqlite (the study folder's study.db) or a database server"
         )
+    full = os.environ.get(ENV_STORAGE)
+    if full and _url(full) is not None and public_url(full) == public_url(text):
+        text = full  # the same storage, with its credentials
     return StorageSetting("rdb", text, public_url(text), masked_url(text))
 
 

@@ -256,7 +256,10 @@ def prepare_study(overrides: list[str]):
     workers = cfg.tune.get("workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"tune.workers={workers}: expected a positive integer")
-    if workers > 1 and not setting.shared:
+    launcher = cfg.tune.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        raise ConfigError(f"tune.launcher={launcher}: expected local or slurm")
+    if (workers > 1 or launcher == "slurm") and not setting.shared:
         raise ConfigError(
             f"tune.workers={workers}: the sqlite storage runs one process; give tune.storage "
             "a database URL (postgresql://user@host/db) or journal:<file>"

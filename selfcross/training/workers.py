@@ -77,3 +77,81 @@ def run_workers(argv: list[str], n: int) -> list[int]:
         for p in procs:
             p.wait()
         raise
+
+
+# -- workers as SLURM jobs (tune.launcher=slurm) -------------------------------------------------
+
+SBATCH_KEYS = {
+    "partition": "partition", "timeout_min": "time", "gpus_per_node": "gpus_per_node",
+    "cpus_per_task": "cpus_per_task", "tasks_per_node": "ntasks_per_node", "nodes": "nodes",
+    "name": "job_name", "array_parallelism": "array_parallelism", "qos": "qos",
+    "comment": "comment", "constraint": "constraint", "exclude": "exclude", "gres": "gres",
+    "cpus_per_gpu": "cpus_per_gpu", "gpus_per_task": "gpus_per_task", "account": "account",
+    "mem_per_gpu": "mem_per_gpu", "mem_per_cpu": "mem_per_cpu", "setup": "setup",
+    "signal_delay_s": "signal_delay_s", "additional_parameters": "additional_parameters",
+    "srun_args": "srun_args",
+}  # fmt: skip
+"""The sweep launcher's settings (``conf/hydra/launcher/slurm.yaml``) as submitit's
+``SlurmExecutor`` names them; ``mem_gb`` becomes ``mem``."""
+
+
+def sbatch_parameters(launcher: dict) -> dict:
+    """submitit's SLURM parameters from the sweep launcher's settings (unset ones left out)."""
+    params = {SBATCH_KEYS[k]: v for k, v in launcher.items() if k in SBATCH_KEYS and v}
+    if launcher.get("mem_gb"):
+        params["mem"] = f"{launcher['mem_gb']}GB"
+    return params
+
+
+def slurm_workers(argv: list[str], n: int, setting, launcher: dict, folder) -> list[str]:
+    """Submit ``n`` workers as SLURM jobs through submitit, with the sweep launcher's settings
+    (``launcher``); returns their job ids. Each job runs ``python -m selfcross.tune argv
+    tune.workers=1 tune.launcher=local`` with the storage URL without credentials; the URL
+    with them travels in the job's environment (:data:`ENV_STORAGE`)."""
+    import submitit
+    from submitit.helpers import CommandFunction
+
+    from selfcross.training.storage import ENV_STORAGE
+
+    ours = (
+        "tune.workers=",
+        "tune.launcher=",
+        "tune.storage=",
+        "hydra/launcher",
+        "hydra.launcher.",
+    )
+    args = [a for a in argv if not a.lstrip("+").startswith(ours)]
+    args += ["tune.workers=1", "tune.launcher=local", f"tune.storage='{setting.shown}'"]
+    os.environ[ENV_STORAGE] = setting.url  # sbatch exports it to the jobs
+    executor = submitit.SlurmExecutor(
+        folder=str(folder), max_num_timeout=int(launcher.get("max_num_timeout") or 0)
+    )
+    executor.update_parameters(**sbatch_parameters(launcher))
+    with executor.batch():
+        jobs = [
+            executor.submit(CommandFunction(
+                ["env", f"{WORKER_ENV}={i}", sys.executable, "-m", "selfcross.tune", *args]
+            ))
+            for i in range(n)
+        ]  # fmt: skip
+    return [job.job_id for job in jobs]
+
+
+def wait_for_jobs(job_ids: list[str], poll_s: float = 5.0) -> None:
+    """Until SLURM lists none of the jobs (``squeue``, which needs no accounting); on an
+    interruption the jobs are cancelled."""
+    import time
+
+    try:
+        while True:
+            proc = subprocess.run(["squeue", "--noheader", "--array", "--format=%i",
+                                   f"--jobs={','.join(job_ids)}"], capture_output=True,
+                                  text=True)  # fmt: skip
+            if proc.returncode == 0 and not proc.stdout.strip():
+                return
+            if proc.returncode != 0 and "Invalid job id" in proc.stderr:
+                return
+            time.sleep(poll_s)
+    except BaseException:
+        subprocess.run(["scancel", *job_ids], capture_output=True)
+        raise
