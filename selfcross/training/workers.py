@@ -109,8 +109,8 @@ def slurm_workers(argv: list[str], n: int, setting, launcher: dict, folder) -> l
     tune.workers=1 tune.launcher=local`` with the storage URL without credentials; the URL
     with them travels in the job's environment (:data:`ENV_STORAGE`)."""
     import submitit
-    from submitit.helpers import CommandFunction
 
+    from selfcross.errors import ConfigError
     from selfcross.training.storage import ENV_STORAGE
 
     ours = (
@@ -127,14 +127,25 @@ def slurm_workers(argv: list[str], n: int, setting, launcher: dict, folder) -> l
         folder=str(folder), max_num_timeout=int(launcher.get("max_num_timeout") or 0)
     )
     executor.update_parameters(**sbatch_parameters(launcher))
+    try:
+        jobs = _submit(executor, n, [sys.executable, "-m", "selfcross.tune", *args])
+    except (submitit.core.utils.FailedJobError, OSError) as err:
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        raise ConfigError(
+            f"tune.launcher=slurm: sbatch failed ({lines[-1] if lines else type(err).__name__})"
+        ) from None
+    return [job.job_id for job in jobs]
+
+
+def _submit(executor, n: int, command: list[str]):
+    from submitit.helpers import CommandFunction
+
     with executor.batch():
         jobs = [
-            executor.submit(CommandFunction(
-                ["env", f"{WORKER_ENV}={i}", sys.executable, "-m", "selfcross.tune", *args]
-            ))
+            executor.submit(CommandFunction(["env", f"{WORKER_ENV}={i}", *command]))
             for i in range(n)
         ]  # fmt: skip
-    return [job.job_id for job in jobs]
+    return jobs
 
 
 def wait_for_jobs(job_ids: list[str], poll_s: float = 5.0) -> None:

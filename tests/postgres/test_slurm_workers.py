@@ -5,6 +5,7 @@ Marked ``slurm`` (``make test-slurm``, root), with the PostgreSQL fixture of thi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import optuna
@@ -34,22 +35,25 @@ def test_workers_as_slurm_jobs_finish_the_study_when_one_is_cancelled(
                        *(f"hydra.launcher.{k}={v}" for k, v in launcher.items()))  # fmt: skip
     log_path = tmp_path / "driver.log"
     with log_path.open("w") as log:
-        driver = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        driver = subprocess.Popen(
+            cmd, cwd=REPO, env={**ENV, **os.environ}, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         ckpts = lambda: list((study / "trials").glob("*/fold1/checkpoints/last.ckpt"))  # noqa: E731
         wait_for(lambda: len(ckpts()) >= 2, 400, "both workers' first checkpoints", driver)
-        jobs = sorted(p.name for p in (study / ".submitit").iterdir() if p.name.isdigit())
-        assert len(jobs) == 2, jobs
+        line = next(x for x in log_path.read_text().splitlines() if " SLURM jobs: " in x)
+        jobs = line.split(" SLURM jobs: ")[1].split(" (logs")[0].split(", ")
+        assert len(jobs) == 2, line
         subprocess.run(["scancel", jobs[0]], check=True)
         rc = driver.wait(timeout=400)
     finally:
         driver.kill()
     out = log_path.read_text()
     assert rc == 0, out[-3000:]
-    assert postgres.env["PG_LOCAL_PASSWORD"] not in "".join(
-        p.read_text(errors="replace") for p in (study / ".submitit").rglob("*") if p.is_file()
-        and p.suffix in (".out", ".err", ".sh")
-    )  # fmt: skip
+    password = postgres.env["PG_LOCAL_PASSWORD"].encode()
+    written = [p for p in study.rglob("*") if p.is_file()]  # jobs' pickles, scripts, logs too
+    assert any(p.suffix == ".pkl" for p in written)
+    assert not [p for p in written if password in p.read_bytes()]
     found = optuna.load_study(study_name="slurm", storage=postgres.url).get_trials()
     retried = [t for t in found if "retry_of" in t.user_attrs]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE

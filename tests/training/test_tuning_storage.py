@@ -110,3 +110,17 @@ def test_two_workers_on_a_journal_file_finish_one_study(tmp_path, data_dir):
     assert table.returncode == 0, table.stderr[-3000:]
     text = (tmp_path / "tables" / "tuning-cross-TA.md").read_text()
     assert f"Study: journal:{journal}, study study ({len(found)} trials" in text
+
+
+def test_slurm_workers_take_the_sweep_launchers_settings():
+    from omegaconf import OmegaConf
+
+    from selfcross.config import compose
+    from selfcross.training.workers import sbatch_parameters
+
+    cfg = compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                   "hydra.launcher.array_parallelism=16"], with_hydra=True)  # fmt: skip
+    params = sbatch_parameters(OmegaConf.to_container(cfg.hydra.launcher, resolve=False))
+    assert params["partition"] == "gpu" and params["array_parallelism"] == 16
+    assert params["time"] == 240 and params["mem"] == "48GB" and params["gpus_per_node"] == 1
+    assert "submitit_folder" not in params and "qos" not in params  # not sbatch's; unset
