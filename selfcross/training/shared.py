@@ -73,7 +73,7 @@ def optimize_shared(study, settings, base, directory: Path, storage: str, run_tr
             # stopped here (not killed): retried as a stale trial would be, in its folder
             log.error("Worker interrupted in trial %d: it is retried", trial.number)
             frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-            study._storage.get_heartbeat_stale_trial_callback()(study, frozen)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, frozen)
             raise
         if state == TrialState.PRUNED:
             raise optuna.TrialPruned()

@@ -4,7 +4,9 @@ The paper's first hypothesis for its bi-modal gap is that its bi-modal models ar
 architecture with a modality removed, never tuned for their own case. A study searches the space
 of ``tune.space`` (``conf/experiment/tune.yaml``) with a seeded TPE sampler, driven here through
 Optuna's ask/tell interface; the study lives in ``<study dir>/study.db`` (SQLite, Optuna's RDB
-storage). Each trial trains one ordinary run per tuning fold (``tune.folds``, the run's ``seed``)
+storage). With a shared ``tune.storage`` (a database, a journal file) each process is one worker
+of the study, in ``Study.optimize`` with Optuna's heartbeat and retry
+(:mod:`selfcross.training.shared`). Each trial trains one ordinary run per tuning fold (``tune.folds``, the run's ``seed``)
 with :func:`selfcross.training.experiment.train_and_test`, in
 ``<study dir>/trials/<NNN>/fold<k>/``, with ``run_test: false``: the test split is never
 evaluated. The objective is the mean best-validation UWA over those folds (the record's

@@ -124,3 +124,30 @@ def test_slurm_workers_take_the_sweep_launchers_settings():
     assert params["partition"] == "gpu" and params["array_parallelism"] == 16
     assert params["time"] == 240 and params["mem"] == "48GB" and params["gpus_per_node"] == 1
     assert "submitit_folder" not in params and "qos" not in params  # not sbatch's; unset
+
+
+def test_a_worker_stopped_by_ctrl_c_has_its_trial_retried_in_its_folder(tmp_path, data_dir):
+    from tests.training.test_tuning import Calls
+
+    journal = tmp_path / "journal.log"
+    overrides = tune_overrides(tmp_path, data_dir, "tune.n_trials=2",
+                               f"tune.storage=journal:{journal}")  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        tuning.run_study(overrides, run=Calls(stop_after=0))  # stopped after trial 0's run
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    found = optuna.load_study(study_name="study", storage=storage).get_trials()
+    assert [t.state for t in found] == [TrialState.FAIL, TrialState.WAITING]
+    assert found[1].system_attrs["failed_trial"] == 0 and found[1].params == found[0].params
+    assert stored.n_counted(found) == 0  # the interrupted trial does not count
+
+    again = Calls()
+    outcome = tuning.run_study(overrides, run=again)
+    found = optuna.load_study(study_name="study", storage=storage).get_trials()
+    assert found[1].state == TrialState.COMPLETE and found[1].user_attrs["folder"] == "000"
+    assert found[1].user_attrs["retry_of"] == 0
+    assert again.outcomes[0].status == "skipped"  # trial 0's finished run is kept
+    assert again.outcomes[0].path.parent.name == "fold1"
+    assert again.outcomes[0].path.parent.parent.name == "000"
+    assert outcome.best["n_finished"] == 2 and len(again.outcomes) == 2
