@@ -6,9 +6,9 @@ of ``tune.space`` (``conf/experiment/tune.yaml``) with a seeded TPE sampler, dri
 Optuna's ask/tell interface; the study lives in ``<study dir>/study.db`` (SQLite, Optuna's RDB
 storage). With a shared ``tune.storage`` (a database, a journal file) each process is one worker
 of the study, in ``Study.optimize`` with Optuna's heartbeat and retry
-(:mod:`selfcross.training.shared`). Each trial trains one ordinary run per tuning fold (``tune.folds``, the run's ``seed``)
-with :func:`selfcross.training.experiment.train_and_test`, in
-``<study dir>/trials/<NNN>/fold<k>/``, with ``run_test: false``: the test split is never
+(:mod:`selfcross.training.shared`). Each trial trains one ordinary run per tuning fold
+(``tune.folds``, the run's ``seed``) with :func:`selfcross.training.experiment.train_and_test`,
+in ``<study dir>/trials/<NNN>/fold<k>/``, with ``run_test: false``: the test split is never
 evaluated. The objective is the mean best-validation UWA over those folds (the record's
 ``val_uwa``: the validation UWA of the best epoch, the one the checkpoint keeps).
 
