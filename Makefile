@@ -55,7 +55,7 @@ run: $(STAMP) ## Train and test the default experiment (tri-modal self, syntheti
 	$(PY) -m selfcross.run $(ARGS)
 
 test: $(STAMP) ## Run the test suite (fast tests; slow, SLURM and faults ones are deselected)
-	$(PY) -m pytest -m "not slow and not slurm and not faults" $(ARGS)
+	$(PY) -m pytest -m "not slow and not slurm and not faults and not postgres" $(ARGS)
 
 test-faults: $(STAMP) ## Full disks on a small tmpfs (root: mounts one) and signals in the other commands' phases (CI runs it)
 	$(PY) -m pytest -m faults $(ARGS)
@@ -63,6 +63,9 @@ test-faults: $(STAMP) ## Full disks on a small tmpfs (root: mounts one) and sign
 # Exit status 5 (no test collected, e.g. ARGS="-k ..." matching none) is not a failure.
 test-slurm: $(STAMP) ## Sweeps on a throwaway local SLURM cluster (root; SELFCROSS_SLURM_INSTALL=1 apt-gets it)
 	$(PY) -m pytest -m slurm $(ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
+
+test-postgres: $(STAMP) ## Tuning workers on a throwaway PostgreSQL server (root; SELFCROSS_POSTGRES_INSTALL=1 apt-gets it)
+	$(PY) -m pytest -m postgres $(ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
 test-full: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest $(ARGS)
@@ -164,4 +167,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-faults test-slurm test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean
+.PHONY: help venv run test test-faults test-slurm test-postgres test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean

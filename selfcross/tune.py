@@ -10,7 +10,8 @@ in ``multirun/<sweep_name>/study.db`` (default ``tune-<data>-<model>-<modality>`
 same command continues it. The objective is the mean best-validation UWA over ``tune.folds``;
 the test split is never evaluated. Afterwards: ``python -m selfcross.tables tuning --results
 multirun/<sweep_name>``, and ``experiment=tuned`` trains the full protocol with the best
-settings. The work is :func:`selfcross.training.tuning.run_study`.
+settings. ``tune.storage`` (a database) and ``tune.workers=N`` run one study in N processes
+(:mod:`selfcross.training.workers`). The work is :func:`selfcross.training.tuning.run_study`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         from selfcross.training.tuning import run_study
 
         signals.phase("while tuning", "rerun the same command to continue the study")
-        outcome = run_study(argv)
+        outcome = _workers(argv) or run_study(argv)
         signals.finished(f"the study ({outcome.directory})")
         best = outcome.best
         if best is None:
@@ -67,6 +68,68 @@ def main(argv: list[str] | None = None) -> None:
             f"{best['value']:.4f} over folds {best['folds']}  {settings}",
             flush=True,
         )
+
+
+def _workers(argv: list[str]):
+    """With ``tune.workers=N`` (N > 1): the study checked and its storage opened here, then N
+    worker processes (:mod:`selfcross.training.workers`); the study's outcome, or None when
+    this process is to run the study itself."""
+    import os
+
+    from selfcross.training.tuning import prepare_study, study_outcome
+    from selfcross.training.workers import WORKER_ENV, run_workers
+
+    given = [a for a in argv if a.lstrip("+").startswith(("tune.workers=", "tune.launcher="))]
+    if os.environ.get(WORKER_ENV) is not None or given in ([], ["tune.workers=1"]):
+        return None
+    directory, cfg, _, _, setting = prepare_study(argv)
+    if cfg.tune.launcher == "slurm":
+        return _slurm_workers(argv, directory, cfg, setting)
+    if cfg.tune.workers == 1:
+        return None
+    study_outcome(argv)  # the storage reached before any work (one line if not)
+    statuses = run_workers(argv, cfg.tune.workers)
+    failed = [f"worker {i}: {s}" for i, s in enumerate(statuses) if s != 0]
+    if failed:
+        raise WorkersFailed(
+            f"tune.storage={setting.masked}: {len(failed)} of {len(statuses)} workers failed "
+            f"({', '.join(failed)}); rerun the same command to continue the study"
+        )
+    return study_outcome(argv)
+
+
+def _slurm_workers(argv: list[str], directory, cfg, setting):
+    """``tune.launcher=slurm``: the workers as SLURM jobs with ``hydra/launcher=slurm``'s
+    settings (``hydra.launcher.*`` overrides apply), waited for through ``squeue``."""
+    from omegaconf import OmegaConf
+
+    from selfcross.config import compose
+    from selfcross.training.tuning import study_outcome
+    from selfcross.training.workers import slurm_workers, wait_for_jobs
+
+    study_outcome(argv)  # the storage reached before any work (one line if not)
+    ours = [a for a in argv if a.startswith(("hydra/launcher=", "hydra.launcher."))]
+    hydra_cfg = compose(["hydra/launcher=slurm", *ours], with_hydra=True)
+    launcher = OmegaConf.to_container(hydra_cfg.hydra.launcher, resolve=False)
+    folder = directory / ".submitit" / "%j"
+    ids = slurm_workers(argv, cfg.tune.workers, setting, launcher, folder)
+    print(f"{len(ids)} SLURM jobs: {', '.join(ids)} (logs: {folder.parent})", flush=True)
+    wait_for_jobs(ids, float(launcher.get("poll_s") or 5))
+    outcome = study_outcome(argv)
+    n_finished = (outcome.best or {}).get("n_finished", 0)
+    if n_finished < outcome.n_trials:
+        raise WorkersFailed(
+            f"tune.storage={setting.masked}: the SLURM jobs ended with {n_finished} of "
+            f"{outcome.n_trials} trials finished (logs: {folder.parent}); rerun the same "
+            "command to continue the study"
+        )
+    return outcome
+
+
+class WorkersFailed(ConfigError):
+    """Some worker ended with an error (each said why on its own line)."""
+
+    exit_code = 1
 
 
 if __name__ == "__main__":

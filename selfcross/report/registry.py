@@ -131,8 +131,17 @@ TABLES: dict[str, Table] = {
     "tuning": Table(
         "one study's trials, best settings, importances",
         make_tuning,
+        (
+            Option(
+                ("--storage",),
+                {
+                    "help": "the study's tune.storage with credentials (default: study.db, "
+                    "or the URL best.json records, credentials from PGPASSWORD/~/.pgpass)",
+                },
+            ),
+        ),
         grid=False,
-        results_help="the study folder (holding study.db)",
+        results_help="the study folder (holding study.db or best.json)",
     ),
     "masking": Table("masked vs unmasked padding (Self, Cross)", make_masking),
     "figure3": Table(

@@ -1,7 +1,8 @@
 """The tuning table of one study (``python -m selfcross.tables tuning --results <study dir>``):
 every trial, the best settings beside the untuned ones, and Optuna's parameter importances.
 
-The study is read from ``<study dir>/study.db`` (selfcross.training.study); the values are the
+The study is read from ``<study dir>/study.db`` (selfcross.training.study) or the shared storage
+its ``best.json`` records (selfcross.training.storage); the values are the
 trials' objective, the mean best-validation UWA over the tuning folds (no test split is ever
 read while tuning). Importances are Optuna's default evaluator, PED-ANOVA, which needs no
 extra package and handles the per-width head counts; they are computed over the complete
@@ -28,7 +29,9 @@ from selfcross.report.render import (
     to_markdown,
 )
 from selfcross.report.select import MODEL_LABELS, modality_label
-from selfcross.training.study import STUDY_DB, interrupted, open_storage
+from selfcross.training.storage import open_shared, parse_storage
+from selfcross.training.study import STUDY_DB, interrupted, n_counted, open_storage
+from selfcross.training.tuned import BEST_FILE
 from selfcross.utils import atomic
 
 CSV_FIELDS = ("kind", "trial", "state", "value", "param", "setting", "untuned", "importance",
@@ -37,18 +40,40 @@ CSV_FIELDS = ("kind", "trial", "state", "value", "param", "setting", "untuned", 
 parameter), ``best`` (the best trial's settings beside the untuned ones), ``importance``."""
 
 
-def load_study(directory: Path):
-    """The Optuna study stored in ``directory`` (DataError if there is none)."""
+def load_study(directory: Path, storage: str | None = None):
+    """The Optuna study of the study folder ``directory``: its ``study.db``, or the shared
+    storage ``storage`` (a URL with credentials) or, by default, the one its ``best.json``
+    records (without credentials). DataError if there is none; ConfigError naming the storage
+    if it cannot be reached."""
     import optuna
 
-    db = Path(directory) / STUDY_DB
-    if not db.is_file():
-        raise DataError(directory, f"no {STUDY_DB}: not a study folder of selfcross.tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage, names = open_storage(db)
-    if len(names) != 1:
-        raise DataError(db, f"expected one study, found {len(names)}")
-    return optuna.load_study(study_name=names[0], storage=storage)
+    db = Path(directory) / STUDY_DB
+    recorded = _recorded_storage(Path(directory))
+    if storage is None and recorded is None:
+        if not db.is_file():
+            raise DataError(directory, f"no {STUDY_DB}: not a study folder of selfcross.tune")
+        opened, names = open_storage(db)
+        if len(names) != 1:
+            raise DataError(db, f"expected one study, found {len(names)}")
+        return optuna.load_study(study_name=names[0], storage=opened)
+    setting = parse_storage(storage or recorded["storage"])
+    opened, names = open_shared(setting, heartbeat_s=60, grace_s=180)
+    name = (recorded or {}).get("study_name") or Path(directory).name
+    if name not in names:
+        raise DataError(directory, f"no study {name} in tune.storage={setting.masked}")
+    return optuna.load_study(study_name=name, storage=opened)
+
+
+def _recorded_storage(directory: Path) -> dict | None:
+    """The shared storage ``best.json`` records (``storage``, ``study_name``), or None."""
+    import json
+
+    try:
+        best = json.loads((directory / BEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return best if isinstance(best, dict) and isinstance(best.get("storage"), str) else None
 
 
 def shown(value) -> str:
@@ -160,8 +185,18 @@ def build_tuning(study, directory: Path) -> Report:
         "(Note); interrupted trials are retried with the same settings in the same folder.",
         f"Importances: {importance_note}.",
     ]
+    recorded = _recorded_storage(directory) or {}
+    where = directory / STUDY_DB
+    if recorded:
+        where = f"{recorded['storage']}, study {recorded.get('study_name')}"
+    n_trials, counted = recorded.get("n_trials"), n_counted(trials)
+    if isinstance(n_trials, int) and counted > n_trials:  # parallel workers finish theirs
+        legend.append(
+            f"{counted - n_trials} trial(s) beyond n_trials={n_trials}: with N workers up to "
+            "N - 1 trials are under way when the study reaches n_trials, and they finish."
+        )
     notes = [
-        f"Study: {directory / STUDY_DB} ({len(trials)} trials: {tally})",
+        f"Study: {where} ({len(trials)} trials: {tally})",
         f"Cell: {MODEL_LABELS.get(model, model)} {modality_label(modality)}; tuning folds "
         f"{ident.get('folds')}, training seed {ident.get('seed')}; TPE sampler seed "
         f"{ident.get('sampler_seed')}, {ident.get('n_startup_trials')} random startup trials",
@@ -192,10 +227,10 @@ def save_tuning(report: Report, out_dir: Path) -> list[Path]:
     )
 
 
-def make_tuning(directory: Path, out_dir: Path) -> Report:
-    """The tuning table of the study in ``directory``: printed, and written as
-    ``<out_dir>/tuning-<model>-<modality>.md``, ``.tex`` and ``.csv``."""
-    report = build_tuning(load_study(directory), Path(directory))
+def make_tuning(directory: Path, out_dir: Path, storage: str | None = None) -> Report:
+    """The tuning table of the study in ``directory`` (in ``storage``, when given):
+    printed, and written as ``<out_dir>/tuning-<model>-<modality>.md``, ``.tex`` and ``.csv``."""
+    report = build_tuning(load_study(directory, storage), Path(directory))
     print_report(report)
     say_written(save_tuning(report, out_dir))
     return report

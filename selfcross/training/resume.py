@@ -61,6 +61,11 @@ HASHED_UNLESS_DEFAULT: dict[str, object] = {
     "model.modality_dropout_fill": "zeros",
     "model.network.mask_padding": False,
     "tuned.accept_other_data": False,
+    "tune.storage": "sqlite",  # where a study lives and how many processes run it: the study's
+    "tune.workers": 1,  # settings, popped from its runs' configurations
+    "tune.launcher": "local",
+    "tune.heartbeat_s": 60,
+    "tune.grace_s": 180,
 }
 """Keys added after runs were first written, each with the value that reproduces the earlier
 behaviour (``"model.modality_dropout": 0.0``): a key at that value is left out of the hash, so

@@ -24,8 +24,10 @@ TRIALS_DIR = "trials"
 
 
 def interrupted(trials) -> set[int]:
-    """Numbers of the trials that were interrupted and are retried by a later trial."""
-    return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    """Numbers of the trials that were interrupted and are retried by a later trial (ours, or
+    Optuna's retry of a trial whose heartbeat stopped, even while it waits to be run)."""
+    ours = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return ours | {n for t in trials for n in t.system_attrs.get("retry_history", ())}
 
 
 def n_counted(trials) -> int:

@@ -21,8 +21,11 @@ from selfcross.utils.values import Refused, check_value, composed_value, instant
 BEST_FILE = "best.json"
 
 
-def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] | None:
-    """``best.json``: the best complete trial's settings and value, and how far the study is."""
+def write_best(
+    study, directory: Path, ident, n_trials: int, storage: str | None = None
+) -> dict[str, Any] | None:
+    """``best.json``: the best complete trial's settings and value, and how far the study is;
+    ``storage``: a shared study's storage URL, without credentials (absent for ``study.db``)."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -46,6 +49,9 @@ def write_best(study, directory: Path, ident, n_trials: int) -> dict[str, Any] |
         "n_complete": len(complete),
         "data": {**study.user_attrs.get("data", {}), "fingerprints": fingerprints},
     }
+    if storage is not None:
+        payload["storage"] = storage
+        payload["study_name"] = study.study_name
     write_json_atomic(directory / BEST_FILE, payload)
     return payload
 

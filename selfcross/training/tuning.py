@@ -4,9 +4,11 @@ The paper's first hypothesis for its bi-modal gap is that its bi-modal models ar
 architecture with a modality removed, never tuned for their own case. A study searches the space
 of ``tune.space`` (``conf/experiment/tune.yaml``) with a seeded TPE sampler, driven here through
 Optuna's ask/tell interface; the study lives in ``<study dir>/study.db`` (SQLite, Optuna's RDB
-storage). Each trial trains one ordinary run per tuning fold (``tune.folds``, the run's ``seed``)
-with :func:`selfcross.training.experiment.train_and_test`, in
-``<study dir>/trials/<NNN>/fold<k>/``, with ``run_test: false``: the test split is never
+storage). With a shared ``tune.storage`` (a database, a journal file) each process is one worker
+of the study, in ``Study.optimize`` with Optuna's heartbeat and retry
+(:mod:`selfcross.training.shared`). Each trial trains one ordinary run per tuning fold
+(``tune.folds``, the run's ``seed``) with :func:`selfcross.training.experiment.train_and_test`,
+in ``<study dir>/trials/<NNN>/fold<k>/``, with ``run_test: false``: the test split is never
 evaluated. The objective is the mean best-validation UWA over those folds (the record's
 ``val_uwa``: the validation UWA of the best epoch, the one the checkpoint keeps).
 
@@ -29,6 +31,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,14 @@ from selfcross.config import (
 )
 from selfcross.errors import ConfigError, DataError, Interrupted
 from selfcross.training.search import Settings, as_override, suggest
+from selfcross.training.shared import optimize_shared
+from selfcross.training.storage import (
+    SQLITE,
+    open_shared,
+    parse_storage,
+    storage_failure,
+    unavailable,
+)
 from selfcross.training.study import (
     LOCK_FILE,
     STUDY_DB,
@@ -185,18 +196,23 @@ def run_configs(base: DictConfig, values: dict[str, Any], folds, folder: Path) -
 def run_study(overrides: list[str], run=None) -> StudyOutcome:
     """Run (or continue) the study of ``overrides`` (``experiment=tune`` added if absent) until
     ``tune.n_trials`` trials have finished. ``run`` trains one run (default
-    :func:`selfcross.training.experiment.train_and_test`; tests replace it)."""
-    import optuna
+    :func:`selfcross.training.experiment.train_and_test`; tests replace it). With a shared
+    ``tune.storage`` this process is one worker of the study
+    (:func:`selfcross.training.shared.optimize_shared`)."""
     from filelock import FileLock, Timeout
 
-    overrides = list(overrides)
-    if not any(o.split("=")[0].lstrip("+") == "experiment" for o in overrides):
-        overrides.insert(0, "experiment=tune")
-    directory, cfg = study_config(overrides)
-    settings = Settings.from_config(cfg)
-    validate(cfg)  # the untuned cell itself must be a valid experiment
-    ident = identity(cfg, settings)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory, cfg, settings, ident, setting = prepare_study(overrides)
+    if setting.shared:
+        study = open_study(cfg, settings, directory, ident, setting)
+        try:
+            ran = optimize_shared(study, settings, cfg, directory, setting.shown,
+                                  partial(_run_trial, run=run))  # fmt: skip
+            best = write_best(study, directory, ident, settings.n_trials, setting.shown)
+        except Exception as err:
+            if storage_failure(err) is None:
+                raise
+            raise unavailable(storage_failure(err), setting) from None
+        return StudyOutcome(directory, settings.n_trials, ran, best)
     lock = FileLock(directory / LOCK_FILE)
     try:
         lock.acquire(timeout=0)
@@ -206,32 +222,96 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
             "is held)"
         ) from None
     try:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage, existing = open_storage(directory / STUDY_DB)  # a renamed folder keeps its study
-        name = existing[0] if len(existing) == 1 else directory.name
-        study = optuna.create_study(
-            storage=storage, study_name=name, direction="maximize", load_if_exists=True
-        )
-        stored = study.user_attrs.get("identity")
-        if stored is None:
-            study.set_user_attr("identity", ident)
-            study.set_user_attr("base_settings", base_settings(cfg))
-            study.set_user_attr("data", tuned_data(cfg))
-            untuned = {p.key: OmegaConf.select(cfg, p.key) for p in settings.space}
-            study.set_user_attr("untuned", untuned)
-        elif stored != ident:
-            before = study.user_attrs.get("base_settings")
-            keys = differing(stored, ident, before, base_settings(cfg))
-            raise ConfigError(
-                f"{directory / STUDY_DB}: this study was created with other settings "
-                f"({', '.join(keys)} differ); choose another sweep_name or remove the folder"
-            )
+        study = open_study(cfg, settings, directory, ident, setting)
         retry_interrupted(study)
         ran = _optimize(study, settings, cfg, directory, run)
         best = write_best(study, directory, ident, settings.n_trials)
         return StudyOutcome(directory, settings.n_trials, ran, best)
     finally:
         lock.release()
+
+
+def study_outcome(overrides: list[str], ran: int = 0) -> StudyOutcome:
+    """The shared study of ``overrides`` as its storage holds it (``best.json`` written again):
+    what the command that started the workers reports, or None-best if no trial completed.
+    Also the check before the workers start: the settings and the storage (one line)."""
+    directory, cfg, settings, ident, setting = prepare_study(overrides)
+    study = open_study(cfg, settings, directory, ident, setting)
+    try:
+        best = write_best(study, directory, ident, settings.n_trials, setting.shown)
+    except Exception as err:
+        if storage_failure(err) is None:
+            raise
+        raise unavailable(storage_failure(err), setting) from None
+    return StudyOutcome(directory, settings.n_trials, ran, best)
+
+
+def prepare_study(overrides: list[str]):
+    """The study's folder, base configuration, settings, identity and storage, all checked
+    (ConfigError) before any work."""
+    overrides = list(overrides)
+    if not any(o.split("=")[0].lstrip("+") == "experiment" for o in overrides):
+        overrides.insert(0, "experiment=tune")
+    directory, cfg = study_config(overrides)
+    settings = Settings.from_config(cfg)
+    setting = parse_storage(cfg.tune.get("storage", SQLITE))
+    workers = cfg.tune.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"tune.workers={workers}: expected a positive integer")
+    launcher = cfg.tune.get("launcher", "local")
+    if launcher not in ("local", "slurm"):
+        raise ConfigError(f"tune.launcher={launcher}: expected local or slurm")
+    if (workers > 1 or launcher == "slurm") and not setting.shared:
+        raise ConfigError(
+            f"tune.workers={workers}: the sqlite storage runs one process; give tune.storage "
+            "a database URL (postgresql://user@host/db) or journal:<file>"
+        )
+    for key in ("heartbeat_s", "grace_s"):
+        value = cfg.tune.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"tune.{key}={value}: expected a positive number of seconds")
+    if cfg.tune.grace_s <= cfg.tune.heartbeat_s:
+        raise ConfigError(
+            f"tune.grace_s={cfg.tune.grace_s}: must exceed tune.heartbeat_s="
+            f"{cfg.tune.heartbeat_s} (a live worker's trial would be failed)"
+        )
+    validate(cfg)  # the untuned cell itself must be a valid experiment
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory, cfg, settings, identity(cfg, settings), setting
+
+
+def open_study(cfg: DictConfig, settings: Settings, directory: Path, ident, setting):
+    """The study in its storage, created with its identity, or refused if it was created with
+    other settings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if setting.shared:
+        storage, existing = open_shared(setting, cfg.tune.heartbeat_s, cfg.tune.grace_s)
+        name = directory.name  # a database holds many studies: the sweep's name is the study's
+        where = f"tune.storage={setting.shown}, study {name}"
+    else:
+        storage, existing = open_storage(directory / STUDY_DB)  # a renamed folder keeps it
+        name = existing[0] if len(existing) == 1 else directory.name
+        where = str(directory / STUDY_DB)
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction="maximize", load_if_exists=True
+    )
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        study.set_user_attr("identity", ident)
+        study.set_user_attr("base_settings", base_settings(cfg))
+        study.set_user_attr("data", tuned_data(cfg))
+        untuned = {p.key: OmegaConf.select(cfg, p.key) for p in settings.space}
+        study.set_user_attr("untuned", untuned)
+    elif stored != ident:
+        before = study.user_attrs.get("base_settings")
+        keys = differing(stored, ident, before, base_settings(cfg))
+        raise ConfigError(
+            f"{where}: this study was created with other settings "
+            f"({', '.join(keys)} differ); choose another sweep_name or remove the folder"
+        )
+    return study
 
 
 def _optimize(study, settings: Settings, base: DictConfig, directory: Path, run) -> int:

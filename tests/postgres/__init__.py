@@ -1,0 +1,1 @@
+"""Tuning workers on a throwaway PostgreSQL server (marker postgres, `make test-postgres`)."""
