@@ -71,7 +71,7 @@ def optimize_shared(study, settings, base, directory: Path, storage: str, run_tr
             state, value = run_trial(trial, settings, base, directory)
         except (Interrupted, KeyboardInterrupt):
             # stopped here (not killed): retried as a stale trial would be, in its folder
-            log.error("Worker interrupted in trial %d: it is retried", trial.number)
+            log.info("Trial %d stopped in this worker: it is retried", trial.number)
             frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, frozen)
             raise

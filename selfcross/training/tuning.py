@@ -334,9 +334,8 @@ def _optimize(study, settings: Settings, base: DictConfig, directory: Path, run)
         try:
             state, value = _run_trial(trial, settings, base, directory, run)
         except (Interrupted, KeyboardInterrupt):
-            log.error(
-                "Study %s interrupted in trial %d: rerun to continue", directory, trial.number
-            )
+            # the signal's own line says what happened and what to do; this only adds which trial
+            log.info("Study %s: trial %d stopped; it runs again first", directory, trial.number)
             raise
         study.tell(trial, value, state=state)
         ran += 1
