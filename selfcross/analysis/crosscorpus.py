@@ -180,9 +180,9 @@ def target_config(overrides: list[str], modality: str):
     return cfg
 
 
-def check_inputs(inputs, run_features: dict, cfg, arrays: dict) -> None:
+def check_inputs(inputs, run_features: dict, cfg, fold_data, split: str) -> None:
     """DataError (naming data.root) unless the scored data has the run's feature set and every
-    input's shape is the run's."""
+    input's shape (``seq_len``, ``feat_dim``; text ids: the word vectors' width) is the run's."""
     root = str(cfg.data.root)
     theirs = root_feature_set(root)
     used = inputs.modalities
@@ -191,11 +191,14 @@ def check_inputs(inputs, run_features: dict, cfg, arrays: dict) -> None:
                         f"on {feature_set_label(run_features)}: cross-corpus scoring needs the "
                         "same features")  # fmt: skip
     for m in used:
-        want = (int(inputs.shapes[m]["seq_len"]), int(inputs.shapes[m]["feat_dim"]))
-        have = tuple(int(k) for k in arrays[m].shape[1:])
+        want = [int(inputs.shapes[m]["seq_len"]), int(inputs.shapes[m]["feat_dim"])]
+        x = fold_data.splits[split].features[m]
+        have = [int(k) for k in x.shape[1:]]
+        if m == "T" and x.ndim == 2 and fold_data.embedding is not None:
+            have.append(int(fold_data.embedding.shape[1]))
         if have != want:
-            raise DataError(root, f"modality {m} has inputs of shape {list(have)} (seq_len, "
-                            f"feat_dim), but the run was trained on {list(want)}: cross-corpus "
+            raise DataError(root, f"modality {m} has inputs of shape {have} (seq_len, "
+                            f"feat_dim), but the run was trained on {want}: cross-corpus "
                             "scoring needs the same features and shapes")  # fmt: skip
 
 
@@ -231,8 +234,8 @@ def evaluate_run(run_dir: Path, overrides: list[str], class_map: str, split: str
     datamodule = instantiate(cfg.data, audio_standardize="none", cache_dir=None, on_device=False)
     datamodule.prepare_data()
     datamodule.setup("test")
+    check_inputs(inputs, dict(record.data.feature_set or {}), cfg, datamodule.fold_data, split)
     arrays, lengths, labels = split_arrays(inputs, datamodule.fold_data, split)
-    check_inputs(inputs, dict(record.data.feature_set or {}), cfg, arrays)
     target_classes = tuple(datamodule.class_names)
     scores = score_shared(network_logits(model, arrays, lengths), labels, cmap,
                           inputs.class_names, target_classes)  # fmt: skip
