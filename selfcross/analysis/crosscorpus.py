@@ -284,3 +284,58 @@ def describe(result: CrossCorpusRecord, path: Path) -> list[str]:
         f"left out (the data's classes without a partner): {left}",
         f"wrote {path}",
     ]
+
+
+@dataclass(frozen=True)
+class CrossCorpusRuns:
+    """The runs under a folder that have a ``cross_corpus-<map>-*.json`` of one class map: each
+    run's result with its test metrics replaced by its scores on the target (``scored``), the
+    target's label, and the runs left out (one line each, with why)."""
+
+    scored: list
+    target: str | None
+    skipped: list[str]
+
+
+def load_cross_corpus(runs, class_map: str, target: str | None = None) -> CrossCorpusRuns:
+    """For ``runs`` (RunResults), their scores through ``class_map`` on ``target`` (a target
+    label; None: the one target found). DataError when the files name several targets and none
+    is chosen, or when runs scored on different data (fingerprints) would be pooled."""
+    from dataclasses import replace
+
+    from selfcross.analysis.records import CROSS_CORPUS_PREFIX, read_cross_corpus
+    from selfcross.training.record import read_record
+
+    found, skipped = [], []
+    for run in runs:
+        run_dir = run.path.parent
+        files = sorted(run_dir.glob(f"{CROSS_CORPUS_PREFIX}-{class_map}-*.json"))
+        for path in files:
+            try:
+                record = read_cross_corpus(path)
+            except ValueError as err:
+                skipped.append(f"{path}: {err}")
+                continue
+            own = read_record(run.path)
+            if own is None or not record.belongs_to(own):
+                skipped.append(f"{path}: belongs to an earlier run of the folder")
+                continue
+            found.append((run, record))
+    labels = sorted({str(r.target.get("label")) for _, r in found})
+    if target is None and len(labels) > 1:
+        raise DataError(found[0][1].target.get("root", "."), f"cross-corpus scores of class_map="
+                        f"{class_map} on several targets ({', '.join(labels)}): choose one "
+                        "with --target")  # fmt: skip
+    chosen = target if target is not None else (labels[0] if labels else None)
+    mine = [(run, r) for run, r in found if r.target.get("label") == chosen]
+    prints = sorted({str(r.target.get("fingerprint")) for _, r in mine})
+    if len(prints) > 1:
+        raise DataError(mine[0][0].path.parent, f"runs scored on {chosen} with different data "
+                        f"(fingerprints {', '.join(p[:12] for p in prints)}): cross-corpus "
+                        "scores of different data are never pooled")  # fmt: skip
+    scored = [
+        replace(run, wa=r.wa, uwa=r.uwa, wf1=r.wf1, mf1=r.mf1, confusion=np.array(r.confusion),
+                class_names=tuple(r.shared))
+        for run, r in mine
+    ]  # fmt: skip
+    return CrossCorpusRuns(scored, chosen, skipped)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from selfcross.analysis.results import TABLE_METRICS
+from selfcross.report.crosscorpus import make_crosscorpus
 from selfcross.report.figure3 import make_figure3
 from selfcross.report.masking import make_masking
 from selfcross.report.render import make_tables
@@ -135,6 +136,29 @@ TABLES: dict[str, Table] = {
         results_help="the study folder (holding study.db)",
     ),
     "masking": Table("masked vs unmasked padding (Self, Cross)", make_masking),
+    "crosscorpus": Table(
+        "Self and Cross in-corpus vs on another dataset (selfcross.evaluate's scores)",
+        make_crosscorpus,
+        (
+            Option(
+                ("--class-map",),
+                {
+                    "default": "iemocap_meld",
+                    "help": "the class map the runs were scored "
+                    "through (conf/class_map/; default iemocap_meld)",
+                },
+            ),
+            Option(
+                ("--target",),
+                {
+                    "default": None,
+                    "help": "the scored data's label, where the runs were "
+                    "scored on several (default: the one found)",
+                },
+            ),
+            METRICS,
+        ),
+    ),
     "figure3": Table(
         "tri-modal confusion matrices",
         make_figure3,
