@@ -21,6 +21,7 @@ from selfcross.report.table1 import build_table1, table1_cells
 from selfcross.report.table2 import build_table2, table2_cells
 from selfcross.report.table3 import build_table3, table3_cells
 from selfcross.report.table4 import make_table4
+from selfcross.report.table5 import make_table5
 from selfcross.report.tuning import make_tuning
 
 RESULTS_HELP = "directory searched (recursively) for result.json files"
@@ -127,6 +128,23 @@ TABLES: dict[str, Table] = {
                     "Table 1 runs)",
                 },
             ),
+        ),
+    ),
+    "table5": Table(
+        "Self vs Cross under each evaluation protocol, and cross-corpus",
+        make_table5,
+        (
+            Option(
+                ("--block",),
+                {
+                    "action": "append",
+                    "dest": "blocks",
+                    "metavar": "NAME=DIR",
+                    "help": "a "
+                    "block's runs elsewhere than <results>/NAME (random, 4class, session, meld)",
+                },
+            ),
+            METRICS,
         ),
     ),
     "tuning": Table(
