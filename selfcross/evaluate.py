@@ -2,7 +2,8 @@
 
     python -m selfcross.evaluate RUN data=meld data.root=/data/meld-folds class_map=iemocap_meld
 
-``RUN`` is a run folder (``result.json``, best checkpoint). The other arguments name the scored
+``RUN`` is a run folder (``result.json``, best checkpoint), or a folder of runs (a sweep's:
+every run under it is scored, as ``make table5`` does). The other arguments name the scored
 data as a run's command line does (``data=``, ``data.*``, ``class_set=``, ``fold=``) and the
 class map (``conf/class_map/<name>.yaml``); ``--split`` picks the split (default test). Writes
 ``<RUN>/cross_corpus-<map>-<target>.json`` and prints the scores over the shared classes, the
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a finished run on another dataset's split through a class map; "
         "write cross_corpus-<map>-<target>.json in the run's folder.",
     )
-    parser.add_argument("run", type=Path, help="a finished run's folder")
+    parser.add_argument("run", type=Path, help="a finished run's folder, or a folder of runs")
     parser.add_argument(
         "overrides", nargs="+",
         help="class_map=NAME and the scored data: data=NAME data.root=PATH [class_set=...] "
@@ -47,10 +48,26 @@ def main(argv: list[str] | None = None):
         if len(maps) != 1 or not maps[0]:
             raise ConfigError("give the class map once: class_map=NAME (conf/class_map/)")
         overrides = [o for o in args.overrides if not o.startswith("class_map=")]
-        result, path = evaluate_run(args.run, overrides, maps[0], args.split)
-        for line in describe(result, path):
-            print(line, flush=True)
+        runs = run_folders(args.run)
+        for run in runs:
+            result, path = evaluate_run(run, overrides, maps[0], args.split)
+            for line in describe(result, path):
+                print(line, flush=True)
         return result
+
+
+def run_folders(path: Path) -> list[Path]:
+    """``path`` if it holds a run's ``result.json``, else every run's folder under it."""
+    from selfcross.analysis.results import find_result_files
+    from selfcross.errors import DataError
+    from selfcross.training.record import RESULT_FILE
+
+    if (path / RESULT_FILE).is_file():
+        return [path]
+    found = [p.parent for p in find_result_files(path)] if path.is_dir() else []
+    if not found:
+        raise DataError(path, f"no {RESULT_FILE} in it or under it: not a run or a sweep")
+    return found
 
 
 if __name__ == "__main__":

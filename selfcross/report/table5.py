@@ -61,8 +61,13 @@ CROSS_BLOCKS = {
 
 
 def block_dirs(results: Path, blocks: list[str] | None) -> dict[str, Path]:
-    """Block name -> its runs' folder: ``<results>/<name>``, or as ``--block name=DIR`` says."""
-    dirs = {name: Path(results) / name for name in BLOCKS}
+    """Block name -> its runs' folder: ``<results>/<name>`` or, a sweep's name being one folder,
+    ``<results>-<name>`` (``multirun/demo5-meld``), or as ``--block name=DIR`` says."""
+    results = Path(results)
+    dirs = {}
+    for name in BLOCKS:
+        inner, beside = results / name, results.with_name(f"{results.name}-{name}")
+        dirs[name] = inner if inner.is_dir() or not beside.is_dir() else beside
     for item in blocks or []:
         name, sep, folder = item.partition("=")
         if not sep or name not in BLOCKS or not folder:
@@ -86,8 +91,8 @@ def gather_table5(results: Path, protocol: Protocol, blocks=None, allow_mixed_da
     (``{map: (Selection, target label, unusable files)}``)."""
     dirs = block_dirs(results, blocks)
     if not dirs:
-        raise DataError(results, f"no block folder ({', '.join(BLOCKS)}; or --block NAME=DIR): "
-                        "nothing to tabulate")  # fmt: skip
+        raise DataError(results, f"no block folder ({', '.join(BLOCKS)}, in it or beside it as "
+                        "<results>-NAME; or --block NAME=DIR): nothing to tabulate")  # fmt: skip
     cells = [(m, mod) for mod in MODALITIES for m in MODELS]
     inside, across = {}, {}
     for name, directory in dirs.items():
