@@ -93,3 +93,64 @@ def test_several_targets_different_data_and_stale_files_are_refused_or_said(tmp_
     text = (out / "crosscorpus.md").read_text()
     assert "fold1/seed2/cross_corpus-iemocap_meld-meld.json: belongs to an earlier run" in text
     assert "cross-corpus: Self T+V+A: 5 of 6 runs" in text
+
+
+RANDOM = {"split": "random", "seed": 0, "class_set": None}
+MELD = {"name": "meld", "root": "/data/meld", "fingerprint": "m",
+        "scheme": {"split": "official", "seed": None, "class_set": None}}  # fmt: skip
+KEYS_T5 = [(1, 1), (1, 2), (1, 3)]
+
+
+def write_block(root: Path, self_wa, cross_wa, data=None, scores=None) -> None:
+    for model, values in (("self", self_wa), ("cross", cross_wa)):
+        for (fold, seed), wa in zip(KEYS_T5, values, strict=True):
+            path = write_result(root, model, "TA", fold, seed, wa, data=data or {"scheme": RANDOM},
+                                test_wf1=wa - 0.1)  # fmt: skip
+            if scores is not None:
+                write_scores(path.parent, scores[model][seed - 1])
+
+
+def test_table5_blocks_each_with_its_scheme_metrics_and_tests(tmp_path):
+    """The random block (IEMOCAP: WA, UWA) and the MELD block (weighted F1, UWA) beside
+    --results, the IEMOCAP -> MELD block from the random runs' cross_corpus files; every value
+    recomputed from the files; the blocks without runs are said."""
+    base = tmp_path / "t5"
+    xc = {"self": [0.30, 0.32, 0.31], "cross": [0.20, 0.21, 0.22]}
+    write_block(tmp_path / "t5-random", [0.60, 0.61, 0.62], [0.50, 0.52, 0.49], scores=xc)
+    write_block(base / "meld", [0.40, 0.41, 0.39], [0.40, 0.42, 0.41], data=MELD)
+    out = tmp_path / "out"
+    run_main("table5", "--results", str(base), "--out", str(out), "--folds", "1",
+             "--seeds", "1-3")  # fmt: skip
+    tables = md_tables((out / "table5.md").read_text())
+    titles = list(tables)
+    assert titles == [
+        "7-class IEMOCAP, random folds (Table 1's runs); split random (seed 0), all classes — WA",
+        "7-class IEMOCAP, random folds (Table 1's runs); split random (seed 0), all classes — UWA",
+        "MELD, the official split; split official, all classes — WF1",
+        "MELD, the official split; split official, all classes — UWA",
+        "cross-corpus IEMOCAP -> MELD, shared classes (meld, class_map=iemocap_meld); split "
+        "random (seed 0), all classes — WA",
+        "cross-corpus IEMOCAP -> MELD, shared classes (meld, class_map=iemocap_meld); split "
+        "random (seed 0), all classes — UWA",
+    ]
+    random_wa = tables[titles[0]][0]
+    assert random_wa["Self"] == mean_std([0.60, 0.61, 0.62]) + "\\* (3)"
+    assert float(random_wa["p t-test"].rstrip("*")) == pytest.approx(
+        stats.ttest_ind([0.60, 0.61, 0.62], [0.50, 0.52, 0.49]).pvalue, abs=5e-5
+    )
+    meld_wf1 = tables[titles[2]][0]
+    assert meld_wf1["Cross"] == mean_std([0.30, 0.32, 0.31]) + " (3)"  # test_wf1 = WA - .1
+    cross_uwa = tables[titles[5]][0]
+    assert cross_uwa["Cross"] == mean_std([v + 0.1 for v in xc["cross"]]) + " (3)"
+    text = (out / "table5.md").read_text()
+    assert "Blocks without runs, left out: 4class, session, meld_iemocap (no cross_corpus-" in text
+
+
+def test_table5_refuses_a_block_of_mixed_schemes(tmp_path, capsys):
+    base = tmp_path / "t5"
+    write_block(base / "session", [0.6, 0.6, 0.6], [0.5, 0.5, 0.5])
+    session = {"scheme": {"split": "session", "seed": 0, "class_set": None}}
+    write_result(base / "session", "self", "TA", 1, 4, 0.5, data=session, folder="x/seed4")
+    line = expect_error(capsys, "table5", "--results", str(base), "--folds", "1",
+                        "--seeds", "1-4")  # fmt: skip
+    assert "evaluation scheme" in line
