@@ -156,3 +156,38 @@ def test_evaluate_refuses_other_shapes_features_and_direction(trained_run, data_
                       "class_map=meld_iemocap")  # fmt: skip
     assert reverse.returncode == 2
     assert "class_map=meld_iemocap: the shared class 'angry' has none" in reverse.stderr
+
+
+def test_the_target_is_standardised_with_the_runs_own_train_statistics(
+    trained_run, data_dir, tmp_path, monkeypatch
+):
+    """Through a map of every class onto itself, the run scored on fold 2 (another train split,
+    other statistics) gives exactly what selfcross.predict gives there, which standardises with
+    the run's own train statistics (inputs.json); and on its own fold its recorded test result."""
+    from selfcross.analysis import crosscorpus
+    from selfcross.analysis.inputs import open_model
+    from selfcross.analysis.predict import fold_predictions
+    from selfcross.training.record import read_record
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    shared = "\n".join(f"  {c}: {{source: [{c}], target: [{c}]}}" for c in IEMOCAP)
+    (maps / "same.yaml").write_text(f"source: iemocap\ntarget: iemocap\nshared:\n{shared}\n")
+    monkeypatch.setattr(crosscorpus, "CLASS_MAP_DIR", maps)
+    data = ["data.preset=tiny", f"paths.data_dir={data_dir}"]
+    own, _ = crosscorpus.evaluate_run(trained_run, data, "same")
+    record = read_record(trained_run / "result.json")
+    assert own.confusion == record.confusion and own.uwa == pytest.approx(record.test_uwa)
+    from selfcross.analysis import predict
+
+    seen = []
+    real = predict.network_logits
+    monkeypatch.setattr(predict, "network_logits", lambda *a: seen.append(real(*a)) or seen[-1])
+    other, path = crosscorpus.evaluate_run(trained_run, [*data, "fold=2"], "same")
+    assert path.name == "cross_corpus-same-synthetic-tiny-fold2.json"
+    expected = fold_predictions(open_model(trained_run), data_dir / "synthetic/tiny/fold02",
+                                "test")  # fmt: skip
+    np.testing.assert_allclose(seen[0], expected.logits, rtol=1e-5, atol=1e-6)
+    confusion = np.zeros((7, 7), dtype=int)
+    np.add.at(confusion, (expected.labels, expected.logits.argmax(axis=1)), 1)
+    assert other.confusion == confusion.tolist()
