@@ -113,7 +113,7 @@ TABLES: dict[str, Table] = {
     "table3": Table(
         "transformer layers vs bare attention",
         cell_table(build_table3, table3_cells()),
-        (SPLIT_CONFIGS,),
+        (SPLIT_CONFIGS, METRICS),
     ),
     "table4": Table(
         "untuned vs tuned Self and Cross on T+V, T+A, V+A",

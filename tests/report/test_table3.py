@@ -111,3 +111,18 @@ def test_star_marks_a_significant_transformer_vs_bare_difference(table3_results,
     assert stats.ttest_ind(WA[("cross_transformer", "TV")], WA[("cross", "TV")]).pvalue < 0.05
     assert "\\*" in wa["T+V"]["Cross"] and "\\*" not in wa["T+V"]["Cross-Transformer"]
     assert wa["T+V"]["Self-Transformer"].startswith("**")  # the best mean of the row
+
+
+def test_metrics_option_chooses_the_blocks(table3_results, tmp_path):
+    """``--metrics wf1`` shows one block, weighted F1 (the records' test_wf1, here their WA),
+    and tests on it alone."""
+    out = tmp_path / "m"
+    run_main("table3", "--results", str(table3_results), "--out", str(out), *GRID,
+             "--metrics", "wf1")  # fmt: skip
+    tables = md_tables((out / "table3.md").read_text())
+    title = "WF1 (weighted F1: per-class F1 weighted by class support)"
+    assert WA_TITLE not in tables and UWA_TITLE not in tables
+    row = {r["Modality"]: r for r in tables[title]}["T+V"]
+    assert row["Cross-Transformer"] == mean_std(WA[("cross_transformer", "TV")]) + " (6)"
+    tests = [r for section, rows in tables.items() if section.startswith("t-tests") for r in rows]
+    assert tests and {r["Metric"] for r in tests} == {"WF1"}
