@@ -153,7 +153,7 @@ TABLES: dict[str, Table] = {
         grid=False,
         results_help="the study folder (holding study.db)",
     ),
-    "masking": Table("masked vs unmasked padding (Self, Cross)", make_masking),
+    "masking": Table("masked vs unmasked padding (Self, Cross)", make_masking, (METRICS,)),
     "crosscorpus": Table(
         "Self and Cross in-corpus vs on another dataset (selfcross.evaluate's scores)",
         make_crosscorpus,
