@@ -120,7 +120,7 @@ table5: $(STAMP) ## Table 5: Self vs Cross per protocol (ROOT_RANDOM= ROOT_SESSI
 	$(PY) -m selfcross.evaluate multirun/table5-meld data=iemocap data.root=$(ROOT_RANDOM) class_map=meld_iemocap
 	$(PY) -m selfcross.tables table5 --results multirun/table5 --block random=multirun/paper-iemocap --out $(OUT) --seeds $(SEEDS)
 
-demo5: $(STAMP) ## A reduced Table 5 on synthetic data (4 schemes x 8 runs, <= 4 epochs) with cross-corpus scores
+demo5: $(STAMP) ## A reduced Table 5 on synthetic data (4 schemes x 8 runs, <= 3 epochs) with cross-corpus scores
 	$(PY) -m selfcross.run -m experiment=demo5 data=synthetic sweep_name=demo5-random $(ARGS)
 	$(PY) -m selfcross.run -m experiment=demo5 data=iemocap 'data.root=$${paths.data_dir}/synthetic/small' class_set=4class sweep_name=demo5-4class $(ARGS)
 	$(PY) -m selfcross.run -m experiment=demo5 data=synthetic_session sweep_name=demo5-session $(ARGS)
