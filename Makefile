@@ -104,6 +104,34 @@ demo-attention: $(STAMP) ## A reduced masking sweep (8 runs, 6 epochs), its tabl
 	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-False/fold1/seed1
 	$(PY) -m selfcross.attention multirun/demo_attention/cross/TVA/mask_padding-True/fold1/seed1
 
+# Table 5: one data root per scheme (docs/protocols.md). The random block reuses Table 1's runs
+# (its sweep folder, paper-iemocap); the 4-class block reads the random folds with class_set=4class.
+ROOT_RANDOM ?= $(DATA_ROOT)
+ROOT_4CLASS ?= $(ROOT_RANDOM)
+ROOT_SESSION ?=
+ROOT_MELD ?=
+T5_FOLDS ?= 1,2,3,4,5
+T5_RUN = $(PY) -m selfcross.run -m experiment=table5 hydra/launcher=$(LAUNCHER) seed=$(SEEDS) $(ARGS)
+
+table5: $(STAMP) ## Table 5: Self vs Cross per protocol (ROOT_RANDOM= ROOT_SESSION= ROOT_MELD= [ROOT_4CLASS=]) and cross-corpus
+	@test -n "$(ROOT_RANDOM)" -a -n "$(ROOT_SESSION)" -a -n "$(ROOT_MELD)" || { echo "error: set ROOT_RANDOM, ROOT_SESSION and ROOT_MELD (docs/protocols.md)" >&2; exit 2; }
+	$(T5_RUN) data=iemocap data.root=$(ROOT_RANDOM) fold=$(T5_FOLDS) sweep_name=paper-iemocap
+	$(T5_RUN) data=iemocap data.root=$(ROOT_4CLASS) class_set=4class fold=$(T5_FOLDS) sweep_name=table5-4class
+	$(T5_RUN) data=iemocap data.root=$(ROOT_SESSION) fold=$(T5_FOLDS) sweep_name=table5-session
+	$(T5_RUN) data=meld data.root=$(ROOT_MELD) fold=1 sweep_name=table5-meld
+	$(PY) -m selfcross.evaluate multirun/paper-iemocap data=meld data.root=$(ROOT_MELD) class_map=iemocap_meld
+	$(PY) -m selfcross.evaluate multirun/table5-meld data=iemocap data.root=$(ROOT_RANDOM) class_map=meld_iemocap
+	$(PY) -m selfcross.tables table5 --results multirun/table5 --block random=multirun/paper-iemocap --out $(OUT) --seeds $(SEEDS)
+
+demo5: $(STAMP) ## A reduced Table 5 on synthetic data (4 schemes x 8 runs, <= 3 epochs) with cross-corpus scores
+	$(PY) -m selfcross.run -m experiment=demo5 data=synthetic sweep_name=demo5-random $(ARGS)
+	$(PY) -m selfcross.run -m experiment=demo5 data=iemocap 'data.root=$${paths.data_dir}/synthetic/small' class_set=4class sweep_name=demo5-4class $(ARGS)
+	$(PY) -m selfcross.run -m experiment=demo5 data=synthetic_session sweep_name=demo5-session $(ARGS)
+	$(PY) -m selfcross.run -m experiment=demo5 data=synthetic_meld sweep_name=demo5-meld $(ARGS)
+	$(PY) -m selfcross.evaluate multirun/demo5-random data=synthetic_meld class_map=iemocap_meld
+	$(PY) -m selfcross.evaluate multirun/demo5-meld data=synthetic class_map=meld_iemocap
+	$(PY) -m selfcross.tables table5 --results multirun/demo5 --out $(OUT) --folds 1 --seeds 1,2
+
 demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 epochs)
 	$(PY) -m selfcross.run -m experiment=demo3 $(ARGS)
 	$(PY) -m selfcross.tables table3 --results multirun/demo3 --out $(OUT) --folds 1 --seeds 1,2
@@ -167,4 +195,4 @@ clean: ## Remove outputs, caches and tables (keeps .venv and data)
 	rm -rf outputs multirun tables mutants .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-.PHONY: help venv run test test-faults test-slurm test-postgres test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean
+.PHONY: help venv run test test-faults test-slurm test-postgres test-full check table1 table2 table3 figure3 masking demo demo-attention demo3 table5 demo5 tune table4 demo-tune ablation demo-ablation bench bench-prepare dashboard mutation lint format clean

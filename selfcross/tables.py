@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     """One subcommand per entry of :data:`TABLES`, in its order."""
     parser = argparse.ArgumentParser(
         prog="python -m selfcross.tables",
-        description="Build Table 1, 2, 3, 4, Figure 3 or a tuning table from result files.",
+        description="Build Table 1-5, Figure 3, the cross-corpus or a tuning table from result "
+        "files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = [io_options(RESULTS_HELP), grid_options()]

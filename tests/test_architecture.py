@@ -45,6 +45,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "selfcross.ablate",
         "selfcross.attention",
         "selfcross.predict",
+        "selfcross.evaluate",
         "selfcross.export",
         "selfcross.dashboard",
         "selfcross.prepare.__main__",

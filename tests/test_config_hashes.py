@@ -45,6 +45,8 @@ KEY_CASES = (
     ["model=cross_transformer"],
     ["experiment=tune", "model=cross"],
     ["data=meld", "data.root=/m"],
+    ["data=synthetic_meld"],
+    ["data=synthetic_session"],
 )
 """Compositions that together hold every configuration key (tuning's, MELD's split counts)."""
 OTHER_VALUE = {"data.preset": "tiny"}

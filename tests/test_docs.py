@@ -32,13 +32,15 @@ from pathlib import Path
 import hydra
 import pytest
 
-from selfcross.config import check_overrides, compose, validate
+from selfcross.config import CONFIG_DIR, check_overrides, compose, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 HYDRA_COMMANDS = ("run", "check", "summary", "tune")
 """Commands whose arguments are the run's Hydra overrides."""
-FLAG_COMMANDS = ("tables", "ablate", "attention", "bench", "dashboard", "predict", "export")
+FLAG_COMMANDS = (
+    "tables", "ablate", "attention", "bench", "dashboard", "predict", "export", "evaluate"
+)  # fmt: skip
 """Commands with an argparse command line."""
 COMMAND = re.compile(r"(?:\.venv/bin/)?python -m selfcross\.\w+[^\"&;]*")
 MESSAGE_START = ("error:", "warning:", "test WA")
@@ -215,6 +217,10 @@ def check_python(argv: list[str]) -> None:
         )
     if command == "bench" and settings:
         compose(["model=self", *settings])
+    if command == "evaluate":  # the scored data's overrides compose; the class map exists
+        maps = [s.partition("=")[2] for s in settings if s.startswith("class_map=")]
+        assert len(maps) == 1 and (CONFIG_DIR / "class_map" / f"{maps[0]}.yaml").is_file()
+        compose([s for s in settings if not s.startswith("class_map=")])
 
 
 COMMANDS = documented_commands()

@@ -156,8 +156,6 @@ def fold_arrays(model, fold: Path, split: str) -> tuple[dict, dict, np.ndarray]:
     """A fold's split as the model's inputs: ({m: [N, T, D] float32}, {m: [N] lengths},
     labels)."""
     from selfcross.data import FoldDataModule
-    from selfcross.data.datamodule import text_lengths
-    from selfcross.data.preprocess import standardize_rows
 
     fold = Path(fold)
     if split not in SPLITS:
@@ -174,13 +172,24 @@ def fold_arrays(model, fold: Path, split: str) -> tuple[dict, dict, np.ndarray]:
         name=inputs.dataset or "iemocap",
     )  # fmt: skip
     datamodule.setup("test")
-    data = datamodule.fold_data.splits[split]
+    return split_arrays(inputs, datamodule.fold_data, split)
+
+
+def split_arrays(inputs, fold_data, split: str) -> tuple[dict, dict, np.ndarray]:
+    """A split of a fold read with ``audio_standardize=none`` (``fold_data``, a
+    :class:`~selfcross.data.fold.FoldData`) as the inputs of the model whose ``inputs`` (a
+    :class:`~selfcross.data.inputs.RunInputs`) are given: text ids looked up in the fold's word
+    vectors, audio standardised with the model's own train statistics."""
+    from selfcross.data.datamodule import text_lengths
+    from selfcross.data.preprocess import standardize_rows
+
+    data = fold_data.splits[split]
     arrays, lengths = {}, {}
     for m in inputs.modalities:
         x = np.asarray(data.features[m])
         if m == "T" and x.ndim == 2:
             lengths[m] = text_lengths(x)
-            x = np.take(datamodule.fold_data.embedding, x, axis=0)
+            x = np.take(fold_data.embedding, x, axis=0)
         elif m == "T":
             lengths[m] = text_lengths(x)
         else:

@@ -1,11 +1,13 @@
 """The records of what the analysis computes from a finished run, typed like ``result.json``.
 
 ``ablation.json`` (:class:`AblationRecord`, written by ``selfcross.ablate`` into the run's
-folder) and ``attention.json`` (:class:`AttentionRecord`, written by ``selfcross.attention`` into
-``<run>/attention/``): every key is defined here once, each file is written by one function
-(atomically) and read by one. A file without ``schema_version`` reads as version 1, whose keys
-are today's; a file from a newer selfcross (:class:`NewerSchema`) or one that is not a record
-raises ValueError with the reason, which callers report beside the file's path.
+folder), ``cross_corpus-<map>-<target>.json`` (:class:`CrossCorpusRecord`, by
+``selfcross.evaluate``, in the run's folder) and ``attention.json`` (:class:`AttentionRecord`,
+written by ``selfcross.attention`` into ``<run>/attention/``): every key is defined here once,
+each file is written by one function (atomically) and read by one. A file without
+``schema_version`` reads as version 1, whose keys are today's; a file from a newer selfcross
+(:class:`NewerSchema`) or one that is not a record raises ValueError with the reason, which
+callers report beside the file's path.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ ATTENTION_DIR = "attention"
 ATTENTION_FILE = "attention.json"
 ATTENTION_SCHEMA = 1
 """Bump when a key of ``attention.json`` changes meaning or goes away."""
+
+CROSS_CORPUS_PREFIX = "cross_corpus"
+"""``cross_corpus-<class map>-<target label>.json``: one file per target and class map."""
+CROSS_CORPUS_SCHEMA = 1
+"""Bump when a key of a ``cross_corpus-*.json`` file changes meaning or goes away."""
 
 
 class NewerSchema(ValueError):
@@ -231,6 +238,88 @@ def read_attention(path: str | Path) -> AttentionRecord | None:
     cannot be used (unreadable, not JSON, not a record, :class:`NewerSchema`)."""
     raw = _load(Path(path))
     return None if raw is None else AttentionRecord.from_dict(raw)
+
+
+# -- cross_corpus-<map>-<target>.json --------------------------------------------------------
+
+
+@dataclass
+class CrossCorpusRecord:
+    """A run scored on another dataset's split through a class map, over the shared classes
+    (``selfcross.evaluate``; :mod:`selfcross.analysis.crosscorpus`)."""
+
+    model: str
+    modality: str
+    fold: int
+    seed: int
+    config_hash: str
+    """With ``finished``: which run of the folder the file belongs to."""
+    finished: str
+    source: dict[str, Any]
+    """The run's own data: ``name``, ``label``, ``fingerprint``, ``scheme`` (result.json's)."""
+    target: dict[str, Any]
+    """The scored data: ``name``, ``label``, ``root``, ``fold``, ``split``, ``class_set``,
+    ``fingerprint``, ``feature_set``."""
+    class_map: str
+    shared: list[str]
+    """The shared classes, in the order of the confusion matrix's rows and columns."""
+    masked: list[str]
+    """The run's classes without a partner: their logits are masked before the arg-max."""
+    masked_argmax: int
+    """Scored utterances whose unmasked arg-max fell on a masked class."""
+    left_out: dict[str, int]
+    """The target's classes without a partner, and their utterances in the split (not scored)."""
+    n_utterances: int
+    wa: float
+    uwa: float
+    mf1: float
+    wf1: float
+    recall: dict[str, float | None]
+    """Per shared class (None: no utterance of it in the split)."""
+    confusion: list[list[int]]
+    """[S, S] counts over the shared classes, rows the true class, columns the predicted one."""
+    evaluated: str
+    """UTC time, ISO 8601."""
+    schema_version: int = CROSS_CORPUS_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return _first_version(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> CrossCorpusRecord:
+        """A record from decoded JSON; ValueError naming the first problem."""
+        raw, version = _versioned(raw, CROSS_CORPUS_SCHEMA)
+        record = _build(cls, raw, "")
+        for key in ("wa", "uwa", "mf1", "wf1"):
+            value = getattr(record, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key} is {value!r}, expected a number")
+        for key in ("source", "target", "left_out", "recall"):
+            _object(getattr(record, key), key)
+        record.schema_version = version
+        return record
+
+    def belongs_to(self, run: RunRecord) -> bool:
+        """Whether these scores are of ``run`` as recorded (its config hash and finishing time)."""
+        return (self.config_hash, self.finished) == (run.config_hash, run.finished)
+
+
+def cross_corpus_file(class_map: str, target_label: str) -> str:
+    """The file of one target and class map in the run's folder:
+    ``cross_corpus-<class map>-<target label>.json`` (the label names the class set too)."""
+    return f"{CROSS_CORPUS_PREFIX}-{class_map}-{target_label}.json"
+
+
+def write_cross_corpus(run_dir: str | Path, record: CrossCorpusRecord, name: str) -> Path:
+    """Write ``<run_dir>/<name>`` (:func:`cross_corpus_file`) atomically."""
+    return write_json_atomic(Path(run_dir) / name, record.to_dict())
+
+
+def read_cross_corpus(path: str | Path) -> CrossCorpusRecord | None:
+    """The record in ``path``, or None if there is no such file; ValueError saying why a file
+    cannot be used (unreadable, not JSON, not a record, :class:`NewerSchema`)."""
+    raw = _load(Path(path))
+    return None if raw is None else CrossCorpusRecord.from_dict(raw)
 
 
 # -- shared ---------------------------------------------------------------------------------

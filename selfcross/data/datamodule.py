@@ -262,11 +262,11 @@ class FoldDataModule(L.LightningDataModule):
         split's ``seed`` and the ``class_set`` (None: the dataset's full set). Read from the
         fold's ``manifest.json`` (written by selfcross.prepare), else the root's
         ``dataset.json``, else Yoon et al.'s random folds (seed unknown: None); synthetic folds
-        are random with the generator's seed."""
+        have the generator's split (random unless a preset says session) and seed."""
         split, seed = "random", None
         fold_manifest = self.fold_path / "manifest.json"
         if self.synthetic is not None:
-            seed = self.synthetic.seed
+            split, seed = self.synthetic.split, self.synthetic.seed
         elif fold_manifest.is_file():
             written = json.loads(fold_manifest.read_text())
             split, seed = written.get("split", split), written.get("seed")

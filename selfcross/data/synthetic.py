@@ -54,6 +54,9 @@ CLASS_GROUPS = {
     "V": ((0, 3, 4), (1, 5), (2, 6)),
 }
 LATENT_DIM = 8
+SYNTHETIC_SPLITS = ("random", "session")
+N_SESSIONS = 5
+"""Sessions of a ``split=session`` corpus, two speakers each (F and M), as IEMOCAP's."""
 
 PAPER_SHAPES = {
     "T": {"seq_len": 128, "feat_dim": 300},
@@ -81,17 +84,40 @@ class SyntheticSpec:
     """How far classes of one group are apart in a modality, relative to groups (0: identical)."""
     noise: float = 0.6
     """Per-utterance nuisance in the latent evidence: the main difficulty knob."""
+    latent_of: tuple[int, ...] | None = None
+    """Per class id written, the generator's class (of CLASS_GROUPS) whose evidence its
+    utterances show; None: the identity. A MELD-like preset shows IEMOCAP's partner classes
+    (anger as angry, joy as happy, ...), so that a model of one scores on the other."""
+    split: str = "random"
+    """``random``: stratified 8 : 0.5 : 1.5 folds; ``session``: leave one of five sessions out
+    (fold k tests session k; dev: a stratified share of the other sessions)."""
+
+    # Fields added after FORMAT_VERSION 1 enter the digest only when set: the presets without
+    # them keep their digest (and their cached folds, byte for byte).
+    NEW_FIELDS = ("latent_of", "split")
 
     def __post_init__(self):
         object.__setattr__(self, "class_counts", tuple(int(c) for c in self.class_counts))
         n_classes = 1 + max(c for groups in CLASS_GROUPS.values() for g in groups for c in g)
+        if self.latent_of is not None:
+            latent = tuple(int(c) for c in self.latent_of)
+            object.__setattr__(self, "latent_of", latent)
+            if sorted(latent) != list(range(n_classes)):
+                raise ValueError(f"latent_of={list(latent)}: expected an order of the "
+                                 f"generator's {n_classes} classes")  # fmt: skip
+        if self.split not in SYNTHETIC_SPLITS:
+            raise ValueError(f"split={self.split!r}: expected {' or '.join(SYNTHETIC_SPLITS)}")
         if len(self.class_counts) != n_classes:
             raise ValueError(
                 f"class_counts={list(self.class_counts)}: the generator has {n_classes} classes"
             )
 
     def digest(self) -> str:
-        payload = json.dumps({"format": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        for name in self.NEW_FIELDS:
+            if fields[name] == SyntheticSpec.__dataclass_fields__[name].default:
+                del fields[name]
+        payload = json.dumps({"format": FORMAT_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -111,8 +137,31 @@ def _labels(spec: SyntheticSpec) -> np.ndarray:
     return rng.permutation(labels)
 
 
+def speakers(spec: SyntheticSpec, n: int) -> np.ndarray:
+    """The speaker of each utterance of a ``split=session`` corpus: ``2 * (session - 1) +
+    {0: F, 1: M}``, drawn from ``(seed, 5)`` alone (sessions of near-equal size)."""
+    rng = np.random.default_rng([spec.seed, 5])
+    return rng.permutation(np.arange(n) % (2 * N_SESSIONS))
+
+
+def speaker_name(speaker: int) -> str:
+    return f"Ses{speaker // 2 + 1:02d}{'FM'[speaker % 2]}"
+
+
 def fold_partition(labels: np.ndarray, spec: SyntheticSpec, fold: int) -> dict[str, np.ndarray]:
-    """Stratified train/dev/test indices (8 : 0.5 : 1.5) of one fold, sorted."""
+    """Train/dev/test indices of one fold, sorted: stratified 8 : 0.5 : 1.5 (``random``), or
+    session ``fold`` as the test split and a stratified dev share of the other sessions
+    (``session``)."""
+    if spec.split == "session":
+        session = speakers(spec, len(labels)) // 2 + 1
+        test = np.flatnonzero(session == fold)
+        rest = np.flatnonzero(session != fold)
+        rng = np.random.default_rng([spec.seed, 6, fold])
+        share = SPLIT_RATIOS[1] / (SPLIT_RATIOS[0] + SPLIT_RATIOS[1])
+        dev = [rng.permutation(rest[labels[rest] == c])[: max(1, round(share * (labels[rest]
+               == c).sum()))] for c in range(len(spec.class_counts))]  # fmt: skip
+        dev = np.sort(np.concatenate(dev))
+        return {"train": np.setdiff1d(rest, dev), "dev": dev, "test": test}
     rng = np.random.default_rng([spec.seed, 2, fold])
     parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     ratios = np.asarray(SPLIT_RATIOS) / sum(SPLIT_RATIOS)
@@ -239,9 +288,10 @@ def _write_fold(directory: Path, spec: SyntheticSpec, fold: int) -> None:
         for split in SPLITS
         for stem, (shape, dtype, _) in layouts.items()
     }
+    shown = labels if spec.latent_of is None else np.asarray(spec.latent_of)[labels]
     for block, start in enumerate(range(0, len(labels), BLOCK)):
         block_labels = labels[start : start + BLOCK]
-        feats = _generate_block(spec, signal, block_labels, block)
+        feats = _generate_block(spec, signal, shown[start : start + BLOCK], block)
         feats["label"] = block_labels
         for s, split in enumerate(SPLITS):
             mine = np.flatnonzero(where[start : start + BLOCK] == s)
@@ -254,6 +304,11 @@ def _write_fold(directory: Path, spec: SyntheticSpec, fold: int) -> None:
         array.flush()
     del files
     atomic.save_npy(directory / EMBEDDING_FILE, signal.embedding)
+    if spec.split == "session":  # the utterance ids, which name each utterance's speaker
+        who = speakers(spec, len(labels))
+        ids = {s: [f"{speaker_name(who[i])}_{i:05d}" for i in parts[s]] for s in SPLITS}
+        atomic.write_json(directory / "manifest.json",
+                          {**ids, "split": "session", "seed": spec.seed})  # fmt: skip
 
 
 def ensure_synthetic(
@@ -306,6 +361,6 @@ def synthetic_manifest(spec: SyntheticSpec, class_names, n_folds: int) -> FoldsM
         n_folds=int(n_folds),
         class_names=tuple(class_names),
         shapes=shapes,
-        split="random",
+        split=spec.split,
         features={"synthetic": asdict(spec), "format": FORMAT_VERSION, "digest": spec.digest()},
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from selfcross.analysis.results import METRICS, load_results, warn_skipped
+from selfcross.analysis.results import load_results, warn_skipped
 from selfcross.errors import DataError
 from selfcross.report.render import (
     Report,
@@ -35,18 +35,15 @@ from selfcross.report.select import (
     modality_label,
     provenance,
     select,
+    shown_metrics,
 )
 from selfcross.report.stats import compare
+from selfcross.report.table1 import METRIC_TITLES
 
 MASKING_MODELS = ("self", "cross")
 MASKING_MODALITY = "TVA"
 MASK_KEY = "model.network.mask_padding"
 SIDES = ("unmasked", "masked")
-
-METRIC_TITLES = {
-    "wa": "WA (weighted accuracy: mean per-class recall)",
-    "uwa": "UWA (unweighted accuracy: share classified correctly)",
-}
 
 
 def masked(run) -> bool:
@@ -90,13 +87,18 @@ def _difference(a, b) -> str:
     return ("+" if delta >= 0 else "-") + format_rate(abs(delta))
 
 
-def build_masking(sides: dict[str, Selection], allow_mixed_data: bool = False) -> Report:
-    """WA and UWA of each model unmasked and masked, the difference and the t-tests."""
+def build_masking(
+    sides: dict[str, Selection], allow_mixed_data: bool = False, metrics=None
+) -> Report:
+    """Each metric of ``metrics`` (default: the dataset's, ``select.shown_metrics``) of each
+    model unmasked and masked, the difference and the t-tests."""
     protocol = sides["unmasked"].protocol
+    shown = shown_metrics(sides["unmasked"], metrics)
+    shown_metrics(sides["masked"], shown)  # every masked run has them too
     header = ["Model", "Unmasked (paper)", "Masked", "Masked - unmasked", "p t-test", "p paired",
               "pairs"]  # fmt: skip
     sections, csv_rows = [], []
-    for metric in METRICS:
+    for metric in shown:
         rows = []
         for model in MASKING_MODELS:
             cells = {s: sides[s].cell(model, MASKING_MODALITY) for s in SIDES}
@@ -153,10 +155,15 @@ def build_masking(sides: dict[str, Selection], allow_mixed_data: bool = False) -
 
 
 def make_masking(
-    directory: Path, out_dir: Path, protocol: Protocol, allow_mixed_data: bool = False
+    directory: Path,
+    out_dir: Path,
+    protocol: Protocol,
+    allow_mixed_data: bool = False,
+    metrics=None,
 ) -> Report:
     """The masking table from the ``result.json`` files under ``directory``: printed, and
     written as ``<out_dir>/masking.md``, ``.tex`` and ``.csv``."""
-    report = build_masking(gather_masking(directory, protocol, allow_mixed_data), allow_mixed_data)
+    sides = gather_masking(directory, protocol, allow_mixed_data)
+    report = build_masking(sides, allow_mixed_data, metrics)
     publish(report, out_dir)
     return report

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from selfcross.analysis.results import TABLE_METRICS
+from selfcross.report.crosscorpus import make_crosscorpus
 from selfcross.report.figure3 import make_figure3
 from selfcross.report.masking import make_masking
 from selfcross.report.render import make_tables
@@ -20,6 +21,7 @@ from selfcross.report.table1 import build_table1, table1_cells
 from selfcross.report.table2 import build_table2, table2_cells
 from selfcross.report.table3 import build_table3, table3_cells
 from selfcross.report.table4 import make_table4
+from selfcross.report.table5 import make_table5
 from selfcross.report.tuning import make_tuning
 
 RESULTS_HELP = "directory searched (recursively) for result.json files"
@@ -111,7 +113,7 @@ TABLES: dict[str, Table] = {
     "table3": Table(
         "transformer layers vs bare attention",
         cell_table(build_table3, table3_cells()),
-        (SPLIT_CONFIGS,),
+        (SPLIT_CONFIGS, METRICS),
     ),
     "table4": Table(
         "untuned vs tuned Self and Cross on T+V, T+A, V+A",
@@ -126,6 +128,23 @@ TABLES: dict[str, Table] = {
                     "Table 1 runs)",
                 },
             ),
+        ),
+    ),
+    "table5": Table(
+        "Self vs Cross under each evaluation protocol, and cross-corpus",
+        make_table5,
+        (
+            Option(
+                ("--block",),
+                {
+                    "action": "append",
+                    "dest": "blocks",
+                    "metavar": "NAME=DIR",
+                    "help": "a "
+                    "block's runs elsewhere than <results>/NAME (random, 4class, session, meld)",
+                },
+            ),
+            METRICS,
         ),
     ),
     "tuning": Table(
@@ -143,7 +162,30 @@ TABLES: dict[str, Table] = {
         grid=False,
         results_help="the study folder (holding study.db or best.json)",
     ),
-    "masking": Table("masked vs unmasked padding (Self, Cross)", make_masking),
+    "masking": Table("masked vs unmasked padding (Self, Cross)", make_masking, (METRICS,)),
+    "crosscorpus": Table(
+        "Self and Cross in-corpus vs on another dataset (selfcross.evaluate's scores)",
+        make_crosscorpus,
+        (
+            Option(
+                ("--class-map",),
+                {
+                    "default": "iemocap_meld",
+                    "help": "the class map the runs were scored "
+                    "through (conf/class_map/; default iemocap_meld)",
+                },
+            ),
+            Option(
+                ("--target",),
+                {
+                    "default": None,
+                    "help": "the scored data's label, where the runs were "
+                    "scored on several (default: the one found)",
+                },
+            ),
+            METRICS,
+        ),
+    ),
     "figure3": Table(
         "tri-modal confusion matrices",
         make_figure3,

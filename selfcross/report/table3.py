@@ -8,9 +8,9 @@ model, and Self-Transformer against Cross-Transformer (docs/transformers.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
-from selfcross.analysis.results import METRICS
 from selfcross.report.render import (
     Report,
     Section,
@@ -27,8 +27,10 @@ from selfcross.report.select import (
     missing_report,
     modality_label,
     provenance,
+    shown_metrics,
 )
 from selfcross.report.stats import compare
+from selfcross.report.table1 import METRIC_TITLES
 
 TABLE3_MODELS = ("self", "cross", "self_transformer", "cross_transformer")
 TABLE3_MODALITIES = ("TV", "TA", "VA", "TVA")
@@ -39,11 +41,6 @@ TABLE3_PAIRS = (
 )
 """The tested pairs: each transformer against its bare model, then Self vs Cross within the
 transformers."""
-
-METRIC_TITLES = {
-    "wa": "WA (weighted accuracy: mean per-class recall)",
-    "uwa": "UWA (unweighted accuracy: share classified correctly)",
-}
 
 
 def table3_cells() -> list[tuple[str, str]]:
@@ -63,20 +60,24 @@ def pair_label(a: str, b: str) -> str:
     return f"{MODEL_LABELS[a]} vs {MODEL_LABELS[b]}"
 
 
-def build_table3(selection: Selection, allow_mixed_data: bool = False) -> Report:
-    """Table 3: the four models' WA and UWA, their parameter counts and the t-tests."""
+def build_table3(
+    selection: Selection, allow_mixed_data: bool = False, metrics: Sequence[str] | None = None
+) -> Report:
+    """Table 3: the four models' values per metric of ``metrics`` (default: the dataset's,
+    ``select.shown_metrics``), their parameter counts and the t-tests."""
     protocol = selection.protocol
+    shown = shown_metrics(selection, metrics)
     tests = {
         (a, b, modality, metric): compare(
             selection.cell(a, modality).runs, selection.cell(b, modality).runs, metric
         )
         for modality in TABLE3_MODALITIES
-        for metric in METRICS
+        for metric in shown
         for a, b in TABLE3_PAIRS
     }
     header = ["Modality", *(MODEL_LABELS[m] for m in TABLE3_MODELS)]
     sections, csv_rows = [], []
-    for metric in METRICS:
+    for metric in shown:
         rows = []
         for modality in TABLE3_MODALITIES:
             values = {m: our_value(selection.cell(m, modality), metric) for m in TABLE3_MODELS}

@@ -306,6 +306,20 @@ def test_masking_table_from_result_files(tmp_path):
     )
 
 
+def test_masking_table_metrics_option_chooses_the_blocks(tmp_path):
+    """``--metrics wf1,uwa``: a weighted F1 block (the records' test_wf1, here their WA) and a
+    UWA block, in that order, each tested."""
+    write_masking_runs(tmp_path / "runs")
+    out = tmp_path / "tables"
+    run_main("masking", "--results", str(tmp_path / "runs"), "--out", str(out),
+             "--folds", "1-2", "--seeds", "1-3", "--metrics", "wf1,uwa")  # fmt: skip
+    sections = md_tables((out / "masking.md").read_text())
+    assert [k.split(" ")[0] for k in sections] == ["WF1", "UWA"]
+    wf1 = {r["Model"]: r for r in next(iter(sections.values()))}
+    a = np.array(WA[("self", False)])
+    assert wf1["Self"]["Unmasked (paper)"].startswith(f"{a.mean():.3f}".removeprefix("0"))
+
+
 def test_masking_table_without_runs_is_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as info:

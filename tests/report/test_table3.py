@@ -133,3 +133,18 @@ def test_a_transformer_significantly_above_its_bare_model_carries_the_star(tmp_p
     assert params[("self_transformer", "VA")]["mean"] == "3,000"
     assert params[("self", "VA")]["mean"] == "1,000"
     assert params[("cross", "VA")]["mean"] == "-"
+
+
+def test_metrics_option_chooses_the_blocks(table3_results, tmp_path):
+    """``--metrics wf1`` shows one block, weighted F1 (the records' test_wf1, here their WA),
+    and tests on it alone."""
+    out = tmp_path / "m"
+    run_main("table3", "--results", str(table3_results), "--out", str(out), *GRID,
+             "--metrics", "wf1")  # fmt: skip
+    tables = md_tables((out / "table3.md").read_text())
+    title = "WF1 (weighted F1: per-class F1 weighted by class support)"
+    assert WA_TITLE not in tables and UWA_TITLE not in tables
+    row = {r["Modality"]: r for r in tables[title]}["T+V"]
+    assert row["Cross-Transformer"] == mean_std(WA[("cross_transformer", "TV")]) + " (6)"
+    tests = [r for section, rows in tables.items() if section.startswith("t-tests") for r in rows]
+    assert tests and {r["Metric"] for r in tests} == {"WF1"}
