@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from selfcross.training.record import RunRecord, parse_record_json, same_data
+from selfcross.training.record import RunRecord, parse_record_json, same_data, versioned
 from selfcross.utils.io import write_json_atomic
 
 ABLATION_FILE = "ablation.json"
@@ -96,7 +96,7 @@ class AblationRecord:
     @classmethod
     def from_dict(cls, raw: Any) -> AblationRecord:
         """A record from decoded JSON; ValueError naming the first problem."""
-        raw, version = _versioned(raw, ABLATION_SCHEMA)
+        raw, version = versioned(raw, ABLATION_SCHEMA, NewerSchema)
         checkpoint = _object(raw.get("checkpoint"), "checkpoint")
         raw["checkpoint"] = _build(CheckpointRef, checkpoint, "checkpoint.")
         fills = _object(raw.get("fills"), "fills")
@@ -209,7 +209,7 @@ class AttentionRecord:
     @classmethod
     def from_dict(cls, raw: Any) -> AttentionRecord:
         """A record from decoded JSON; ValueError naming the first problem."""
-        raw, version = _versioned(raw, ATTENTION_SCHEMA)
+        raw, version = versioned(raw, ATTENTION_SCHEMA, NewerSchema)
         modules = _object(raw.get("modules"), "modules")
         raw["modules"] = {
             name: _build(ModuleAttention, _object(m, f"modules.{name}"), f"modules.{name}.")
@@ -288,7 +288,7 @@ class CrossCorpusRecord:
     @classmethod
     def from_dict(cls, raw: Any) -> CrossCorpusRecord:
         """A record from decoded JSON; ValueError naming the first problem."""
-        raw, version = _versioned(raw, CROSS_CORPUS_SCHEMA)
+        raw, version = versioned(raw, CROSS_CORPUS_SCHEMA, NewerSchema)
         record = _build(cls, raw, "")
         for key in ("wa", "uwa", "mf1", "wf1"):
             value = getattr(record, key)
@@ -333,22 +333,6 @@ def _load(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"unreadable ({err.__class__.__name__})") from None
     return parse_record_json(text)  # ValueError with the reason
-
-
-def _versioned(raw: Any, current: int) -> tuple[dict[str, Any], int]:
-    """A copy of the record without ``schema_version``, and that version (1 if absent)."""
-    if not isinstance(raw, dict):
-        raise ValueError("not a JSON object")
-    raw = dict(raw)
-    version = raw.pop("schema_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"schema_version is {version!r}, expected a positive integer")
-    if version > current:
-        raise NewerSchema(
-            f"schema_version {version} is newer than this selfcross reads ({current}); "
-            "update selfcross"
-        )
-    return raw, version
 
 
 def _first_version(record: dict[str, Any]) -> dict[str, Any]:

@@ -127,17 +127,7 @@ class RunRecord:
         """A record from decoded JSON; ValueError names the first problem (missing key,
         unknown key, newer schema). Values are not type-checked here: readers that aggregate
         check what they use."""
-        if not isinstance(raw, dict):
-            raise ValueError("not a JSON object")
-        raw = dict(raw)
-        version = raw.pop("schema_version", 1)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"schema_version is {version!r}, expected a positive integer")
-        if version > SCHEMA_VERSION:
-            raise ValueError(
-                f"schema_version {version} is newer than this selfcross reads "
-                f"({SCHEMA_VERSION}); update selfcross"
-            )
+        raw, version = versioned(raw, SCHEMA_VERSION)
         data = raw.get("data")
         if not isinstance(data, dict):
             raise ValueError("missing key data" if data is None else "data is not an object")
@@ -179,6 +169,26 @@ def _bounded_int(text: str) -> int:
         raise ValueError(f"holds an integer of {len(text.lstrip('-'))} digits (at most "
                          f"{MAX_INT_DIGITS} are read)")  # fmt: skip
     return int(text)
+
+
+def versioned(
+    raw: Any, current: int, newer: type[ValueError] = ValueError
+) -> tuple[dict[str, Any], int]:
+    """A copy of a decoded record without ``schema_version``, and that version (1 if absent);
+    ValueError for anything but an object or a positive integer, ``newer`` for a version above
+    ``current`` (a file of a newer selfcross). Every versioned record file is read through it."""
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    raw = dict(raw)
+    version = raw.pop("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"schema_version is {version!r}, expected a positive integer")
+    if version > current:
+        raise newer(
+            f"schema_version {version} is newer than this selfcross reads ({current}); "
+            "update selfcross"
+        )
+    return raw, version
 
 
 def parse_record_json(text: str) -> Any:
