@@ -128,6 +128,7 @@ TABLES: dict[str, Table] = {
                     "Table 1 runs)",
                 },
             ),
+            METRICS,
         ),
     ),
     "table5": Table(

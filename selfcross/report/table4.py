@@ -12,15 +12,13 @@ may.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from selfcross.analysis import pooling
 from selfcross.analysis.pooling import (
     config_difference,
-)
-from selfcross.analysis.results import (
-    METRICS,
 )
 from selfcross.errors import DataError
 from selfcross.report import paper
@@ -44,17 +42,15 @@ from selfcross.report.select import (
     missing_report,
     modality_label,
     provenance,
+    shown_metrics,
 )
 from selfcross.report.stats import compare
+from selfcross.report.table1 import METRIC_TITLES
 
 TABLE4_MODELS = ("self", "cross")
 TABLE4_MODALITIES = ("TV", "TA", "VA")
 TUNED_KEYS = ("tuned.study", "tuned.trial", "tuned.value", "tuned.allow_unfinished")
 """The keys ``experiment=tuned`` adds to a run's configuration."""
-METRIC_TITLES = {
-    "wa": "WA (weighted accuracy: mean per-class recall)",
-    "uwa": "UWA (unweighted accuracy: share classified correctly)",
-}
 
 
 def table4_cells() -> list[tuple[str, str]]:
@@ -102,11 +98,20 @@ def tuned_settings(untuned: Selection, tuned: Selection, model: str, modality: s
     return f"{head}: {changed or 'the untuned settings'}"
 
 
-def build_table4(untuned: Selection, tuned: Selection, allow_mixed_data: bool = False) -> Report:
+def build_table4(
+    untuned: Selection,
+    tuned: Selection,
+    allow_mixed_data: bool = False,
+    metrics: Sequence[str] | None = None,
+) -> Report:
+    """Table 4 per metric of ``metrics`` (default: the dataset's, ``select.shown_metrics``);
+    the paper's and the published columns where the paper gives the metric (WA, UWA)."""
     protocol = untuned.protocol
+    shown = shown_metrics(untuned, metrics)
+    shown_metrics(tuned, shown)  # the tuned runs must hold them too
     tests = {}
     for modality in TABLE4_MODALITIES:
-        for metric in METRICS:
+        for metric in shown:
             for m in TABLE4_MODELS:
                 tests[(f"{m}_tuned", m, modality, metric)] = compare(
                     tuned.cell(m, modality).runs, untuned.cell(m, modality).runs, metric
@@ -122,7 +127,7 @@ def build_table4(untuned: Selection, tuned: Selection, allow_mixed_data: bool = 
         header += [f"{label} (paper)"] * with_paper + [label, f"{label} tuned"]
     header += ["Published best (T+A)"] * with_paper
     sections, csv_rows = [], []
-    for metric in METRICS:
+    for metric in shown:
         rows = []
         for modality in TABLE4_MODALITIES:
             ours = {}
@@ -140,18 +145,19 @@ def build_table4(untuned: Selection, tuned: Selection, allow_mixed_data: bool = 
             }
             row: list = [modality_label(modality)]
             for m in TABLE4_MODELS:
+                reported = paper.TABLE1[modality].get(metric, {}).get(m) if with_paper else None
                 if with_paper:
-                    row.append(paper_value(paper.TABLE1[modality][metric][m]))
+                    row.append(paper_value(reported))
                 row += [ours[m], ours[f"{m}_tuned"]]
                 for key, selection in ((m, untuned), (f"{m}_tuned", tuned)):
-                    stat = paper.TABLE1[modality][metric][m] if key == m and with_paper else None
+                    stat = reported if key == m else None
                     csv_rows.append(
                         csv_row("table4", modality, metric, key,
                                 **cell_csv(selection.cell(m, modality), metric, protocol),
                                 paper_mean=stat[0] if stat else None,
                                 paper_std=stat[1] if stat else None, bold=ours[key].bold)
                     )  # fmt: skip
-            published = paper.PUBLISHED_BEST_TA[metric] if modality == "TA" else None
+            published = paper.PUBLISHED_BEST_TA.get(metric) if modality == "TA" else None
             if with_paper:
                 row.append(Value(published))
             else:
@@ -221,6 +227,7 @@ def make_table4(
     allow_mixed_data: bool = False,
     *,
     tuned: Path,
+    metrics: Sequence[str] | None = None,
 ) -> Report:
     """Table 4 from the untuned runs under ``untuned_dir`` and the tuned runs under ``tuned``:
     printed, and written as ``<out_dir>/table4.md``, ``.tex`` and ``.csv``."""
@@ -230,6 +237,6 @@ def make_table4(
     check_kinds(untuned_runs, tuned_runs)
     if not allow_mixed_data:
         check_same_data(untuned_runs, tuned_runs)
-    report = build_table4(untuned_runs, tuned_runs, allow_mixed_data)
+    report = build_table4(untuned_runs, tuned_runs, allow_mixed_data, metrics)
     publish(report, out_dir)
     return report

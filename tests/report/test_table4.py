@@ -327,3 +327,16 @@ def test_an_untuned_model_significantly_above_its_tuned_one_carries_the_star(res
         "study multirun/tune-self-TA, trial 7 (validation UWA 0.600): "
         "model.network.hidden 60 -> 90, model.optimizer.lr 0.001 -> 0.004"
     )
+
+
+def test_metrics_option_chooses_the_blocks_and_their_tests(results, tmp_path):
+    """``--metrics wf1``: one block, weighted F1 (the records' test_wf1, here their WA), with
+    no paper value for it, and t-tests on it alone."""
+    out = tmp_path / "m"
+    tables = build(*results, out, "--metrics", "wf1")
+    title = "WF1 (weighted F1: per-class F1 weighted by class support)"
+    assert WA_TITLE not in tables and UWA_TITLE not in tables
+    ta = {r["Modality"]: r for r in tables[title]}["T+A"]
+    assert ta["Self tuned"] == f"**{mean_std(TUNED[('self', 'TA')])}**\\* (6)"
+    assert ta["Self (paper)"] == "-" and ta["Published best (T+A)"] == "-"
+    assert {r["Metric"] for r in tables[TESTS_TITLE]} == {"WF1"}
