@@ -7,7 +7,8 @@ never tuned for their own case, lose accuracy to that.
 
 Arguments are Hydra overrides of ``conf/`` with ``experiment=tune`` added. The study is stored
 in ``multirun/<sweep_name>/study.db`` (default ``tune-<data>-<model>-<modality>``); rerunning the
-same command continues it. The objective is the mean best-validation UWA over ``tune.folds``;
+same command continues it. The objective is the mean best-validation value of the selection
+metric (``monitor.metric``: UWA for IEMOCAP, weighted F1 for MELD) over ``tune.folds``;
 the test split is never evaluated. Afterwards: ``python -m selfcross.tables tuning --results
 multirun/<sweep_name>``, and ``experiment=tuned`` trains the full protocol with the best
 settings. ``tune.storage`` (a database) and ``tune.workers=N`` run one study in N processes
@@ -64,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = " ".join(f"{k}={v}" for k, v in best["settings"].items())
         print(
             f"study {outcome.directory}: {best['n_finished']} of {outcome.n_trials} trials "
-            f"finished ({outcome.ran} now); best trial {best['trial']}: mean validation UWA "
-            f"{best['value']:.4f} over folds {best['folds']}  {settings}",
+            f"finished ({outcome.ran} now); best trial {best['trial']}: mean best "
+            f"{best.get('objective', 'val/uwa')} {best['value']:.4f} over folds "
+            f"{best['folds']}  {settings}",
             flush=True,
         )
 

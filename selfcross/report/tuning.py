@@ -120,6 +120,7 @@ def build_tuning(study, directory: Path) -> Report:
 
     ident = study.user_attrs.get("identity") or {}
     model, modality = ident.get("model", "?"), ident.get("modality", "?")
+    metric = str(ident.get("objective", "val/uwa")).removeprefix("val/").upper()
     trials = study.get_trials(deepcopy=False)
     retried = interrupted(trials)
     settings_keys: list[str] = []
@@ -142,7 +143,7 @@ def build_tuning(study, directory: Path) -> Report:
             csv_rows.append(dict(kind="setting", trial=t.number, param=key, setting=setting))
     sections = [
         Section(
-            "Trials (value: mean best-validation UWA over the tuning folds)",
+            f"Trials (value: mean best-validation {metric} over the tuning folds)",
             ["Trial", "State", "Value", *settings_keys, "Note"],
             rows,
         ),  # fmt: skip
@@ -178,9 +179,9 @@ def build_tuning(study, directory: Path) -> Report:
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     legend = [
-        "Value: the objective, mean over the tuning folds of the best validation UWA (the "
-        "paper's UWA: accuracy) of one run per fold; the test split is never evaluated while "
-        "tuning. Bold: the best trial.",
+        f"Value: the objective, mean over the tuning folds of the best validation {metric} "
+        "(the runs' selection metric; the paper's UWA is accuracy) of one run per fold; the "
+        "test split is never evaluated while tuning. Bold: the best trial.",
         "pruned: the trial's configuration is invalid (Note says why); fail: a run failed "
         "(Note); interrupted trials are retried with the same settings in the same folder.",
         f"Importances: {importance_note}.",

@@ -138,15 +138,22 @@ def as_override(key: str, value: Any) -> str:
     return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
 
 
+OBJECTIVES = {"val/uwa": "val_uwa", "val/wa": "val_wa", "val/wf1": "val_wf1", "val/f1": "val_f1"}
+"""The selection metrics a study can maximise, each with the record field of its best-validation
+value (``data.selection_metric``: IEMOCAP's val/uwa, MELD's val/wf1)."""
+
+
 @dataclass(frozen=True)
 class Settings:
-    """``tune.*`` of the composed configuration."""
+    """``tune.*`` of the composed configuration, and the objective: the run's selection metric
+    (``monitor.metric``), whose best-validation value is each fold run's score."""
 
     n_trials: int
     folds: tuple[int, ...]
     seed: int
     n_startup_trials: int
     space: list[Param]
+    objective: str = "val/uwa"
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Settings:
@@ -166,10 +173,17 @@ class Settings:
         space = parse_space(space_cfg, cfg)
         if any(p.type == "heads" for p in space):
             widths(space, cfg)  # a hidden size that gives no width is refused now
+        objective = str(cfg.monitor.metric)
+        if objective not in OBJECTIVES or cfg.monitor.mode != "max":
+            raise ConfigError(
+                f"monitor.metric={objective} (mode {cfg.monitor.mode}): a study maximises a "
+                f"validation score, one of {', '.join(OBJECTIVES)} with mode max"
+            )
         return cls(
             n_trials=n_trials,
             folds=folds,
             seed=int(tune.sampler.seed),
             n_startup_trials=int(tune.sampler.n_startup_trials),
             space=space,
+            objective=objective,
         )

@@ -42,6 +42,7 @@ def write_best(
         "seed": ident["seed"],
         "trial": best.number,
         "value": best.value,
+        "objective": ident.get("objective", "val/uwa"),
         "fold_scores": best.user_attrs.get("fold_scores"),
         "settings": best.user_attrs.get("values", {}),
         "n_trials": n_trials,

@@ -9,8 +9,10 @@ of the study, in ``Study.optimize`` with Optuna's heartbeat and retry
 (:mod:`selfcross.training.shared`). Each trial trains one ordinary run per tuning fold
 (``tune.folds``, the run's ``seed``) with :func:`selfcross.training.experiment.train_and_test`,
 in ``<study dir>/trials/<NNN>/fold<k>/``, with ``run_test: false``: the test split is never
-evaluated. The objective is the mean best-validation UWA over those folds (the record's
-``val_uwa``: the validation UWA of the best epoch, the one the checkpoint keeps).
+evaluated. The objective is the mean over those folds of the best-validation value of the runs'
+selection metric (``monitor.metric``, the dataset's ``selection_metric``: the record's ``val_uwa``
+for IEMOCAP, ``val_wf1`` for MELD; :data:`~selfcross.training.search.OBJECTIVES`), the value of
+the epoch the checkpoint keeps.
 
 Rerunning the same command continues the study: finished trials are kept (their runs are
 skipped as complete), a trial that was running when the process died is marked failed
@@ -45,7 +47,7 @@ from selfcross.config import (
     validate,
 )
 from selfcross.errors import ConfigError, DataError, Interrupted
-from selfcross.training.search import Settings, as_override, suggest
+from selfcross.training.search import OBJECTIVES, Settings, as_override, suggest
 from selfcross.training.shared import optimize_shared
 from selfcross.training.storage import (
     SQLITE,
@@ -124,7 +126,7 @@ def identity(cfg: DictConfig, settings: Settings) -> dict[str, Any]:
         "n_startup_trials": settings.n_startup_trials,
         "space": OmegaConf.to_container(cfg.tune.space, resolve=True),
         "base_config_hash": config_hash(run_cfg),
-    }
+    } | ({} if settings.objective == "val/uwa" else {"objective": settings.objective})
 
 
 # -- the study -----------------------------------------------------------------------------------
@@ -380,9 +382,11 @@ def _run_trial(trial, settings: Settings, base: DictConfig, directory: Path, run
             trial.set_user_attr("error", f"fold {fold}: {first}")
             return TrialState.FAIL, None
         record = outcome.record
-        score = None if record is None else record.val_uwa
+        score = None if record is None else getattr(record, OBJECTIVES[settings.objective])
         if score is None or not math.isfinite(score):
-            trial.set_user_attr("error", f"fold {fold}: no validation UWA ({outcome.status})")
+            trial.set_user_attr(
+                "error", f"fold {fold}: no {settings.objective} ({outcome.status})"
+            )
             return TrialState.FAIL, None
         scores.append(float(score))
         fingerprints[str(fold)] = str(record.data.fingerprint)

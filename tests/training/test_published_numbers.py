@@ -18,7 +18,7 @@ from selfcross.training import tuned as tuned_files
 from selfcross.training import tuning
 from selfcross.training.experiment import RunOutcome, train_and_test
 from tests.conftest import base_overrides
-from tests.training.test_tuning import only_space, tune_overrides
+from tests.helpers.tunekit import only_space, tune_overrides
 
 
 def test_the_test_split_is_the_fold_files_and_the_confusion_adds_up(tmp_path, data_dir):

@@ -10,7 +10,7 @@ from selfcross.errors import ConfigError
 from selfcross.training import study as stored
 from selfcross.training import tuning
 from tests.conftest import run_cli
-from tests.training.test_tuning import tune_overrides
+from tests.helpers.tunekit import tune_overrides
 
 
 def test_a_corrupt_study_db_is_one_line_in_tune_and_the_tuning_table(tmp_path, capsys):
@@ -63,7 +63,7 @@ def test_tuned_runs_refuse_a_study_of_other_data_unless_told(make_cfg, tmp_path)
     from selfcross.data.fingerprint import current_fingerprint
     from selfcross.training.tuned import apply_tuned
     from tests.helpers.foldkit import make_fold
-    from tests.training.test_tuning import write_best
+    from tests.helpers.tunekit import write_best
 
     root = tmp_path / "folds"
     make_fold(root / "fold01")

@@ -18,45 +18,7 @@ from selfcross.training import study as stored
 from selfcross.training import tuned as tuned_settings
 from selfcross.training.record import read_record
 from tests.conftest import run_cli
-
-
-def tune_overrides(tmp: Path, data_dir: Path, *extra: str) -> list[str]:
-    return [
-        "model=cross",
-        "modality=TA",
-        f"paths.data_dir={data_dir}",
-        "data.preset=tiny",
-        "trainer.max_epochs=1",
-        "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.accelerator=cpu",
-        "tune.folds=[1]",
-        f"hydra.sweep.dir={tmp / 'study'}",
-        *extra,
-    ]
-
-
-def load(tmp: Path) -> optuna.Study:
-    storage = f"sqlite:///{tmp / 'study' / stored.STUDY_DB}"
-    return optuna.load_study(study_name="study", storage=storage)
-
-
-class Calls:
-    """A stand-in for train_and_test that records its calls and can fail or stop on one."""
-
-    def __init__(self, fail_on: int | None = None, stop_after: int | None = None):
-        self.fail_on, self.stop_after = fail_on, stop_after
-        self.outcomes: list[experiment.RunOutcome] = []
-
-    def __call__(self, cfg):
-        if len(self.outcomes) == self.fail_on:
-            self.outcomes.append(None)
-            raise RuntimeError("loss is nan (a planted failure)")
-        outcome = experiment.train_and_test(cfg)
-        self.outcomes.append(outcome)
-        if len(self.outcomes) - 1 == self.stop_after:
-            raise KeyboardInterrupt  # the process is stopped right after this run
-        return outcome
+from tests.helpers.tunekit import Calls, load, only_space, tune_overrides, write_best
 
 
 def test_an_interrupted_study_continues_where_it_stopped(tmp_path, data_dir):
@@ -139,11 +101,6 @@ def test_the_poisoned_test_split_stops_an_ordinary_run(make_cfg, data_dir, poiso
         experiment.train_and_test(cfg)
 
 
-def only_space(space: str) -> list[str]:
-    """Overrides replacing the whole search space (``tune.space={..}`` alone would merge)."""
-    return ["~tune.space", f"+tune.space={space}"]
-
-
 def test_invalid_trials_are_pruned_and_the_study_goes_on(tmp_path, data_dir):
     space = only_space("{data.batch_size: {type: categorical, choices: [0]}}")
     overrides = tune_overrides(tmp_path, data_dir, "tune.n_trials=2", *space)
@@ -214,17 +171,6 @@ def test_a_bad_search_space_is_one_line(make_cfg, space, message):
     cfg = make_cfg("experiment=tune", *only_space(space))
     with pytest.raises(ConfigError, match=message):
         search.Settings.from_config(cfg)
-
-
-def write_best(folder: Path, **fields) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    best = {
-        "model": "cross", "modality": "TA", "trial": 7, "value": 0.61, "n_trials": 40,
-        "n_finished": 40, "settings": {"model.optimizer.lr": 0.0042, "model.network.hidden": 90,
-                                       "model.network.num_heads": 5, "data.batch_size": 16},
-    }  # fmt: skip
-    best.update(fields)
-    (folder / tuned_settings.BEST_FILE).write_text(json.dumps(best))
 
 
 def test_tuned_runs_take_the_best_settings_of_their_cells_study(make_cfg, tmp_path):

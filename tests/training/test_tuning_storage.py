@@ -15,7 +15,7 @@ from selfcross.training import tuning
 from selfcross.training.storage import masked_url, parse_storage, public_url, storage_failure
 from selfcross.training.workers import plan_workers
 from tests.conftest import run_cli
-from tests.training.test_tuning import tune_overrides
+from tests.helpers.tunekit import tune_overrides
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_slurm_workers_take_the_sweep_launchers_settings():
 
 
 def test_a_worker_stopped_by_ctrl_c_has_its_trial_retried_in_its_folder(tmp_path, data_dir):
-    from tests.training.test_tuning import Calls
+    from tests.helpers.tunekit import Calls
 
     journal = tmp_path / "journal.log"
     overrides = tune_overrides(tmp_path, data_dir, "tune.n_trials=2",
