@@ -59,6 +59,7 @@ def run_seed_group(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from selfcross.training import grouplog
     from selfcross.training.groupplan import job_subdir, member_cfg, sweep_member_dir
     from selfcross.training.grouprun import run_group
 
@@ -69,7 +70,13 @@ def run_seed_group(cfg: DictConfig) -> dict:
     else:
         dirs = {**GROUP_DIRS, seeds[0]: own}
     cfgs = [member_cfg(cfg, s, dirs[s]) for s in seeds]
-    statuses = [o.status for o in run_group(cfgs)]
+    hydra = HydraConfig.get()
+    with grouplog.mirrored_log(f"{hydra.job.name}.log", [dirs[s] for s in seeds[1:]]):
+        statuses = [o.status for o in run_group(cfgs)]
+    for seed, member, status in zip(seeds[1:], cfgs[1:], statuses[1:], strict=True):
+        if status == "done":  # the job's own folder has Hydra's files already
+            overrides = grouplog.member_overrides(list(hydra.overrides.task), seed)
+            grouplog.write_job_files(own, member, dirs[seed], overrides)
     status = "done" if "done" in statuses else statuses[0]
     return {"status": status, "members": statuses}
 

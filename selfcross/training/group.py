@@ -103,6 +103,8 @@ class Member:
     """A parameterless stand-in whose learning rate the member's scheduler adjusts."""
     scheduler: object | None
     history: list[dict] = field(default_factory=list)
+    train_values: list[dict] = field(default_factory=list)
+    """Per epoch, the training metrics a single run logs (``train/wa``, ...)."""
     best_score: float = -math.inf
     """The best checkpoint's score (``monitor.metric``, negated when minimised)."""
     stop_score: float = -math.inf
@@ -208,7 +210,7 @@ def end_of_epoch(member: Member, epoch: int, net: StackedNet, k: int, cfg: DictC
     entry = {"epoch": epoch, "lr": member.lr}
     if module.losses["train_"].update_called:
         entry["train/loss"] = float(module.losses["train_"].compute())
-    module._epoch_values("train")
+    member.train_values.append({k: float(v) for k, v in module._epoch_values("train").items()})
     entry.update({key: float(v) for key, v in values.items()})
     member.history.append(entry)
     metric, mode = cfg.monitor.metric, cfg.monitor.mode

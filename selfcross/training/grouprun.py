@@ -11,6 +11,7 @@ part of a run's configuration), and ``seed_group`` naming the seeds trained toge
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -22,9 +23,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from selfcross.config import check_output_folder, validate
+from selfcross.data.inputs import inputs_of, write_inputs
 from selfcross.errors import ConfigError
 from selfcross.models import count_parameters
-from selfcross.training import groupstate, resume, rundir
+from selfcross.training import grouplog, groupstate, resume, rundir
 from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_library_noise
 from selfcross.training.group import train_group
 from selfcross.training.record import RESULT_FILE, write_record
@@ -95,6 +97,8 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     seeds = [int(cfgs[i].seed) for i in todo]
+    inputs = inputs_of(datamodule)  # read before training: a bad vocab.json stops it early
+    steps = math.ceil(len(datamodule.datasets["train"]) / datamodule.batch_size)
     fingerprint = str(datamodule.fold_data.fingerprint)
     saved = {}
     for i in todo:
@@ -132,6 +136,8 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
                          digest=resume.config_hash(cfg), gpu=None)  # fmt: skip
         record = dataclasses.replace(record, seed_group=seeds)
         best = groupstate.write_best(dirs[i], member)
+        write_inputs(dirs[i], inputs)  # what selfcross.predict needs
+        grouplog.write_loggers(cfg, record, member.train_values, steps, module.best_metric)
         outcomes[i] = RunOutcome("done", record, write_record(dirs[i], record))
         resume.prune_checkpoints(dirs[i], cfg.resume.keep_checkpoints, str(best))
     return outcomes

@@ -52,6 +52,7 @@ def member_checkpoint(member, k: int, net, optimizer, epoch: int) -> dict:
             "lr": member.lr,
             "scheduler": None if member.scheduler is None else member.scheduler.state_dict(),
             "history": member.history,
+            "train_values": member.train_values,
             "best_score": member.best_score,
             "stop_score": member.stop_score,
             "best_epoch": member.best_epoch,
@@ -100,6 +101,7 @@ def restore_network(member, saved: dict) -> None:
     member.stream.generator.set_state(saved["seed_group"]["generator"])
     group = saved["seed_group"]
     member.history = list(group["history"])
+    member.train_values = list(group["train_values"])
     member.best_score, member.stop_score = group["best_score"], group["stop_score"]
     member.best_epoch, member.best_state = group["best_epoch"], group["best_state"]
     member.wait, member.stopped = group["wait"], group["stopped"]
