@@ -133,3 +133,34 @@ def test_a_single_run_group_writes_each_seeds_own_folder(tmp_path):
     assert refused.stderr.strip().splitlines()[-1] == (
         "error: seed_group=[4, 3]: the first seed must be seed=1"
     )
+
+
+def test_a_failed_group_counts_each_of_its_members(tmp_path):
+    from tests.helpers.foldkit import SHAPES, make_fold
+
+    make_fold(tmp_path / "folds" / "fold01")  # fold02 is missing: its group fails
+    shapes = [f"data.shapes.{m}.{k}={v}" for m, s in SHAPES.items() for k, v in s.items()
+              if v is not None]  # fmt: skip
+    proc = run_cli("selfcross.run", "-m", "fold=1,2", "seed=1,2", "seed_group=2", "data=iemocap",
+                   f"data.root={tmp_path / 'folds'}", *shapes, *TINY[:3],
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}")  # fmt: skip
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "the 4 runs train as 2 jobs" in out and "finished: 2 run, 2 failed" in out
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: 2 of 4 jobs failed")
+    assert sorted(_records(tmp_path / "sweep")) == [1, 2]
+
+
+def test_auto_in_a_sweep_measures_once_and_a_list_is_refused(make_cfg, monkeypatch):
+    from hydra_plugins.selfcross_plugins import sweeper
+    from selfcross.training import groupplan
+
+    cfg = make_cfg(*TINY, "data.preset=tiny", "seed_group=auto")
+    assert groupplan.memory_budget() > 0
+    monkeypatch.setattr(groupplan, "memory_budget", lambda: group_bytes(cfg, 2))
+    assert sweeper.sweep_group_size(cfg) == 2
+    cfg.seed_group = 4
+    assert sweeper.sweep_group_size(cfg) == 4
+    cfg.seed_group = [1, 2]
+    with pytest.raises(ConfigError, match="a sweep takes a count or auto, not a list"):
+        sweeper.sweep_group_size(cfg)
