@@ -29,6 +29,7 @@ from selfcross.config import (
     validate,
 )
 from selfcross.training.experiment import train_and_test
+from selfcross.training.groupplan import member_seeds
 from selfcross.training.resume import config_hash
 from selfcross.training.rundir import check_owned
 from selfcross.training.tuned import apply_tuned
@@ -40,11 +41,45 @@ from selfcross.utils.hydra_files import raise_hydra_write_error
 def main(cfg: DictConfig) -> dict:
     with user_errors():
         raise_hydra_write_error()  # .hydra/*.yaml could not be written (a full disk)
+        if member_seeds(cfg) is not None:
+            return run_seed_group(cfg)
         outcome = train_and_test(cfg)
     record = outcome.record
     if record is None:  # run by another process
         return {"status": outcome.status}
     return {"status": outcome.status, "test_wa": record.test_wa, "test_uwa": record.test_uwa}
+
+
+GROUP_DIRS: dict[int, Path] = {}
+"""A single run's seed group: each member's folder (:func:`check_before_hydra`)."""
+
+
+def run_seed_group(cfg: DictConfig) -> dict:
+    """``seed_group``: the job's seeds trained as one group, each member in its own folder (a
+    sweep's subfolder of its seed, or a single run's folder); one status per member."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from selfcross.training import grouplog
+    from selfcross.training.groupplan import job_subdir, member_cfg, sweep_member_dir
+    from selfcross.training.grouprun import run_group
+
+    seeds, own = member_seeds(cfg), Path(str(cfg.paths.output_dir))
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        subdir = job_subdir(cfg)
+        dirs = {s: sweep_member_dir(own, subdir, seeds[0], s) for s in seeds}
+    else:
+        dirs = {**GROUP_DIRS, seeds[0]: own}
+    cfgs = [member_cfg(cfg, s, dirs[s]) for s in seeds]
+    hydra = HydraConfig.get()
+    with grouplog.mirrored_log(f"{hydra.job.name}.log", [dirs[s] for s in seeds[1:]]):
+        statuses = [o.status for o in run_group(cfgs)]
+    for seed, member, status in zip(seeds[1:], cfgs[1:], statuses[1:], strict=True):
+        if status == "done":  # the job's own folder has Hydra's files already
+            overrides = grouplog.member_overrides(list(hydra.overrides.task), seed)
+            grouplog.write_job_files(own, member, dirs[seed], overrides)
+    status = "done" if "done" in statuses else statuses[0]
+    return {"status": status, "members": statuses}
 
 
 def single_run_dir(first: DictConfig, argv: list[str]) -> Path | None:
@@ -71,6 +106,9 @@ def check_before_hydra(argv: list[str]) -> Path | None:
         return None
     named = str(first.hydra.run.dir)
     run_dir = single_run_dir(first, argv) or Path(named)
+    seeds = member_seeds(first)
+    if seeds is not None:
+        return check_group_dirs(first, argv, seeds, run_dir)
     check_output_folder("hydra.run.dir", run_dir)
     check_owned(run_dir, first.resume.allow_foreign_dir)
     with open_dict(first):
@@ -78,6 +116,29 @@ def check_before_hydra(argv: list[str]) -> Path | None:
     validate(apply_tuned(first))
     atomic.make_folder(run_dir)  # here, not in Hydra: a full disk is one line, not a traceback
     return run_dir if str(run_dir) != named else None
+
+
+def check_group_dirs(first: DictConfig, argv: list[str], seeds: list[int], run_dir: Path):
+    """A single run's seed group: each member's own folder (as its single run names it),
+    checked, and every member's configuration validated; returns the first member's."""
+    from omegaconf import OmegaConf
+
+    from selfcross.errors import ConfigError
+
+    if single_run_dir(first, argv) is None:
+        raise ConfigError("hydra.run.dir: names one folder; a seed group writes one per seed")
+    GROUP_DIRS.clear()
+    for seed in seeds:
+        member = OmegaConf.create(OmegaConf.to_container(first, resolve=False))
+        with open_dict(member):
+            member.seed = seed
+        GROUP_DIRS[seed] = single_run_dir(member, argv).absolute()
+        check_output_folder("hydra.run.dir", GROUP_DIRS[seed])
+        check_owned(GROUP_DIRS[seed], first.resume.allow_foreign_dir)
+        with open_dict(member):
+            del member["hydra"]
+        validate(apply_tuned(member))
+    return run_dir
 
 
 if __name__ == "__main__":

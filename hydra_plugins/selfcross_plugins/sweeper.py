@@ -104,6 +104,42 @@ class Progress:
         self.done += 1
 
 
+def sweep_group_size(cfg) -> int:
+    """``seed_group`` of a sweep: its count, or for ``auto`` the largest that fits (measured
+    once, on the first job's configuration)."""
+    from selfcross.errors import ConfigError
+    from selfcross.training.groupplan import auto_size, group_value, memory_budget
+
+    value = group_value(cfg)
+    if isinstance(value, list):
+        raise ConfigError(f"seed_group={value}: a sweep takes a count or auto, not a list")
+    if value != "auto":
+        return value
+    size = auto_size(cfg, memory_budget())
+    log.info("seed_group=auto: groups of %d seeds fit the memory", size)
+    return size
+
+
+def _is_seed(override: str, key: str) -> bool:
+    return override.lstrip("+~").split("=", 1)[0] == key
+
+
+def group_jobs(jobs: list[list[str]], seeds: list[int], size: int):
+    """The jobs of one cell (every override but the seed) in groups of up to ``size`` seeds,
+    one job each (``seed_group=[s1,...]``, ``seed=s1``); returns the jobs and their run counts."""
+    from selfcross.training.groupplan import form_groups
+
+    cells = [tuple(o for o in job if not _is_seed(o, "seed")
+                   and not _is_seed(o, "seed_group")) for job in jobs]  # fmt: skip
+    grouped, members = [], []
+    for group in form_groups(seeds, cells, size):
+        listed = ",".join(str(seeds[i]) for i in group)
+        first = [o for o in jobs[group[0]] if not _is_seed(o, "seed_group")]
+        grouped.append([*first, f"seed_group=[{listed}]"])
+        members.append(len(group))
+    return grouped, members
+
+
 class SelfcrossSweeper(BasicSweeper):
     def __init__(
         self,
@@ -141,7 +177,8 @@ class SelfcrossSweeper(BasicSweeper):
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         jobs = self.split_arguments(overrides, None)[0]
         todo, invalid, complete = [], [], 0
-        self.todo_runs = []  # (folder, config hash) of each job to run
+        self.todo_runs = []  # (folder, config hash) of each run to do
+        self.seeds, group_size = [], None
         loader = self.hydra_context.config_loader
         progress = Progress(len(jobs))
         for job in jobs:
@@ -164,6 +201,9 @@ class SelfcrossSweeper(BasicSweeper):
                 continue
             todo.append(list(job))
             self.todo_runs.append((out_dir, config_hash(cfg)))
+            self.seeds.append(int(cfg.seed))
+            if group_size is None and cfg.get("seed_group") is not None:
+                group_size = sweep_group_size(cfg)
         if invalid and not self.skip_invalid:
             first_job, first_error = invalid[0]
             raise ConfigError(
@@ -172,6 +212,10 @@ class SelfcrossSweeper(BasicSweeper):
             )
         for job, error in invalid:
             log.info("Skipping an invalid combination [%s]: %s", _describe(job), error)
+        todo = self._make_job_folders(todo)
+        self.members = [1] * len(todo)  # runs per job
+        if group_size is not None:
+            todo, self.members = group_jobs(todo, self.seeds, group_size)
         return todo, len(invalid), complete
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -188,21 +232,20 @@ class SelfcrossSweeper(BasicSweeper):
             atomic.save_yaml(self.config, sweep_dir / "multirun.yaml")
         except SelfcrossError as err:
             log.warning("%s", err)
+        n_runs = sum(self.members) + len(self.unmade)
         log.info(
             "Sweep %s: %d jobs to run, %d already complete, %d invalid skipped",
             sweep_dir,
-            len(todo),
+            n_runs,
             n_complete,
             n_invalid,
         )
-        failed = self._make_job_folders(todo)
-        launchable = [job for job in todo if job not in [f for f, _ in failed]]
-        batches = (
-            list(self.split_overrides_to_chunks(launchable, self.max_batch_size))
-            if launchable
-            else []
-        )
-        returns, busy, job_idx = [], 0, 0
+        if sum(self.members) != len(todo):
+            log.info("Seed groups: the %d runs train as %d jobs", sum(self.members), len(todo))
+        sizes = dict(zip(map(tuple, todo), self.members, strict=True))
+        batches = list(self.split_overrides_to_chunks(todo, self.max_batch_size)) if todo else []
+        failed = list(self.unmade)  # runs whose folder could not be created: not launched
+        returns, busy, job_idx, n_failed = [], 0, 0, len(failed)
         done_elsewhere = 0  # jobs another process finished between the checks and the launch
         guard = signals.interruptible()  # SIGTERM/SIGINT between jobs as well as in them
         guard.__enter__()
@@ -218,15 +261,18 @@ class SelfcrossSweeper(BasicSweeper):
                         error = result._return_value
                         first = str(error).splitlines()[0] if str(error) else repr(error)
                         log_path = _job_log(result)
-                        failed.append((job, f"{first}; log: {log_path}" if log_path else first))
-                    elif (result._return_value or {}).get("status") == "busy":
-                        busy += 1
-                    elif (result._return_value or {}).get("status") == "skipped":
-                        done_elsewhere += 1
+                        message = f"{first}; log: {log_path}" if log_path else first
+                        failed.append((job, message))
+                        n_failed += sizes[tuple(job)]
+                        continue
+                    value = result._return_value or {}
+                    statuses = value.get("members") or [value.get("status")]
+                    busy += statuses.count("busy")
+                    done_elsewhere += statuses.count("skipped")
                 job_idx += len(batch)
                 returns.append(results)
         except (KeyboardInterrupt, SystemExit, Interrupted) as stop:
-            self._interrupted(stop, sweep_dir, len(todo), n_complete)
+            self._interrupted(stop, sweep_dir, len(self.todo_runs), n_complete)
         finally:
             guard.__exit__(None, None, None)
         for job, error in failed:
@@ -235,8 +281,8 @@ class SelfcrossSweeper(BasicSweeper):
             "Sweep %s finished: %d run, %d failed, %d running in another process, "
             "%d already complete, %d invalid skipped",
             sweep_dir,
-            len(todo) - len(failed) - busy - done_elsewhere,
-            len(failed),
+            n_runs - n_failed - busy - done_elsewhere,
+            n_failed,
             busy,
             n_complete + done_elsewhere,
             n_invalid,
@@ -244,29 +290,35 @@ class SelfcrossSweeper(BasicSweeper):
         if failed:
             _exit_with(
                 SweepFailed(
-                    f"{len(failed)} of {len(todo)} jobs failed (first: "
+                    f"{n_failed} of {n_runs} jobs failed (first: "
                     f"[{_describe(failed[0][0])}]: {failed[0][1]}); rerun the same command to "
                     "retry them, finished jobs are kept"
                 )
             )
         return returns
 
-    def _make_job_folders(self, todo: list[list[str]]) -> list[tuple[list[str], str]]:
-        """Create every job's folder (and so the sweep's) before launching any, and return the
-        jobs whose folder cannot be created, each with its one line. Hydra's launchers create
-        these folders outside a job's error handling, where a full disk (no blocks or no inodes
-        left) ended the whole sweep with a traceback and no summary; created here, a folder
-        that cannot be made fails its own job, which is then not launched."""
+    def _make_job_folders(self, todo: list[list[str]]) -> list[list[str]]:
+        """Create every run's folder (and so the sweep's) before launching any; returns the
+        runs whose folder exists, and keeps the others in ``self.unmade`` with their one line.
+        Hydra's launchers create these folders outside a job's error handling, where a full
+        disk (no blocks or no inodes left) ended the whole sweep with a traceback and no
+        summary; created here, a folder that cannot be made fails its own run, which is then
+        not launched (nor grouped)."""
         from selfcross.errors import WriteError
         from selfcross.utils import atomic
 
-        failed = []
-        for job, (out_dir, _) in zip(todo, self.todo_runs, strict=True):
+        kept, runs, seeds, self.unmade = [], [], [], []
+        for job, run, seed in zip(todo, self.todo_runs, self.seeds, strict=True):
             try:
-                atomic.make_folder(out_dir)
+                atomic.make_folder(run[0])
             except WriteError as err:
-                failed.append((job, str(err)))
-        return failed
+                self.unmade.append((job, str(err)))
+                continue
+            kept.append(job)
+            runs.append(run)
+            seeds.append(seed)
+        self.todo_runs, self.seeds = runs, seeds
+        return kept
 
     def _interrupted(self, stop: BaseException, sweep_dir: Path, n_todo: int, n_complete: int):
         """The summary of a sweep stopped by a signal (in a job or between jobs), and its exit

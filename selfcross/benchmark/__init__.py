@@ -7,5 +7,6 @@ reference code's way of computing, layer by layer, and projecting Table 1's wall
 - :mod:`.network`: one JSON row per (model, modality), and the sweep over Table 1's cells.
 - :mod:`.layers`: the per-layer profile of a tri-modal Cross+Self network.
 - :mod:`.projection`: IEMOCAP epoch seconds and the wall time of Table 1.
+- :mod:`.group`: ``--seed-group K``, a seed group against its K single runs.
 - :mod:`.report`: the rows as a readable table.
 """

@@ -10,7 +10,8 @@ parameters or draws dropout replaced by its stacked form, so the forward pass is
   (each member has its own shuffling), and so is every activation;
 - ``nn.Linear`` and ``nn.LayerNorm`` become one batched matmul (normalisation) over [K, ...]
   weights; the encoders' time-wise convolution a batched matmul; the bi-GRU steps all members
-  and both directions together (2K recurrences of one batched matmul per step);
+  and both directions together (2K recurrences of one batched matmul per step; on CPU with
+  ``fused_gru`` the fused kernel of :mod:`selfcross.models.stgru`);
 - attention projects all members at once and attends over K * B sequences; with dropout in
   training each member's weights are dropped with its own stream, by the blocked kernel (with
   the member's generator) or on the explicit weights;
@@ -34,6 +35,7 @@ from selfcross.models.attention import CrossModalAttention
 from selfcross.models.encoders import ModalityEncoder
 from selfcross.models.kernels import blocked_dropout_attention
 from selfcross.models.networks import EmotionNet
+from selfcross.models.stgru import stacked_fused_bigru
 from selfcross.models.streams import SeedStream
 
 
@@ -120,6 +122,7 @@ class StackedEncoder(StackedModule):
             drop.p if isinstance(drop, nn.Dropout) else 0.0, streams
         )
         self.names = {}
+        self.fused = bool(first.fused_gru)
         self.has_conv = first.conv is not None
         if self.has_conv:
             self.conv_weight = _stack([e.conv.weight[..., 0] for e in encoders])  # [K, O, S]
@@ -151,6 +154,9 @@ class StackedEncoder(StackedModule):
                 x.view(k, b, s, d).transpose(1, 2).reshape(k, s, b * d),
             )
             x = mixed.view(k, -1, b, d).transpose(1, 2).reshape(k * b, -1, d)
+        if self.fused and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+            return stacked_fused_bigru(x, self.weight_ih, self.weight_hh, self.bias_ih,
+                                       self.bias_hh)  # fmt: skip
         return self.recurrent(x)
 
     def recurrent(self, x: Tensor) -> Tensor:

@@ -103,6 +103,8 @@ class Member:
     """A parameterless stand-in whose learning rate the member's scheduler adjusts."""
     scheduler: object | None
     history: list[dict] = field(default_factory=list)
+    train_values: list[dict] = field(default_factory=list)
+    """Per epoch, the training metrics a single run logs (``train/wa``, ...)."""
     best_score: float = -math.inf
     """The best checkpoint's score (``monitor.metric``, negated when minimised)."""
     stop_score: float = -math.inf
@@ -112,14 +114,21 @@ class Member:
     wait: int = 0
     stopped: bool = False
     test_report: dict = field(default_factory=dict)
+    done_epochs: int = 0
+    """Epochs trained before this process (a resumed member)."""
+    idle: bool = False
+    """Frozen this epoch: stopped early, or still catching up with its saved epoch."""
 
     @property
     def lr(self) -> float:
         return self.schedule.param_groups[0]["lr"]
 
 
-def build_members(cfg: DictConfig, seeds: Sequence[int]) -> tuple[list[Member], StackedNet]:
-    """Each seed's module built from its stream (its initialisation), and the stacked network."""
+def build_members(cfg: DictConfig, seeds: Sequence[int], saved=None):
+    """Each seed's module built from its stream (its initialisation; a resumed member's saved
+    weights and stream), and the stacked network."""
+    from selfcross.training import groupstate
+
     members = []
     for seed in seeds:
         stream = SeedStream(seed)
@@ -129,6 +138,8 @@ def build_members(cfg: DictConfig, seeds: Sequence[int]) -> tuple[list[Member], 
         factory = module.scheduler_factory
         scheduler = factory(optimizer=schedule) if factory is not None else None
         members.append(Member(seed, module, stream, schedule, scheduler))
+        if saved and seed in saved:
+            groupstate.restore_network(members[-1], saved[seed])
     net = stack_networks([m.module.network for m in members], [m.stream for m in members])
     return members, net
 
@@ -158,7 +169,7 @@ def train_epoch(members: list[Member], net: StackedNet, optimizer: StackedAdam, 
     size = datamodule.batch_size
     orders = [
         torch.arange(len(train)).split(size)
-        if m.stopped
+        if m.idle
         else m.stream.epoch_batches(len(train), size)
         for m in members
     ]
@@ -171,9 +182,9 @@ def train_epoch(members: list[Member], net: StackedNet, optimizer: StackedAdam, 
         losses = [F.cross_entropy(lg, t) for lg, t in zip(logits_k, target_k, strict=True)]
         optimizer.zero_grad()
         torch.stack(losses).sum().backward()
-        optimizer.step([m.lr for m in members], [not m.stopped for m in members])
+        optimizer.step([m.lr for m in members], [not m.idle for m in members])
         for m, lg, t, loss in zip(members, logits_k, target_k, losses, strict=True):
-            if not m.stopped:
+            if not m.idle:
                 _update(m, "train", lg, t, loss)
 
 
@@ -187,7 +198,7 @@ def evaluate(members: list[Member], net: StackedNet, split, batch_size: int, sta
         batch = _batch(split, [rows] * k)
         logits = net(batch).float().view(k, len(rows), -1)
         for m, lg in zip(members, logits, strict=True):
-            if not m.stopped or stage == "test":
+            if not m.idle or stage == "test":
                 t = split.labels.index_select(0, rows)
                 _update(m, stage, lg, t, F.cross_entropy(lg, t))
 
@@ -199,7 +210,7 @@ def end_of_epoch(member: Member, epoch: int, net: StackedNet, k: int, cfg: DictC
     entry = {"epoch": epoch, "lr": member.lr}
     if module.losses["train_"].update_called:
         entry["train/loss"] = float(module.losses["train_"].compute())
-    module._epoch_values("train")
+    member.train_values.append({k: float(v) for k, v in module._epoch_values("train").items()})
     entry.update({key: float(v) for key, v in values.items()})
     member.history.append(entry)
     metric, mode = cfg.monitor.metric, cfg.monitor.mode
@@ -219,28 +230,44 @@ def end_of_epoch(member: Member, epoch: int, net: StackedNet, k: int, cfg: DictC
         member.scheduler.step(values[module.scheduler_monitor])
 
 
-def train_group(cfg: DictConfig, seeds: Sequence[int], datamodule=None) -> list[Member]:
+def train_group(cfg: DictConfig, seeds: Sequence[int], datamodule=None, saved=None,
+                on_epoch=None) -> list[Member]:  # fmt: skip
     """Train the seeds of ``cfg`` (one model, modality and fold) as one group and test each
     member's best epoch; returns the members with their histories and test reports.
-    ``datamodule``: the fold's, set up (default: built from ``cfg.data``)."""
+    ``datamodule``: the fold's, set up (default: built from ``cfg.data``). ``saved``: per
+    seed, the state a killed group saved (:mod:`selfcross.training.groupstate`), from which that
+    member continues. ``on_epoch(members, net, optimizer, epoch)``: after each epoch (the
+    members' checkpoints)."""
+    from selfcross.training import groupstate
+
     if datamodule is None:
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
         datamodule.setup("fit")
-    members, net = build_members(cfg, seeds)
+    saved = saved or {}
+    members, net = build_members(cfg, seeds, saved)
     optimizer = group_optimizer(cfg, net.parameters(), len(members))
+    for k, m in enumerate(members):
+        if m.seed in saved:
+            groupstate.restore_optimizer(optimizer, k, saved[m.seed])
     dev = datamodule.datasets["dev"]
     for epoch in range(1, int(cfg.trainer.max_epochs) + 1):
+        for m in members:
+            m.idle = m.stopped or epoch <= m.done_epochs
         if all(m.stopped for m in members):
             break
+        if all(m.idle for m in members):  # resumed members catching up with their epoch
+            continue
         train_epoch(members, net, optimizer, datamodule)
         for m in members:
-            if not m.stopped:
+            if not m.idle:
                 m.stream.validation_pass()
         evaluate(members, net, dev, datamodule.eval_batch_size, "val")
         for k, m in enumerate(members):
-            if not m.stopped:
+            if not m.idle:
                 end_of_epoch(m, epoch, net, k, cfg)
+        if on_epoch is not None:
+            on_epoch(members, net, optimizer, epoch)
     if cfg.get("run_test", True):
         test_members(members, datamodule)
     return members

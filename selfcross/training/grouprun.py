@@ -11,6 +11,7 @@ part of a run's configuration), and ``seed_group`` naming the seeds trained toge
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -22,9 +23,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from selfcross.config import check_output_folder, validate
+from selfcross.data.inputs import inputs_of, write_inputs
 from selfcross.errors import ConfigError
 from selfcross.models import count_parameters
-from selfcross.training import resume, rundir
+from selfcross.training import grouplog, groupstate, resume, rundir
 from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_library_noise
 from selfcross.training.group import train_group
 from selfcross.training.record import RESULT_FILE, write_record
@@ -95,8 +97,29 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     seeds = [int(cfgs[i].seed) for i in todo]
+    inputs = inputs_of(datamodule)  # read before training: a bad vocab.json stops it early
+    steps = math.ceil(len(datamodule.datasets["train"]) / datamodule.batch_size)
+    fingerprint = str(datamodule.fold_data.fingerprint)
+    saved = {}
+    for i in todo:
+        digest = resume.config_hash(cfgs[i])
+        state = None
+        if cfgs[i].resume.from_checkpoint:
+            state = groupstate.load_member(dirs[i], digest, fingerprint)
+        if state is not None:
+            saved[int(cfgs[i].seed)] = state
+            print(f"resuming seed {cfgs[i].seed} after epoch {state['epoch']}: "
+                  f"{groupstate.last_path(dirs[i])}", flush=True)  # fmt: skip
+        resume.mark_checkpoints(dirs[i], digest, fingerprint)
+    folders = [dirs[i] for i in todo]
+
+    def save_epoch(members, net, optimizer, epoch: int) -> None:
+        for k, (member, folder) in enumerate(zip(members, folders, strict=True)):
+            if not member.idle:
+                groupstate.save_member(folder, member, k, net, optimizer, epoch)
+
     started = time.perf_counter()
-    members = train_group(first, seeds, datamodule)
+    members = train_group(first, seeds, datamodule, saved, on_epoch=save_epoch)
     seconds = time.perf_counter() - started
     trainer = SimpleNamespace(
         strategy=SimpleNamespace(root_device=torch.device("cpu")),
@@ -107,9 +130,14 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
         cfg, module = cfgs[i], member.module
         module.history, module.test_report = member.history, member.test_report
         timing = Timing(seconds, 0.0, member.best_epoch)
-        record = _record(cfg, trainer, datamodule, module, timing, None,
+        resumed = groupstate.last_path(dirs[i]) if member.seed in saved else None
+        record = _record(cfg, trainer, datamodule, module, timing, resumed,
                          n_params=count_parameters(module.network),
                          digest=resume.config_hash(cfg), gpu=None)  # fmt: skip
         record = dataclasses.replace(record, seed_group=seeds)
+        best = groupstate.write_best(dirs[i], member)
+        write_inputs(dirs[i], inputs)  # what selfcross.predict needs
+        grouplog.write_loggers(cfg, record, member.train_values, steps, module.best_metric)
         outcomes[i] = RunOutcome("done", record, write_record(dirs[i], record))
+        resume.prune_checkpoints(dirs[i], cfg.resume.keep_checkpoints, str(best))
     return outcomes

@@ -29,7 +29,7 @@ log = logging.getLogger("selfcross")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT = "best.ckpt"
-NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads", "cell")
+NOT_HASHED = ("hydra", "logger", "sweep_name", "resume", "threads", "cell", "seed_group")
 """Top-level keys that do not change a run's results."""
 NOT_HASHED_TRAINER = ("enable_progress_bar", "log_every_n_steps", "enable_model_summary")
 NOT_HASHED_DATA = (
