@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, component_missing
 
 SCRIPT = REPO / "scripts" / "postgres-local.sh"
 
@@ -40,7 +40,7 @@ def postgres():
     install = os.environ.get("CI") == "true" or os.environ.get("SELFCROSS_POSTGRES_INSTALL") == "1"
     have = any(Path("/usr/lib/postgresql").glob("*/bin/initdb")) or shutil.which("initdb")
     if not have and not (install and shutil.which("apt-get") and os.geteuid() == 0):
-        pytest.skip(
+        component_missing(
             "PostgreSQL is not installed; install the Debian package postgresql or set "
             "SELFCROSS_POSTGRES_INSTALL=1 to let scripts/postgres-local.sh apt-get it"
         )

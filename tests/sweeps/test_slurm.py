@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, component_missing, run_cli
 from tests.helpers.foldkit import SHAPES, make_fold
 
 pytestmark = pytest.mark.slurm
@@ -39,12 +39,14 @@ def launcher(**extra) -> list[str]:
 def slurm_cluster():
     """A running local cluster; yields the environment that reaches it."""
     if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (slurmd); run `sudo make test-slurm`")
+        component_missing(
+            "the local SLURM cluster needs root (slurmd); run `sudo make test-slurm`"
+        )
     install = os.environ.get("CI") == "true" or os.environ.get("SELFCROSS_SLURM_INSTALL") == "1"
     have = all(shutil.which(p, path=os.environ["PATH"] + ":/usr/sbin:/sbin")
                for p in ("slurmctld", "slurmd", "munged", "sbatch"))  # fmt: skip
     if not have and not (install and shutil.which("apt-get")):
-        pytest.skip(
+        component_missing(
             "SLURM is not installed (slurmctld, slurmd, slurm-client, munge); install them or "
             "set SELFCROSS_SLURM_INSTALL=1 to let scripts/slurm-local.sh apt-get them"
         )
@@ -59,7 +61,7 @@ def slurm_cluster():
     started = time.monotonic()
     proc = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True)
     if proc.returncode != 0 and "apt-get install" in proc.stderr:
-        pytest.skip(f"the SLURM packages could not be installed: {proc.stderr.strip()}")
+        component_missing(f"the SLURM packages could not be installed: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     print(f"\nlocal SLURM cluster up in {time.monotonic() - started:.1f} s: "
           f"{proc.stderr.strip().splitlines()[-1]}")  # fmt: skip
