@@ -3,7 +3,8 @@
 Marked ``slurm``: ``make test-slurm`` runs them, ``make test`` does not. The session fixture
 starts a throwaway cluster (as root) and stops it; the SLURM packages are installed with
 apt-get only when ``CI=true`` or ``SELFCROSS_SLURM_INSTALL=1``, otherwise their absence skips
-the tests. The cluster has no accounting, so ``sacct`` fails as on many small clusters.
+the tests (under CI it fails them). The cluster has no accounting, so ``sacct`` fails as on
+many small clusters.
 """
 
 from __future__ import annotations
