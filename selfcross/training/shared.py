@@ -51,14 +51,17 @@ def optimize_shared(study, settings, base, directory: Path, storage: str, run_tr
     worker = int(os.environ.get(WORKER_ENV) or 0)
 
     def reseed() -> int:
-        # seeded as a single-process study is (seed + trials done), apart per worker: two
-        # workers that start a trial at the same count draw different settings
-        done = n_counted(study.get_trials(deepcopy=False))
+        # Seeded by the study's trial count (with no failure: its finished trials, as a
+        # single-process study seeds), apart per worker. TPE's start-up draws depend on the
+        # seed alone, so no two draws of the study may share one: counting every trial (a
+        # killed worker's RUNNING one included) keeps a new worker 0 from drawing the killed
+        # worker's settings again while that trial waits to be found stale and retried.
+        trials = study.get_trials(deepcopy=False)
         study.sampler = optuna.samplers.TPESampler(
-            seed=settings.seed + done + WORKER_SEED_STRIDE * worker,
+            seed=settings.seed + len(trials) + WORKER_SEED_STRIDE * worker,
             n_startup_trials=settings.n_startup_trials,
         )
-        return done
+        return n_counted(trials)
 
     def objective(trial):
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)

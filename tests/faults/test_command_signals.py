@@ -12,7 +12,7 @@ import pytest
 
 from selfcross.config import compose
 from selfcross.training.experiment import train_and_test
-from tests.conftest import base_overrides, run_cli
+from tests.conftest import REPO, base_overrides, run_cli
 from tests.faults.signalkit import launch
 from tests.helpers.preparekit import make_release, overrides
 from tests.helpers.reportkit import GRID, TV_CROSS, TV_SELF, write_cell
@@ -166,9 +166,13 @@ def test_a_local_gpus_sweep_stops_its_workers_and_resumes(tmp_path, data_dir, si
             "callbacks.early_stopping.patience=100", "trainer.enable_progress_bar=false",
             "hydra/launcher=local_gpus", f"paths.data_dir={data_dir}",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "selfcross.run", *args], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # through signalkit with no hook armed: it starts SIGINT at Python's default handler, as a
+    # terminal's foreground job has it (a background job of a script would ignore SIGINT)
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", "PYTHONPATH": path}
+    command = [sys.executable, "-m", "tests.faults.signalkit", "none", signame, "selfcross.run"]
+    proc = subprocess.Popen([*command, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
 
     def epochs(job) -> int:  # validation rows in the job's CSV log
