@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,15 @@ def data_dir(tmp_path_factory) -> Path:
         Path(kept).mkdir(parents=True, exist_ok=True)
         return Path(kept)
     return tmp_path_factory.mktemp("data")
+
+
+def pytest_configure(config) -> None:
+    """The suite runs as from a terminal: Ctrl-C (SIGINT) at Python's default handler. Started
+    as a background job of a script (``make test &`` in a non-interactive shell), pytest and
+    every command a test starts would inherit SIGINT ignored, and the tests of Ctrl-C would
+    fail; the commands keep an ignored SIGINT ignored on purpose (utils/signals.py)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def component_missing(reason: str) -> None:
