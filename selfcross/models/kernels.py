@@ -169,47 +169,95 @@ def blocked_dropout_attention(
     return _BlockedDropoutAttention.apply(q, k, v, p, block, generator, bias)
 
 
+def gru_steps(x_dirs: Tensor, w_ih, w_hh, b_ih, b_hh) -> tuple[Tensor, ...]:
+    """D GRU recurrences stepped together (a bi-GRU's two directions, or a seed group's 2K):
+    x_dirs [D, T, B, In] time-major in each recurrence's own order, weights [D, ...]. Returns
+    what the backward pass needs: hs [T + 1, D, B, H] (hs[0] the zero initial state), the
+    hidden projections gh [T, D, B, 3H], the gates r and z as rz [T, D, B, 2H] and the
+    candidate states new [T, D, B, H]. Seven ops per step on [D, B, H], none recorded."""
+    recurrences, steps, batch, dim = x_dirs.shape
+    hidden = w_hh.shape[-1]
+    # All input projections in one matmul: gi [D, T, B, 3H].
+    gi = torch.baddbmm(
+        b_ih.unsqueeze(1), x_dirs.view(recurrences, steps * batch, dim), w_ih.transpose(1, 2)
+    ).view(recurrences, steps, batch, 3 * hidden)
+    w_hh_t = w_hh.transpose(1, 2)
+    bias_hh = b_hh.unsqueeze(1)
+    hs = x_dirs.new_zeros(steps + 1, recurrences, batch, hidden)
+    gh = x_dirs.new_empty(steps, recurrences, batch, 3 * hidden)
+    rz = x_dirs.new_empty(steps, recurrences, batch, 2 * hidden)
+    new = x_dirs.new_empty(steps, recurrences, batch, hidden)
+    diff = x_dirs.new_empty(recurrences, batch, hidden)
+    # Per-step views, taken once: indexing inside the loop would cost more than the maths.
+    h_t, gh_t, rz_t, new_t = hs.unbind(0), gh.unbind(0), rz.unbind(0), new.unbind(0)
+    gi_rz, gi_n = gi[..., : 2 * hidden].unbind(1), gi[..., 2 * hidden :].unbind(1)
+    gh_rz, gh_n = gh[..., : 2 * hidden].unbind(0), gh[..., 2 * hidden :].unbind(0)
+    r_t, z_t = rz[..., :hidden].unbind(0), rz[..., hidden:].unbind(0)
+    for t in range(steps):
+        torch.baddbmm(bias_hh, h_t[t], w_hh_t, out=gh_t[t])
+        torch.add(gi_rz[t], gh_rz[t], out=rz_t[t]).sigmoid_()
+        torch.addcmul(gi_n[t], r_t[t], gh_n[t], out=new_t[t]).tanh_()
+        torch.sub(h_t[t], new_t[t], out=diff)
+        torch.addcmul(new_t[t], z_t[t], diff, out=h_t[t + 1])
+    return hs, gh, rz, new
+
+
+def gru_steps_backward(dh: Tensor, x_dirs, w_ih, w_hh, hs, gh, rz, new) -> tuple[Tensor, ...]:
+    """The gradients of :func:`gru_steps` from dh [T, D, B, H], the gradient w.r.t. each
+    step's output state in each recurrence's own order (overwritten: it accumulates the
+    recurrent gradient). Returns the input's [D, T, B, In] and the weights' and biases'.
+    Three ops per step: every factor that does not depend on the incoming gradient is
+    computed for all steps at once, and the weight gradients are single matmuls."""
+    recurrences, steps, batch, dim = x_dirs.shape
+    hidden = w_hh.shape[-1]
+    r, z, h_prev = rz[..., :hidden], rz[..., hidden:], hs[:-1]
+    # d pre-activation / d h' of each gate, for all steps at once: r, z and n of gh.
+    a = (1 - z) * (1 - new * new)
+    to_gh = hs.new_empty(steps, recurrences, batch, 3, hidden)
+    torch.mul(a * gh[..., 2 * hidden :], r * (1 - r), out=to_gh[..., 0, :])
+    torch.mul(h_prev - new, z * (1 - z), out=to_gh[..., 1, :])
+    torch.mul(a, r, out=to_gh[..., 2, :])
+    d_gh = torch.empty_like(gh)
+    dh_t, z_t, d_gh_t = dh.unbind(0), z.unbind(0), d_gh.unbind(0)
+    to_gh_t, dh3_t = to_gh.unbind(0), dh.unsqueeze(3).unbind(0)
+    d_gh4_t = d_gh.view(steps, recurrences, batch, 3, hidden).unbind(0)
+    for t in range(steps - 1, -1, -1):
+        torch.mul(to_gh_t[t], dh3_t[t], out=d_gh4_t[t])
+        if t:
+            dh_t[t - 1].addcmul_(dh_t[t], z_t[t]).baddbmm_(d_gh_t[t], w_hh)
+    # Weight gradients as one matmul per recurrence over all steps: [D, T * B, 3H].
+    d_g = d_gh.transpose(0, 1).reshape(recurrences, steps * batch, 3 * hidden)
+    h_dirs = h_prev.transpose(0, 1).reshape(recurrences, steps * batch, hidden)
+    grad_w_hh = torch.bmm(d_g.transpose(1, 2), h_dirs)
+    grad_b_hh = d_g.sum(1)
+    # The input projection's gradient differs from gh's in the n gate only (no r factor).
+    d_gi = d_g.view(recurrences, steps, batch, 3 * hidden)
+    torch.mul(dh.transpose(0, 1), a.transpose(0, 1), out=d_gi[..., 2 * hidden :])
+    grad_w_ih = torch.bmm(d_g.transpose(1, 2), x_dirs.view(recurrences, steps * batch, dim))
+    grad_b_ih = d_g.sum(1)
+    grad_dirs = torch.bmm(d_g, w_ih).view(recurrences, steps, batch, dim)
+    return grad_dirs, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+
+
 class _FusedBiGRU(torch.autograd.Function):
     """One-layer bidirectional GRU over [B, T, D] with both directions stepped together.
 
     PyTorch's CPU GRU runs each direction's cell as a dozen small autograd-recorded ops per
     time step. Here one step is seven ops on [2, B, H] tensors (both directions at once: the
     reverse direction reads time-flipped input projections), nothing is recorded per step, and
-    the backward pass is three ops per step: every factor that does not depend on the incoming
-    gradient is precomputed for all steps at once, and the weight gradients are single matmuls
-    over the whole sequence. Gates as nn.GRU: r, z, n; h' = (1 - z) * n + z * h.
+    the backward pass is three ops per step (:func:`gru_steps`, :func:`gru_steps_backward`).
+    Gates as nn.GRU: r, z, n; h' = (1 - z) * n + z * h.
     """
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh):
         # w_ih [2, 3H, D], w_hh [2, 3H, H], b_ih and b_hh [2, 3H]; index 0 forward, 1 reverse.
-        batch, steps, dim = x.shape
+        batch, steps, _ = x.shape
         hidden = w_hh.shape[-1]
-        # Time-major input of each direction in its own order, [2, T, B, D], and all input
-        # projections in one matmul: gi [2, T, B, 3H].
+        # Time-major input of each direction in its own order, [2, T, B, D].
         x_tb = x.transpose(0, 1)
         x_dirs = torch.stack([x_tb, x_tb.flip(0)])
-        gi = torch.baddbmm(
-            b_ih.unsqueeze(1), x_dirs.view(2, steps * batch, dim), w_ih.transpose(1, 2)
-        ).view(2, steps, batch, 3 * hidden)
-        w_hh_t = w_hh.transpose(1, 2)
-        bias_hh = b_hh.unsqueeze(1)
-        hs = x.new_zeros(steps + 1, 2, batch, hidden)
-        gh = x.new_empty(steps, 2, batch, 3 * hidden)
-        rz = x.new_empty(steps, 2, batch, 2 * hidden)
-        new = x.new_empty(steps, 2, batch, hidden)
-        diff = x.new_empty(2, batch, hidden)
-        # Per-step views, taken once: indexing inside the loop would cost more than the maths.
-        h_t, gh_t, rz_t, new_t = hs.unbind(0), gh.unbind(0), rz.unbind(0), new.unbind(0)
-        gi_rz, gi_n = gi[..., : 2 * hidden].unbind(1), gi[..., 2 * hidden :].unbind(1)
-        gh_rz, gh_n = gh[..., : 2 * hidden].unbind(0), gh[..., 2 * hidden :].unbind(0)
-        r_t, z_t = rz[..., :hidden].unbind(0), rz[..., hidden:].unbind(0)
-        for t in range(steps):
-            torch.baddbmm(bias_hh, h_t[t], w_hh_t, out=gh_t[t])
-            torch.add(gi_rz[t], gh_rz[t], out=rz_t[t]).sigmoid_()
-            torch.addcmul(gi_n[t], r_t[t], gh_n[t], out=new_t[t]).tanh_()
-            torch.sub(h_t[t], new_t[t], out=diff)
-            torch.addcmul(new_t[t], z_t[t], diff, out=h_t[t + 1])
+        hs, gh, rz, new = gru_steps(x_dirs, w_ih, w_hh, b_ih, b_hh)
         ctx.save_for_backward(x_dirs, w_ih, w_hh, hs, gh, rz, new)
         out = x.new_empty(batch, steps, 2, hidden)
         out[:, :, 0] = hs[1:, 0].transpose(0, 1)
@@ -219,41 +267,16 @@ class _FusedBiGRU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x_dirs, w_ih, w_hh, hs, gh, rz, new = ctx.saved_tensors
-        _, steps, batch, dim = x_dirs.shape
+        _, steps, batch, _ = x_dirs.shape
         hidden = w_hh.shape[-1]
         # Gradient w.r.t. each step's output state, [T, 2, B, H] in each direction's order.
         gy = grad_y.view(batch, steps, 2, hidden).permute(1, 2, 0, 3)
         dh = hs.new_empty(steps, 2, batch, hidden)
         dh[:, 0] = gy[:, 0]
         dh[:, 1] = gy[:, 1].flip(0)
-        r, z, h_prev = rz[..., :hidden], rz[..., hidden:], hs[:-1]
-        # d pre-activation / d h' of each gate, for all steps at once: r, z and n of gh.
-        a = (1 - z) * (1 - new * new)
-        to_gh = hs.new_empty(steps, 2, batch, 3, hidden)
-        torch.mul(a * gh[..., 2 * hidden :], r * (1 - r), out=to_gh[..., 0, :])
-        torch.mul(h_prev - new, z * (1 - z), out=to_gh[..., 1, :])
-        torch.mul(a, r, out=to_gh[..., 2, :])
-        d_gh = torch.empty_like(gh)
-        dh_t, z_t, d_gh_t = dh.unbind(0), z.unbind(0), d_gh.unbind(0)
-        to_gh_t, dh3_t = to_gh.unbind(0), dh.unsqueeze(3).unbind(0)
-        d_gh4_t = d_gh.view(steps, 2, batch, 3, hidden).unbind(0)
-        for t in range(steps - 1, -1, -1):
-            torch.mul(to_gh_t[t], dh3_t[t], out=d_gh4_t[t])
-            if t:
-                dh_t[t - 1].addcmul_(dh_t[t], z_t[t]).baddbmm_(d_gh_t[t], w_hh)
-        # Weight gradients as one matmul per direction over all steps: [2, T * B, 3H].
-        d_g = d_gh.transpose(0, 1).reshape(2, steps * batch, 3 * hidden)
-        h_dirs = h_prev.transpose(0, 1).reshape(2, steps * batch, hidden)
-        grad_w_hh = torch.bmm(d_g.transpose(1, 2), h_dirs)
-        grad_b_hh = d_g.sum(1)
-        # The input projection's gradient differs from gh's in the n gate only (no r factor).
-        d_gi = d_g.view(2, steps, batch, 3 * hidden)
-        torch.mul(dh.transpose(0, 1), a.transpose(0, 1), out=d_gi[..., 2 * hidden :])
-        grad_w_ih = torch.bmm(d_g.transpose(1, 2), x_dirs.view(2, steps * batch, dim))
-        grad_b_ih = d_g.sum(1)
-        grad_dirs = torch.bmm(d_g, w_ih).view(2, steps, batch, dim)
+        grad_dirs, *grad_weights = gru_steps_backward(dh, x_dirs, w_ih, w_hh, hs, gh, rz, new)
         grad_x = grad_dirs[0].add_(grad_dirs[1].flip(0)).transpose(0, 1)
-        return grad_x, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+        return grad_x, *grad_weights
 
 
 @torch.compiler.disable
