@@ -21,6 +21,7 @@ from selfcross.analysis.records import ABLATION_FILE, AblationRecord, read_ablat
 from selfcross.models.blanking import blank, dropout_masks, train_means
 from selfcross.report.ablation import make_ablation_report
 from selfcross.training.record import read_record
+from tests.helpers.modelkit import train_tiny_run
 from tests.helpers.recordkit import write_run
 
 
@@ -248,27 +249,9 @@ def test_modality_dropout_default_keeps_config_hashes(make_cfg):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, data_dir):
     """One tiny T+V cross run (3 subsets), trained once for this module."""
-    from selfcross.config import compose
-    from selfcross.training.experiment import train_and_test
-    from tests.conftest import base_overrides
-
     tmp = tmp_path_factory.mktemp("ablation")
     run_dir = tmp / "sweep" / "cross" / "TV" / "fold1" / "seed1"
-    cfg = compose(
-        [
-            *base_overrides(tmp),
-            f"paths.output_dir={run_dir}",
-            f"paths.data_dir={data_dir}",
-            "data.preset=tiny",
-            "model=cross",
-            "modality=TV",
-            "trainer.max_epochs=2",
-            "trainer.num_sanity_val_steps=0",
-        ]
-    )
-    outcome = train_and_test(cfg)
-    assert outcome.status == "done"
-    return run_dir
+    return train_tiny_run(tmp, run_dir, data_dir, "model=cross", "modality=TV")
 
 
 def copy_run(run_dir: Path, dest: Path) -> Path:

@@ -16,6 +16,7 @@ from selfcross.analysis.crosscorpus import load_class_map, score_shared
 from selfcross.analysis.records import NewerSchema, read_cross_corpus
 from selfcross.errors import ConfigError
 from tests.conftest import run_cli
+from tests.helpers.modelkit import train_tiny_run
 
 IEMOCAP = ("angry", "excited", "happy", "sad", "frustrated", "surprise", "neutral")
 MELD = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
@@ -87,18 +88,8 @@ def test_a_map_of_the_other_direction_is_refused_by_name():
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, data_dir) -> Path:
     """One tiny tri-modal Cross run on the IEMOCAP-like synthetic folds (2 epochs)."""
-    from selfcross.config import compose
-    from selfcross.training.experiment import train_and_test
-    from tests.conftest import base_overrides
-
     tmp = tmp_path_factory.mktemp("crosscorpus")
-    run_dir = tmp / "run"
-    cfg = compose([*base_overrides(tmp), f"paths.output_dir={run_dir}",
-                   f"paths.data_dir={data_dir}", "data.preset=tiny", "model=cross",
-                   "modality=TVA", "trainer.max_epochs=2",
-                   "trainer.num_sanity_val_steps=0"])  # fmt: skip
-    assert train_and_test(cfg).status == "done"
-    return run_dir
+    return train_tiny_run(tmp, tmp / "run", data_dir, "model=cross", "modality=TVA")
 
 
 def test_evaluate_writes_the_scores_over_the_shared_classes(trained_run, data_dir):

@@ -17,23 +17,14 @@ from selfcross.analysis.reload import reload_run
 from selfcross.data.inputs import INPUTS_FILE, read_inputs
 from selfcross.predict import main as predict_main
 from selfcross.training.record import read_record
+from tests.helpers.modelkit import train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, data_dir) -> Path:
     """One tiny tri-modal cross run on synthetic data (2 epochs)."""
-    from selfcross.config import compose
-    from selfcross.training.experiment import train_and_test
-    from tests.conftest import base_overrides
-
     tmp = tmp_path_factory.mktemp("predict")
-    run_dir = tmp / "run"
-    cfg = compose([*base_overrides(tmp), f"paths.output_dir={run_dir}",
-                   f"paths.data_dir={data_dir}", "data.preset=tiny", "model=cross",
-                   "modality=TVA", "trainer.max_epochs=2",
-                   "trainer.num_sanity_val_steps=0"])  # fmt: skip
-    assert train_and_test(cfg).status == "done"
-    return run_dir
+    return train_tiny_run(tmp, tmp / "run", data_dir, "model=cross", "modality=TVA")
 
 
 def test_logits(run) -> np.ndarray:

@@ -5,6 +5,7 @@ it is configured."""
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from selfcross.config import CONFIG_DIR, compose
 
@@ -25,3 +26,16 @@ def architecture(model: str) -> dict:
     """EmotionNet's keyword arguments of conf/model/<model>.yaml's architecture: fusion and
     pooling, and the layer settings of the transformer models."""
     return dict(_architecture(model))
+
+
+def train_tiny_run(tmp: Path, run_dir: Path, data_dir: Path, *overrides: str) -> Path:
+    """Train and test one run on the tiny synthetic preset (2 epochs, no sanity check) into
+    ``run_dir``, as ``selfcross.run`` leaves it; ``overrides`` pick the model and modality."""
+    from selfcross.training.experiment import train_and_test
+    from tests.conftest import base_overrides
+
+    cfg = compose([*base_overrides(tmp), f"paths.output_dir={run_dir}",
+                   f"paths.data_dir={data_dir}", "data.preset=tiny", *overrides,
+                   "trainer.max_epochs=2", "trainer.num_sanity_val_steps=0"])  # fmt: skip
+    assert train_and_test(cfg).status == "done"
+    return run_dir
