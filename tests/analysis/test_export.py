@@ -11,40 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from selfcross.analysis.export import TOLERANCE, export_run
-from selfcross.config import compose
 from selfcross.export import main as export_main
 from selfcross.predict import main as predict_main
-from tests.conftest import base_overrides
-from tests.helpers.modelkit import MODELS
-from tests.helpers.recordkit import write_run
+from tests.helpers.modelkit import MODELS, save_untrained_run
 
 
 def saved_run(tmp: Path, data_dir: Path, model: str, modality: str, *extra: str) -> Path:
     """A run folder as selfcross.run leaves it, with untrained (seeded) weights: cheap."""
-    run_dir = tmp / f"{model}-{modality}"
-    cfg = compose([*base_overrides(tmp), f"paths.output_dir={run_dir}",
-                   f"paths.data_dir={data_dir}", "data.preset=tiny", f"model={model}",
-                   f"modality={modality}", *extra])  # fmt: skip
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    torch.manual_seed(0)
-    module = instantiate(cfg.model)
-    (run_dir / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": module.state_dict(), "epoch": 0}, run_dir / "checkpoints/best.ckpt")
-    write_run(
-        run_dir, model, modality, 1, 1, 0.61, 0.55,
-        data={"name": "synthetic", "preset": "tiny", "root": str(datamodule.root),
-              "fold_path": str(datamodule.fold_path),
-              "fingerprint": datamodule.fold_data.fingerprint},
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )  # fmt: skip
-    return run_dir
+    return save_untrained_run(tmp, tmp / f"{model}-{modality}", data_dir, model, modality,
+                              *extra, wa=0.61, uwa=0.55)  # fmt: skip
 
 
 CASES = [(m, "TVA") for m in MODELS] + [("self", "A"), ("cross", "TV"), ("self_nosp", "VA")]

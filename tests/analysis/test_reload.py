@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from selfcross.analysis.reload import reload_run
 from selfcross.attention import main as attention_main
-from selfcross.config import compose
 from selfcross.data import FoldDataModule
 from selfcross.errors import DataError
 from selfcross.models import EmotionRecognizer
-from tests.conftest import base_overrides
-from tests.helpers.recordkit import write_run
+from tests.helpers.modelkit import save_untrained_run
 
 CALLS: list = []
 
@@ -36,25 +33,8 @@ def saved_run(tmp_path_factory, data_dir) -> Path:
     """A run folder as selfcross.run leaves it (result.json with the resolved configuration and
     the fold's fingerprint, checkpoints/best.ckpt), with untrained weights: cheap to make."""
     tmp = tmp_path_factory.mktemp("reload")
-    run_dir = tmp / "run"
-    cfg = compose([
-        *base_overrides(tmp), f"paths.output_dir={run_dir}", f"paths.data_dir={data_dir}",
-        "data.preset=tiny", "model=cross", "modality=TV", "model.scheduler.patience=3",
-    ])  # fmt: skip
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    torch.manual_seed(0)
-    module = instantiate(cfg.model)
-    (run_dir / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": module.state_dict(), "epoch": 0}, run_dir / "checkpoints/best.ckpt")
-    write_run(
-        run_dir, "cross", "TV", 1, 1, 0.5, 0.5,
-        data={"name": "synthetic", "preset": "tiny", "root": str(datamodule.root),
-              "fingerprint": datamodule.fold_data.fingerprint},
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )  # fmt: skip
-    return run_dir
+    return save_untrained_run(tmp, tmp / "run", data_dir, "cross", "TV",
+                              "model.scheduler.patience=3", wa=0.5, uwa=0.5)  # fmt: skip
 
 
 def tampered(saved_run: Path, dest: Path, change) -> Path:

@@ -39,3 +39,37 @@ def train_tiny_run(tmp: Path, run_dir: Path, data_dir: Path, *overrides: str) ->
                    "trainer.max_epochs=2", "trainer.num_sanity_val_steps=0"])  # fmt: skip
     assert train_and_test(cfg).status == "done"
     return run_dir
+
+
+def save_untrained_run(
+    tmp: Path, run_dir: Path, data_dir: Path, model: str, modality: str, *extra: str,
+    wa: float, uwa: float,
+) -> Path:  # fmt: skip
+    """A run folder as ``selfcross.run`` leaves it (result.json with the resolved configuration
+    and the fold's data, checkpoints/best.ckpt) with untrained, seeded weights: cheap to make.
+    ``extra``: more overrides; ``wa``, ``uwa``: the record's test scores."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tests.conftest import base_overrides
+    from tests.helpers.recordkit import write_run
+
+    cfg = compose([*base_overrides(tmp), f"paths.output_dir={run_dir}",
+                   f"paths.data_dir={data_dir}", "data.preset=tiny", f"model={model}",
+                   f"modality={modality}", *extra])  # fmt: skip
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    torch.manual_seed(0)
+    module = instantiate(cfg.model)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict(), "epoch": 0}, run_dir / "checkpoints/best.ckpt")
+    write_run(
+        run_dir, model, modality, 1, 1, wa, uwa,
+        data={"name": "synthetic", "preset": "tiny", "root": str(datamodule.root),
+              "fold_path": str(datamodule.fold_path),
+              "fingerprint": datamodule.fold_data.fingerprint},
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )  # fmt: skip
+    return run_dir
