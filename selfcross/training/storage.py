@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,12 +164,21 @@ def storage_failure(err: BaseException) -> BaseException | None:
     return None
 
 
-def unavailable(err: BaseException, setting: StorageSetting) -> StorageUnavailable:
-    """The one-line error for a storage that failed during the study."""
-    return StorageUnavailable(
-        f"tune.storage={setting.masked}: the study's database failed ({_reason(err, setting)}); "
-        "the study is kept there: rerun the same command to continue when it is back"
-    )
+@contextmanager
+def storage_said(setting: StorageSetting) -> Iterator[None]:
+    """A storage that fails in the block (behind whatever Optuna raised) is the one-line
+    :class:`StorageUnavailable` naming it; any other error goes through as it is."""
+    try:
+        yield
+    except Exception as err:
+        failure = storage_failure(err)
+        if failure is None:
+            raise
+        raise StorageUnavailable(
+            f"tune.storage={setting.masked}: the study's database failed "
+            f"({_reason(failure, setting)}); the study is kept there: rerun the same command "
+            "to continue when it is back"
+        ) from None
 
 
 def open_shared(setting: StorageSetting, heartbeat_s: int, grace_s: int):

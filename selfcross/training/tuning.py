@@ -53,8 +53,7 @@ from selfcross.training.storage import (
     SQLITE,
     open_shared,
     parse_storage,
-    storage_failure,
-    unavailable,
+    storage_said,
 )
 from selfcross.training.study import (
     LOCK_FILE,
@@ -206,14 +205,10 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
     directory, cfg, settings, ident, setting = prepare_study(overrides)
     if setting.shared:
         study = open_study(cfg, settings, directory, ident, setting)
-        try:
+        with storage_said(setting):
             ran = optimize_shared(study, settings, cfg, directory, setting.shown,
                                   partial(_run_trial, run=run))  # fmt: skip
             best = write_best(study, directory, ident, settings.n_trials, setting.shown)
-        except Exception as err:
-            if storage_failure(err) is None:
-                raise
-            raise unavailable(storage_failure(err), setting) from None
         return StudyOutcome(directory, settings.n_trials, ran, best)
     lock = FileLock(directory / LOCK_FILE)
     try:
@@ -239,12 +234,8 @@ def study_outcome(overrides: list[str], ran: int = 0) -> StudyOutcome:
     Also the check before the workers start: the settings and the storage (one line)."""
     directory, cfg, settings, ident, setting = prepare_study(overrides)
     study = open_study(cfg, settings, directory, ident, setting)
-    try:
+    with storage_said(setting):
         best = write_best(study, directory, ident, settings.n_trials, setting.shown)
-    except Exception as err:
-        if storage_failure(err) is None:
-            raise
-        raise unavailable(storage_failure(err), setting) from None
     return StudyOutcome(directory, settings.n_trials, ran, best)
 
 
