@@ -26,7 +26,7 @@ import torch
 
 from selfcross.training.lightning_io import AtomicCheckpointIO
 from selfcross.training.record import same_data
-from selfcross.training.resume import BEST_CHECKPOINT, CHECKPOINT_DIR
+from selfcross.training.resume import BEST_CHECKPOINT, CHECKPOINT_DIR, set_aside_unreadable
 from selfcross.training.rundir import stored_marks
 
 GROUP_LAST = "group-last.ckpt"
@@ -84,11 +84,7 @@ def load_member(out_dir: Path, digest: str, fingerprint: str) -> dict | None:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         saved["seed_group"]["exp_avg"]  # noqa: B018 (the group's own kind of checkpoint)
     except Exception as err:  # unreadable: the member starts over, the file is kept aside
-        aside = path.with_name(f"{path.name}.corrupt")
-        path.rename(aside)
-        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
-        print(f"warning: {path}: unreadable ({reason}); kept as {aside.name}, the member "
-              "starts over", flush=True)  # fmt: skip
+        set_aside_unreadable(path, err, "the member starts over")
         return None
     return saved
 

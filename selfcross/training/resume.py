@@ -242,13 +242,20 @@ def _readable(path: Path) -> bool:
             raise ValueError("no state_dict")
         return True
     except Exception as err:  # a cut-off zip, garbage bytes, a foreign object: all unusable
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        path.rename(aside)
-        reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
-        print(f"warning: {path}: unreadable checkpoint ({reason}); kept as {aside.name}, "
-              "resuming from the last good state", flush=True)  # fmt: skip
+        set_aside_unreadable(path, err, "resuming from the last good state")
         return False
+
+
+def set_aside_unreadable(path: Path, err: Exception, then: str) -> Path:
+    """Rename an unreadable checkpoint to ``<name>.corrupt-<UTC time>`` (kept, never deleted,
+    and never over an earlier one) and say so in one warning line ending with ``then``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.rename(aside)
+    reason = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+    print(f"warning: {path}: unreadable checkpoint ({reason}); kept as {aside.name}, {then}",
+          flush=True)  # fmt: skip
+    return aside
 
 
 def mark_checkpoints(out_dir: Path, digest: str, fingerprint: str | None = None) -> None:

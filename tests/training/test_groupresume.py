@@ -3,6 +3,8 @@ best epochs and test scores as the uninterrupted group; finished members are ski
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -106,5 +108,7 @@ def test_a_group_checkpoint_is_values_only_and_a_foreign_one_starts_over(tmp_pat
     (folder / "checkpoints.hash").write_text("abc\n")
     groupstate.last_path(folder).write_bytes(b"not a checkpoint")
     assert groupstate.load_member(folder, "abc", "fp") is None
-    assert groupstate.last_path(folder).with_name("group-last.ckpt.corrupt").is_file()
+    (aside,) = [p.name for p in groupstate.last_path(folder).parent.iterdir()
+                if p.name.startswith("group-last.ckpt.corrupt")]  # fmt: skip
+    assert re.fullmatch(r"group-last\.ckpt\.corrupt-\d{8}T\d{6}Z", aside), aside
     assert groupstate.load_member(folder, "other", "fp") is None
