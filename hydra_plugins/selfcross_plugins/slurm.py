@@ -11,6 +11,12 @@ sweep ends with its summary and a non-zero exit. A requeued job (time limit, pre
 listed, so it is waited for; between its step's end and SLURM listing it ``PENDING`` again it
 can show a terminal state (``FAILED``) for a while, so a job whose log has a new "Requeued job"
 line since it was last seen queued gets ``requeue_grace_s`` instead.
+
+A driver stopped by SIGTERM or Ctrl-C cancels the jobs of its array that have not finished
+(``cancel_on_interrupt``, the default): each gets SLURM's SIGTERM, keeps its last epoch's
+checkpoint and writes no result, so the sweep's summary and the rerun that resumes them are the
+same as for a sweep on this machine, and no job is left running that the rerun would find
+locked. With ``cancel_on_interrupt=false`` the jobs go on and the driver says which.
 """
 
 import dataclasses
@@ -28,7 +34,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
-from selfcross.errors import ConfigError, SelfcrossError
+from selfcross.errors import ConfigError, Interrupted, SelfcrossError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ class SelfcrossSlurmConf(SlurmQueueConf):
     counts as failed (a busy controller lists it ``PENDING`` again late)."""
     poll_s: float = 5.0
     """Seconds between two looks at the jobs (result files and one ``squeue`` call)."""
+    cancel_on_interrupt: bool = True
+    """Whether a driver stopped by SIGTERM or Ctrl-C cancels its unfinished jobs (``scancel``)."""
 
 
 ConfigStore.instance().store(
@@ -138,12 +146,14 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
         vanished_grace_s: float = 60.0,
         requeue_grace_s: float = 300.0,
         poll_s: float = 5.0,
+        cancel_on_interrupt: bool = True,
         **params: Any,
     ):
         super().__init__(**params)
         self.vanished_grace_s = vanished_grace_s
         self.requeue_grace_s = requeue_grace_s
         self.poll_s = poll_s
+        self.cancel_on_interrupt = cancel_on_interrupt
 
     def _executor(self) -> Any:
         import submitit
@@ -195,7 +205,39 @@ class SelfcrossSlurmLauncher(SlurmLauncher):
                 len(jobs),
                 jobs[0].paths.folder.parent,
             )
-        return self.wait(jobs, [list(o) for o in job_overrides])
+        try:
+            return self.wait(jobs, [list(o) for o in job_overrides])
+        except (KeyboardInterrupt, Interrupted):  # the sweeper prints the summary
+            self._stop(jobs)
+            raise
+
+    def _stop(self, jobs: Sequence[Any]) -> None:
+        """Cancel (or name) the jobs of a stopped driver that have not written their result."""
+        unfinished = [job.job_id for job in jobs if not job.paths.result_pickle.exists()]
+        if not unfinished:
+            return
+        arrays = ",".join(sorted({job_id.split("_")[0] for job_id in unfinished}))
+        if not self.cancel_on_interrupt:
+            log.warning(
+                "%d SLURM jobs of array %s go on (cancel_on_interrupt=false): they write their "
+                "results into the sweep folder; rerun the same command once they have ended "
+                "(squeue -j %s)", len(unfinished), arrays, arrays,
+            )  # fmt: skip
+            return
+        try:
+            proc = subprocess.run(["scancel", *unfinished], capture_output=True, text=True,
+                                  timeout=60)  # fmt: skip
+            failed = proc.stderr.strip() if proc.returncode != 0 else ""
+        except (OSError, subprocess.TimeoutExpired) as err:
+            failed = str(err)
+        if failed:
+            log.error("could not cancel the unfinished SLURM jobs (%s): scancel %s by hand",
+                      failed, " ".join(unfinished))  # fmt: skip
+        else:
+            log.warning(
+                "Cancelled %d unfinished SLURM jobs (%s): each keeps its last epoch's "
+                "checkpoint", len(unfinished), " ".join(unfinished),
+            )  # fmt: skip
 
     def wait(self, jobs: Sequence[Any], overrides: Sequence[list[str]]) -> list[JobReturn]:
         """Every job's return, once each has written its result or left SLURM without one."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -207,6 +208,54 @@ def test_a_cancelled_job_ends_the_driver_and_a_rerun_completes_only_it(
     assert found[6]["path"].stat().st_mtime_ns == first  # not redone
     assert found[7]["resumed_from"] == str(last)
     assert_complete_history(found[7], epochs)
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "cancel"),
+    [(signal.SIGTERM, 143, True), (signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
+    ids=["sigterm", "ctrl-c", "sigterm-jobs-go-on"],
+)
+def test_a_stopped_driver_summarises_and_cancels_its_jobs_and_a_rerun_resumes(
+    slurm_cluster, tmp_path, data_dir, signum, status, cancel
+):
+    sweep, epochs = tmp_path / "sweep", 10
+    args = ["-m", "seed=11,12", *TINY, f"trainer.max_epochs={epochs}",
+            *launcher(array_parallelism=1, cancel_on_interrupt=cancel),
+            f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    log = tmp_path / "driver.log"
+    driver = start_driver(*args, log=log)
+    try:
+        last = run_dir(sweep, 11) / "checkpoints" / "last.ckpt"
+        wait_for(last.exists, 400, "the first job's first checkpoint", driver)
+        array = job_id(sweep, 0).split("_")[0]
+        driver.send_signal(signum)
+        rc = driver.wait(timeout=60)
+        out = log.read_text()
+        listed = lambda: slurm("squeue", "-h", "-o", "%i", "-j", array).split()  # noqa: E731
+        if not cancel:
+            assert rc == status, out[-3000:]
+            assert f"2 SLURM jobs of array {array} go on (cancel_on_interrupt=false)" in out
+            assert listed(), "the jobs were cancelled although told to go on"
+            return
+        wait_for(lambda: not listed(), 90, "SLURM to end the cancelled jobs")
+    finally:
+        driver.kill()
+        if not cancel:
+            slurm("scancel", array)
+    assert rc == status, out[-3000:]
+    assert not list(sweep.rglob("result.json"))  # a cancelled job writes no result
+    assert "Traceback" not in out
+    assert f"Cancelled 2 unfinished SLURM jobs ({array}_0 {array}_1)" in out, out[-3000:]
+    assert "interrupted: 0 of 2 jobs finished" in out.strip().splitlines()[-1], out[-3000:]
+    assert last.exists()
+    if signum != signal.SIGTERM:
+        return
+    again = run_cli("selfcross.run", *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    found = results(sweep)
+    assert set(found) == {11, 12}
+    assert found[11]["resumed_from"] == str(last)
+    assert_complete_history(found[11], epochs)
 
 
 def test_a_failed_job_is_reported_with_its_log(slurm_cluster, tmp_path):
