@@ -73,3 +73,17 @@ def test_a_fold_records_its_evaluation_scheme(ten_folds, tmp_path):
         "seed": 4,
         "class_set": None,
     }
+
+
+def test_a_scheme_falls_back_to_the_roots_manifest_then_to_random(ten_folds):
+    """Without a fold manifest the root's dataset.json names the split; a fold manifest written
+    before folds recorded their split is Yoon's random split."""
+    import json
+
+    def scheme():
+        cfg = compose(["data=iemocap", f"data.root={ten_folds}", "fold=10", *shape_overrides()])
+        return instantiate(cfg.data).scheme()
+
+    assert scheme() == {"split": "speaker", "seed": None, "class_set": None}
+    (ten_folds / "fold10" / "manifest.json").write_text(json.dumps({"fold": 10, "seed": 2}))
+    assert scheme() == {"split": "random", "seed": 2, "class_set": None}

@@ -96,3 +96,23 @@ def test_tuned_runs_refuse_a_study_of_other_data_unless_told(make_cfg, tmp_path)
     from selfcross.training.resume import config_hash
 
     assert config_hash(make_cfg(*run)) == config_hash(make_cfg(*run, "~tuned.accept_other_data"))
+
+
+def test_tuned_runs_refuse_a_study_of_another_synthetic_preset(make_cfg, tmp_path):
+    """The preset is compared by its value: a study tuned on the tiny preset is not used for a
+    run on the small one (the other test's IEMOCAP runs have no preset, None on both sides)."""
+    from pathlib import Path
+
+    from selfcross.training.tuned import apply_tuned
+    from tests.helpers.tunekit import write_best
+
+    study = tmp_path / "study"
+    run = ("experiment=tuned", "model=cross", "modality=TA", f"tuned.study={study}")
+    root = str(Path(str(make_cfg(*run, "data.preset=tiny").data.root)).resolve())
+    write_best(study, data={"name": "synthetic", "preset": "tiny", "root": root})
+    assert apply_tuned(make_cfg(*run, "data.preset=tiny")).model.network.hidden == 90
+    with pytest.raises(ConfigError) as refused:
+        apply_tuned(make_cfg(*run, "data.preset=small"))
+    assert str(refused.value).startswith(
+        f"tuned.study={study} was tuned on data.preset=tiny, but this run has data.preset=small"
+    )

@@ -86,3 +86,26 @@ def test_the_run_command_refuses_it_with_exit_status_2(tmp_path):
         "never code)"
     ]
     assert not (out / "result.json").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_missing_unreadable_or_settingless_best_json_is_one_line(make_cfg, tmp_path):
+    """Each way a best.json can be unusable is a one-line ConfigError naming the study or the
+    file, never a traceback (a list at its top used to raise AttributeError)."""
+    study = tmp_path / "study"
+
+    def refused() -> str:
+        cfg = make_cfg("experiment=tuned", "model=cross", "modality=TA", f"tuned.study={study}")
+        with pytest.raises(ConfigError) as info:
+            tuned_settings.apply_tuned(cfg)
+        return str(info.value)
+
+    assert refused() == (
+        f"tuned.study={study}: no best.json (run python -m selfcross.tune for this cell first, "
+        "or point tuned.study at its study folder)"
+    )
+    path = write_best(study, {})
+    path.write_text('{"settings": ')
+    assert refused().startswith(f"{path}: unreadable (") and "Expecting value" in refused()
+    for content in ([{"settings": {}}], {"trial": 3}, {"settings": ["model.optimizer.lr"]}):
+        path.write_text(json.dumps(content))
+        assert refused() == f"{path}: no settings in it", content
