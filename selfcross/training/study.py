@@ -9,9 +9,11 @@ which needs the others for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from selfcross.errors import DataError
+from selfcross.errors import DataError, WriteError
 
 log = logging.getLogger("selfcross")
 
@@ -74,7 +76,44 @@ def open_storage(db: Path):
         return storage, optuna.get_all_study_names(storage)
     except (SQLAlchemyError, RuntimeError, ValueError) as err:
         reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        if no_room(reason):
+            raise full_db(db, reason) from None
         raise DataError(
             db, f"cannot be read as an Optuna study ({reason}); restore it, or move it aside to "
             "start the study over"
         ) from None  # fmt: skip
+
+
+FULL_DISK = ("database or disk is full", "disk i/o error")
+"""SQLite's words for a write that found no room (an I/O error is how it sees a failed write)."""
+
+
+def no_room(reason: str) -> bool:
+    return any(words in reason.lower() for words in FULL_DISK)
+
+
+def full_db(db: Path, reason: str) -> WriteError:
+    """The one-line error of a ``study.db`` that could not be written: SQLite rolled the
+    transaction back, so the study is as it was before it."""
+    from selfcross.utils.atomic import free_space
+
+    db = Path(db).absolute()
+    return WriteError(db, f"{reason}; the study is kept, rerun once there is room",
+                      free_space(db.parent))  # fmt: skip
+
+
+@contextmanager
+def db_said(db: Path) -> Iterator[None]:
+    """A ``study.db`` write that finds the disk full, anywhere in the block (behind whatever
+    Optuna raised while handling it), is :func:`full_db`'s one line, not a traceback."""
+    from selfcross.training.storage import storage_failure
+
+    try:
+        yield
+    except Exception as err:
+        failure = storage_failure(err)
+        cause = failure and (failure.__cause__ if failure.__cause__ is not None else failure)
+        reason = str(getattr(cause, "orig", None) or cause or "").strip().splitlines()
+        if failure is None or not reason or not no_room(reason[0]):
+            raise
+        raise full_db(db, reason[0]) from None

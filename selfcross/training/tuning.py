@@ -59,6 +59,7 @@ from selfcross.training.study import (
     LOCK_FILE,
     STUDY_DB,
     TRIALS_DIR,
+    db_said,
     n_counted,
     open_storage,
     retry_interrupted,
@@ -219,10 +220,11 @@ def run_study(overrides: list[str], run=None) -> StudyOutcome:
             "is held)"
         ) from None
     try:
-        study = open_study(cfg, settings, directory, ident, setting)
-        retry_interrupted(study)
-        ran = _optimize(study, settings, cfg, directory, run)
-        best = write_best(study, directory, ident, settings.n_trials)
+        with db_said(directory / STUDY_DB):
+            study = open_study(cfg, settings, directory, ident, setting)
+            retry_interrupted(study)
+            ran = _optimize(study, settings, cfg, directory, run)
+            best = write_best(study, directory, ident, settings.n_trials)
         return StudyOutcome(directory, settings.n_trials, ran, best)
     finally:
         lock.release()

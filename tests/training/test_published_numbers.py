@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -16,9 +15,9 @@ import torch
 from selfcross.config import compose
 from selfcross.training import tuned as tuned_files
 from selfcross.training import tuning
-from selfcross.training.experiment import RunOutcome, train_and_test
+from selfcross.training.experiment import train_and_test
 from tests.conftest import base_overrides
-from tests.helpers.tunekit import only_space, tune_overrides
+from tests.helpers.tunekit import fake_run, only_space, tune_overrides
 
 
 def test_the_test_split_is_the_fold_files_and_the_confusion_adds_up(tmp_path, data_dir):
@@ -52,16 +51,6 @@ def test_the_test_split_is_the_fold_files_and_the_confusion_adds_up(tmp_path, da
     np.add.at(mine, (expected, predictions), 1)
     assert mine.tolist() == record.confusion
     assert record.test_uwa == pytest.approx(float(np.mean(predictions == expected)))
-
-
-def fake_run(score):
-    """A stand-in for train_and_test: a record with ``score(cfg)`` as its validation UWA."""
-
-    def run(cfg):
-        record = SimpleNamespace(val_uwa=score(cfg), data=SimpleNamespace(fingerprint="f-1"))
-        return RunOutcome("done", record, Path(cfg.paths.output_dir) / "result.json")
-
-    return run
 
 
 LR_SPACE = only_space("{model.optimizer.lr: {type: categorical, "
