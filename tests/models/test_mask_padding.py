@@ -274,7 +274,8 @@ def test_text_lengths_from_ids_and_dense_rows():
     from selfcross.data.datamodule import text_lengths
 
     ids = np.array([[5, 2, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [3, 0, 0, 0]])
-    assert text_lengths(ids, rows=3).tolist() == [2, 0, 4, 1]
+    lengths = text_lengths(ids, rows=3)
+    assert lengths.tolist() == [2, 0, 4, 1] and lengths.dtype == np.int64  # a mask's bound
     dense = np.zeros((3, 4, 2), dtype=np.float32)
     dense[0, :3] = 1.0
     dense[1, 0, 1] = -2.0

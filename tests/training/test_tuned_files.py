@@ -29,6 +29,7 @@ REFUSED = [
     ({"model._args_": ["x"]}, "model._args_: names Hydra's _args_"),
     ({"model.network": {"_target_": "builtins.print"}}, "model.network._target_: names Hydra's"),
     ({"model.network.hiden": 90}, "model.network.hiden: no such configuration key"),
+    ({"paths.output_dir.sub": 1}, "paths.output_dir.sub: no such configuration key"),
     ({"model.optimizer.lr": "fast"}, "model.optimizer.lr='fast': expected a number (the default "
      "is 0.001)"),
     ({"model.network.hidden": 60.5}, "model.network.hidden=60.5: expected an integer"),
