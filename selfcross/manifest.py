@@ -23,8 +23,9 @@ from selfcross.errors import DataError
 from selfcross.utils.io import write_json_atomic
 
 MANIFEST_FILE = "dataset.json"
-SCHEMA_VERSION = 1
-"""Version 1: dataset, n_folds, class_names, shapes, split, features."""
+SCHEMA_VERSION = 2
+"""Version 1: dataset, n_folds, class_names, shapes, split, features; version 2 adds
+``class_set`` (a root derived with a class set; version-1 files read as None)."""
 SHAPE_KEYS = ("seq_len", "feat_dim")
 REQUIRED = ("dataset", "n_folds", "class_names", "shapes", "split")
 
@@ -45,7 +46,17 @@ class FoldsManifest:
     """How utterances were split into folds (``random``, ``session``, ``official``)."""
     features: dict = field(default_factory=dict)
     """How the features were computed (preparation settings, or the generator's parameters)."""
+    class_set: dict | None = None
+    """A root written with a class set applied (``selfcross.prepare source=ROOT
+    class_set=4class``, :mod:`selfcross.prepare.derive`): ``name``, ``of`` (the source's class
+    names), ``merge``, ``class_counts`` (utterances per class here), ``published`` and
+    ``source`` (root and per-fold fingerprints); None: the class names are the dataset's."""
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def class_set_name(self) -> str | None:
+        """The class set applied to these folds (None: the dataset's full set)."""
+        return None if self.class_set is None else self.class_set["name"]
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -123,6 +134,10 @@ def _parse(data, path: Path) -> FoldsManifest:
     features = data.get("features", {})
     if not isinstance(features, dict):
         raise DataError(path, "features: expected a JSON object")
+    class_set = data.get("class_set")
+    named = isinstance(class_set, dict) and isinstance(class_set.get("name"), str)
+    if class_set is not None and not (named and class_set["name"]):
+        raise DataError(path, f"class_set={class_set!r}: expected an object with a name")
     return FoldsManifest(
         dataset=data["dataset"],
         n_folds=n_folds,
@@ -130,6 +145,7 @@ def _parse(data, path: Path) -> FoldsManifest:
         shapes={m: {k: int(shapes[m][k]) for k in SHAPE_KEYS} for m in MODALITIES},
         split=data["split"],
         features=features,
+        class_set=class_set,
         schema_version=version,
     )
 
