@@ -9,7 +9,9 @@ counts) stay in ``conf/data/<name>.yaml``; nothing is copied between the two. A 
 manifest (Yoon et al.'s folds, roots prepared before it existed) is described by the dataset
 config's defaults.
 
-Plain JSON and dataclasses only: every floor of the package may import this module.
+Plain JSON and dataclasses only: every floor of the package may import this module. It also
+registers the ``${selfcross.scheme:}`` resolver of the presets' sweep folder names
+(:func:`sweep_scheme`), which reads a root's manifest.
 """
 
 from __future__ import annotations
@@ -207,3 +209,52 @@ def conv_out_for(conv_out: int | None, seq_len: int, new_seq_len: int) -> int | 
     if conv_out is None or new_seq_len == seq_len:
         return conv_out
     return max(1, (conv_out * new_seq_len * 2 + seq_len) // (2 * seq_len))
+
+
+DEFAULT_SPLITS = ("random", "official")
+"""Splits whose runs keep a preset's sweep folder name: the paper's and MELD's only one."""
+
+
+def scheme_suffix(root: str | Path | None, class_set: str | None = None,
+                  synthetic: bool = False) -> str:  # fmt: skip
+    """What a preset's sweep folder name adds for folds of another evaluation scheme than the
+    paper's (random folds, all classes): ``-session``, ``-speaker``, ``-4class``,
+    ``-session-4class``. Empty for the paper's scheme and MELD's official split, so their
+    folders keep their names; synthetic data add only the class set (their ``data.label``
+    names the preset's split). ``class_set`` None: the root's own (a root written with one).
+    A root without a manifest (Yoon's folds), or whose manifest cannot be read (validation then
+    names it), counts as random with all classes."""
+    split = "random"
+    if not synthetic and root is not None:
+        try:
+            manifest = read_manifest(root)
+        except DataError:
+            manifest = None
+        if manifest is not None:  # a root written with a class set names it too
+            split, class_set = manifest.split, class_set or manifest.class_set_name
+    parts = [split] if split not in DEFAULT_SPLITS else []
+    return "".join(f"-{p}" for p in [*parts, *([class_set] if class_set else [])])
+
+
+def sweep_scheme(*, _root_) -> str:
+    """``${selfcross.scheme:}`` in a preset's ``sweep_name``: :func:`scheme_suffix` of the
+    composed configuration's ``data`` (registered below, when this module is first imported:
+    ``selfcross.config`` imports it before anything is composed)."""
+    from omegaconf import OmegaConf
+
+    def get(key: str):
+        return OmegaConf.select(_root_, key, default=None, throw_on_missing=False)
+
+    root = get("data.root")
+    return scheme_suffix(None if root in (None, "???") else str(root), get("data.class_set"),
+                         bool(get("data.synthetic")))  # fmt: skip
+
+
+def _register_resolver() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("selfcross.scheme"):
+        OmegaConf.register_new_resolver("selfcross.scheme", sweep_scheme)
+
+
+_register_resolver()
