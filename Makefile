@@ -13,6 +13,8 @@ DATA ?= synthetic
 DATA_ROOT ?=
 PRESET ?= small
 ROOT_FOLDS := $(if $(DATA_ROOT),$(shell [ -f "$(DATA_ROOT)/dataset.json" ] && [ -x $(PY) ] && $(PY) -c 'import sys; from selfcross.manifest import root_n_folds; print(root_n_folds(sys.argv[1], 0))' "$(DATA_ROOT)" 2>/dev/null))
+# The sweep folders' suffix for DATA_ROOT's evaluation scheme (-session, -4class; empty for the paper's)
+ROOT_SCHEME := $(if $(DATA_ROOT),$(shell [ -f "$(DATA_ROOT)/dataset.json" ] && [ -x $(PY) ] && $(PY) -c 'import sys; from selfcross.manifest import scheme_suffix; print(scheme_suffix(sys.argv[1]))' "$(DATA_ROOT)" 2>/dev/null))
 N_FOLDS := $(or $(ROOT_FOLDS),$(shell sed -n 's/^n_folds: *\([0-9]*\).*/\1/p' conf/data/$(DATA).yaml 2>/dev/null),5)
 FOLDS ?= $(shell seq -s, 1 $(N_FOLDS))
 SEEDS ?= 1,2,3,4,5,6,7,8,9,10
@@ -33,7 +35,7 @@ else
   DATA_ARGS := data=$(DATA) data.root=$(DATA_ROOT)
   LABEL := $(DATA)
 endif
-SWEEP ?= paper-$(LABEL)
+SWEEP ?= paper-$(LABEL)$(ROOT_SCHEME)
 SWEEP_BASE = $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=$(SWEEP)
 SWEEP_ARGS = $(SWEEP_BASE) fold=$(FOLDS) seed=$(SEEDS)
 TABLE_ARGS = --results multirun/$(SWEEP) --out $(OUT) --folds $(FOLDS) --seeds $(SEEDS)
@@ -95,8 +97,8 @@ demo: $(STAMP) ## A reduced Table 1 on synthetic data (fold 1, seeds 1-2, <= 6 e
 	$(PY) -m selfcross.tables figure3 --results multirun/demo --out $(OUT) --fold 1 --seeds 1,2
 
 masking: $(STAMP) ## Masked vs unmasked padding: tri-modal Self and Cross sweep and tables/masking.*
-	$(PY) -m selfcross.run -m experiment=mask_padding $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=mask_padding-$(LABEL) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
-	$(PY) -m selfcross.tables masking --results multirun/mask_padding-$(LABEL) --out $(OUT) --folds $(FOLDS) --seeds $(SEEDS)
+	$(PY) -m selfcross.run -m experiment=mask_padding $(DATA_ARGS) hydra/launcher=$(LAUNCHER) sweep_name=mask_padding-$(LABEL)$(ROOT_SCHEME) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
+	$(PY) -m selfcross.tables masking --results multirun/mask_padding-$(LABEL)$(ROOT_SCHEME) --out $(OUT) --folds $(FOLDS) --seeds $(SEEDS)
 
 demo-attention: $(STAMP) ## A reduced masking sweep (8 runs, 6 epochs), its table and the attention maps of two runs
 	$(PY) -m selfcross.run -m experiment=demo_attention $(ARGS)
@@ -138,7 +140,7 @@ demo3: $(STAMP) ## A reduced Table 3 on synthetic data (fold 1, seeds 1-2, <= 4 
 
 tune: $(STAMP) ## Tune one cell with Optuna (MODEL= MODALITY= TRIALS=; reruns continue) and build tables/tuning-*
 	$(PY) -m selfcross.tune model=$(MODEL) modality=$(MODALITY) tune.n_trials=$(TRIALS) tune.folds=[$(FOLDS)] $(DATA_ARGS) $(TUNE_ARGS)
-	$(PY) -m selfcross.tables tuning --results multirun/tune-$(LABEL)-$(MODEL)-$(MODALITY) --out $(OUT)
+	$(PY) -m selfcross.tables tuning --results multirun/tune-$(LABEL)$(ROOT_SCHEME)-$(MODEL)-$(MODALITY) --out $(OUT)
 
 table4: $(STAMP) ## Tune the six bi-modal Self/Cross cells, run them tuned and untuned, build tables/table4.*
 	for cell in $(TUNE_CELLS); do \
@@ -146,14 +148,14 @@ table4: $(STAMP) ## Tune the six bi-modal Self/Cross cells, run them tuned and u
 	done
 	$(PY) -m selfcross.run -m experiment=table1 model=self,cross modality=TV,TA,VA $(SWEEP_ARGS) $(ARGS)
 	$(PY) -m selfcross.run -m experiment=tuned $(DATA_ARGS) hydra/launcher=$(LAUNCHER) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
-	$(PY) -m selfcross.tables table4 $(TABLE_ARGS) --tuned multirun/tuned-$(LABEL)
+	$(PY) -m selfcross.tables table4 $(TABLE_ARGS) --tuned multirun/tuned-$(LABEL)$(ROOT_SCHEME)
 
 demo-tune: $(STAMP) ## A 4-trial tuning run on synthetic data (Cross T+A, fold 1, <= 4 epochs) and its table
 	$(PY) -m selfcross.tune experiment=demo_tune $(ARGS)
 	$(PY) -m selfcross.tables tuning --results multirun/demo-tune --out $(OUT)
 ablation: $(STAMP) ## Modality-dropout sweep (Self/Cross T+V+A, p 0/0.1/0.3), missing-modality scores, tables/ablation.*
 	$(PY) -m selfcross.run -m experiment=modality_dropout $(DATA_ARGS) hydra/launcher=$(LAUNCHER) fold=$(FOLDS) seed=$(SEEDS) $(ARGS)
-	$(PY) -m selfcross.ablate --results multirun/modality-dropout-$(LABEL) --out $(OUT) --fill $(FILL)
+	$(PY) -m selfcross.ablate --results multirun/modality-dropout-$(LABEL)$(ROOT_SCHEME) --out $(OUT) --fill $(FILL)
 
 demo-ablation: $(STAMP) ## A reduced modality-dropout sweep and missing-modality evaluation on synthetic data (8 runs)
 	$(PY) -m selfcross.run -m experiment=demo_ablation $(ARGS)

@@ -1,14 +1,16 @@
 """Missing-modality evaluation of finished runs, and its table and figure.
 
     python -m selfcross.ablate --results multirun/<sweep> [--out tables] [--fill zeros|train_mean]
+        [--metrics wa,uwa,wf1,mf1]
 
 Every finished run under ``--results`` trained on two or more modalities is reloaded from its
 best checkpoint and its test split scored once per non-empty subset of its modalities, the
 absent ones blanked with ``--fill``; each run gets ``ablation.json`` (runs whose file matches
 are not scored again). Then ``<out>/ablation.md``, ``.tex``, ``.csv`` and ``ablation.png``:
-WA and UWA per present subset, the drop from the full set, and Self vs Cross t-tests on the
-drops (docs/diagnostics.md). The work is done by :mod:`selfcross.analysis.ablation` and
-:mod:`selfcross.report.ablation`; this module only reads the command line.
+each metric (``--metrics``; default the dataset's: IEMOCAP WA and UWA) per present subset,
+the drop from the full set, and Self vs Cross t-tests on the drops (docs/diagnostics.md). The
+work is done by :mod:`selfcross.analysis.ablation` and :mod:`selfcross.report.ablation`; this
+module only reads the command line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from selfcross.analysis.ablation import ablate_results
 from selfcross.config import user_errors
 from selfcross.models.blanking import FILLS
 from selfcross.report.ablation import make_ablation_report
+from selfcross.report.registry import metric_list
 from selfcross.utils import signals
 
 
@@ -38,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--fill", choices=FILLS, default="zeros",
         help="what replaces an absent modality: zeros, or the per-feature mean of the train "
         "split (default zeros)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics", type=metric_list, default=None,
+        help="metrics to show, among wa,uwa,wf1,mf1 (default: the dataset's, conf/data/"
+        "<name>.yaml: metrics; IEMOCAP wa,uwa, MELD wf1,uwa)",
     )  # fmt: skip
     return parser
 
@@ -59,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         signals.phase("while writing the ablation table", "rerun the same command to write it")
-        make_ablation_report(args.results, args.out, args.fill)
+        make_ablation_report(args.results, args.out, args.fill, args.metrics)
         signals.finished(f"the ablation table ({args.out})")
 
 

@@ -298,7 +298,12 @@ def check_against_manifest(data: DictConfig, manifest: FoldsManifest) -> None:
             if "conv_out" in ours:
                 ours.conv_out = conv_out_for(ours.conv_out, ours.seq_len, shape["seq_len"])
             ours.seq_len, ours.feat_dim = shape["seq_len"], shape["feat_dim"]
-    if data.get("class_set") is not None:  # the folds hold the full set; the map is checked
+    held, asked = manifest.class_set_name, data.get("class_set")
+    if held is not None and asked != held:  # a root written with a class set names it
+        said = "data.root" if asked is None else f"class_set={asked}: data.root"
+        raise ConfigError(f"{said} holds the folds of class set {held} ({path}): add "
+                          f"class_set={held}, or use the full set's root")  # fmt: skip
+    if asked is not None and held is None:  # the folds hold the full set; the map is checked
         return  # where it is built (selfcross.data.datasets.class_set_map)
     if tuple(data.class_names) != manifest.class_names:
         raise ConfigError(

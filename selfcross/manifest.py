@@ -9,7 +9,9 @@ counts) stay in ``conf/data/<name>.yaml``; nothing is copied between the two. A 
 manifest (Yoon et al.'s folds, roots prepared before it existed) is described by the dataset
 config's defaults.
 
-Plain JSON and dataclasses only: every floor of the package may import this module.
+Plain JSON and dataclasses only: every floor of the package may import this module. It also
+registers the ``${selfcross.scheme:}`` resolver of the presets' sweep folder names
+(:func:`sweep_scheme`), which reads a root's manifest.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from selfcross.errors import DataError
 from selfcross.utils.io import write_json_atomic
 
 MANIFEST_FILE = "dataset.json"
-SCHEMA_VERSION = 1
-"""Version 1: dataset, n_folds, class_names, shapes, split, features."""
+SCHEMA_VERSION = 2
+"""Version 1: dataset, n_folds, class_names, shapes, split, features; version 2 adds
+``class_set`` (a root derived with a class set; version-1 files read as None)."""
 SHAPE_KEYS = ("seq_len", "feat_dim")
 REQUIRED = ("dataset", "n_folds", "class_names", "shapes", "split")
 
@@ -45,7 +48,17 @@ class FoldsManifest:
     """How utterances were split into folds (``random``, ``session``, ``official``)."""
     features: dict = field(default_factory=dict)
     """How the features were computed (preparation settings, or the generator's parameters)."""
+    class_set: dict | None = None
+    """A root written with a class set applied (``selfcross.prepare source=ROOT
+    class_set=4class``, :mod:`selfcross.prepare.derive`): ``name``, ``of`` (the source's class
+    names), ``merge``, ``class_counts`` (utterances per class here), ``published`` and
+    ``source`` (root and per-fold fingerprints); None: the class names are the dataset's."""
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def class_set_name(self) -> str | None:
+        """The class set applied to these folds (None: the dataset's full set)."""
+        return None if self.class_set is None else self.class_set["name"]
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -123,6 +136,10 @@ def _parse(data, path: Path) -> FoldsManifest:
     features = data.get("features", {})
     if not isinstance(features, dict):
         raise DataError(path, "features: expected a JSON object")
+    class_set = data.get("class_set")
+    named = isinstance(class_set, dict) and isinstance(class_set.get("name"), str)
+    if class_set is not None and not (named and class_set["name"]):
+        raise DataError(path, f"class_set={class_set!r}: expected an object with a name")
     return FoldsManifest(
         dataset=data["dataset"],
         n_folds=n_folds,
@@ -130,6 +147,7 @@ def _parse(data, path: Path) -> FoldsManifest:
         shapes={m: {k: int(shapes[m][k]) for k in SHAPE_KEYS} for m in MODALITIES},
         split=data["split"],
         features=features,
+        class_set=class_set,
         schema_version=version,
     )
 
@@ -191,3 +209,52 @@ def conv_out_for(conv_out: int | None, seq_len: int, new_seq_len: int) -> int | 
     if conv_out is None or new_seq_len == seq_len:
         return conv_out
     return max(1, (conv_out * new_seq_len * 2 + seq_len) // (2 * seq_len))
+
+
+DEFAULT_SPLITS = ("random", "official")
+"""Splits whose runs keep a preset's sweep folder name: the paper's and MELD's only one."""
+
+
+def scheme_suffix(root: str | Path | None, class_set: str | None = None,
+                  synthetic: bool = False) -> str:  # fmt: skip
+    """What a preset's sweep folder name adds for folds of another evaluation scheme than the
+    paper's (random folds, all classes): ``-session``, ``-speaker``, ``-4class``,
+    ``-session-4class``. Empty for the paper's scheme and MELD's official split, so their
+    folders keep their names; synthetic data add only the class set (their ``data.label``
+    names the preset's split). ``class_set`` None: the root's own (a root written with one).
+    A root without a manifest (Yoon's folds), or whose manifest cannot be read (validation then
+    names it), counts as random with all classes."""
+    split = "random"
+    if not synthetic and root is not None:
+        try:
+            manifest = read_manifest(root)
+        except DataError:
+            manifest = None
+        if manifest is not None:  # a root written with a class set names it too
+            split, class_set = manifest.split, class_set or manifest.class_set_name
+    parts = [split] if split not in DEFAULT_SPLITS else []
+    return "".join(f"-{p}" for p in [*parts, *([class_set] if class_set else [])])
+
+
+def sweep_scheme(*, _root_) -> str:
+    """``${selfcross.scheme:}`` in a preset's ``sweep_name``: :func:`scheme_suffix` of the
+    composed configuration's ``data`` (registered below, when this module is first imported:
+    ``selfcross.config`` imports it before anything is composed)."""
+    from omegaconf import OmegaConf
+
+    def get(key: str):
+        return OmegaConf.select(_root_, key, default=None, throw_on_missing=False)
+
+    root = get("data.root")
+    return scheme_suffix(None if root in (None, "???") else str(root), get("data.class_set"),
+                         bool(get("data.synthetic")))  # fmt: skip
+
+
+def _register_resolver() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("selfcross.scheme"):
+        OmegaConf.register_new_resolver("selfcross.scheme", sweep_scheme)
+
+
+_register_resolver()

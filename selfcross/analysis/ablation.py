@@ -40,7 +40,6 @@ from selfcross.analysis.records import (
 )
 from selfcross.analysis.reload import best_checkpoint, reload_run
 from selfcross.analysis.results import (
-    METRICS,
     RunResult,
     find_result_files,
     load_results,
@@ -202,6 +201,7 @@ def score_subsets(run_dir: Path, record: RunRecord, fill: str) -> list[SubsetSco
                 test_f1=report["f1"],
                 test_loss=report["loss"],
                 confusion=report["confusion"],
+                test_wf1=report["wf1"],
             )
         )
     check_full_set(run_dir, record, entries[0])
@@ -225,15 +225,17 @@ def check_full_set(run_dir: Path, record: RunRecord, full: SubsetScore) -> None:
 
 @dataclass(frozen=True)
 class AblatedRun:
-    """One run's scores per present subset: ``scores[present][metric]``."""
+    """One run's scores per present subset: ``scores[present][metric]`` (``wa``, ``uwa``,
+    ``mf1``, ``wf1``; None where the file holds no such score)."""
 
     run: RunResult
     dropout: float
-    scores: dict[str, dict[str, float]]
+    scores: dict[str, dict[str, float | None]]
 
     def drop(self, present: str) -> Drop:
-        full = self.scores[self.run.modality]
-        return Drop({m: full[m] - self.scores[present][m] for m in METRICS})
+        full, here = self.scores[self.run.modality], self.scores[present]
+        return Drop({m: None if full[m] is None or here[m] is None else full[m] - here[m]
+                     for m in full})  # fmt: skip
 
     def at(self, present: str) -> Drop:
         return Drop(dict(self.scores[present]))
@@ -243,9 +245,9 @@ class AblatedRun:
 class Drop:
     """Values of one run keyed by metric name, as ``report.stats.compare`` reads runs."""
 
-    values: dict[str, float]
+    values: dict[str, float | None]
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str) -> float | None:
         return self.values[name]
 
 
@@ -290,7 +292,10 @@ def load_ablations(
 
 def _scores(stored: AblationRecord, fill: str, modality: str) -> dict[str, dict[str, float]]:
     """``{present: {metric: value}}`` of one fill; ValueError if a present subset has none."""
-    scores = {p: {m: float(v) for m, v in s.items()} for p, s in stored.scores(fill).items()}
+    scores = {
+        p: {m: None if v is None else float(v) for m, v in s.items()}
+        for p, s in stored.scores(fill).items()
+    }
     missing = [p for p in present_subsets(modality) if p not in scores]
     if missing:
         raise ValueError(f"no entry for present={missing[0]}")

@@ -21,8 +21,10 @@ from selfcross.training.record import RunRecord, parse_record_json, same_data, v
 from selfcross.utils.io import write_json_atomic
 
 ABLATION_FILE = "ablation.json"
-ABLATION_SCHEMA = 1
-"""Bump when a key of ``ablation.json`` changes meaning or goes away."""
+ABLATION_SCHEMA = 2
+"""Bump when a key of ``ablation.json`` changes meaning or goes away. Version 2 adds each
+entry's ``test_wf1``; version-1 files read with it None (the table derives it from the entry's
+confusion matrix when there is one) and are written back as they were."""
 
 ATTENTION_DIR = "attention"
 """The default folder of ``attention.json`` and the heatmaps, inside the run's folder."""
@@ -52,9 +54,22 @@ class SubsetScore:
     test_wa: float
     test_uwa: float
     test_f1: float | None
+    """Macro-F1."""
     test_loss: float | None
     confusion: list[list[int]] | None
     """[C, C] test counts, rows the true class, columns the predicted one."""
+    test_wf1: float | None = None
+    """Weighted F1 (``models/metrics.py``: ``weighted_f1``); None in a version-1 file."""
+
+    def metrics(self) -> dict[str, float | None]:
+        """``wa``, ``uwa``, ``mf1`` and ``wf1`` (the tables' names); weighted F1 derived from
+        the confusion matrix where the file predates it, None where it cannot be."""
+        wf1 = self.test_wf1
+        if wf1 is None and self.confusion and sum(map(sum, self.confusion)):
+            from selfcross.models.metrics import weighted_f1  # torch: only for old files
+
+            wf1 = float(weighted_f1(self.confusion))
+        return {"wa": self.test_wa, "uwa": self.test_uwa, "mf1": self.test_f1, "wf1": wf1}
 
 
 @dataclass
@@ -91,7 +106,12 @@ class AblationRecord:
     schema_version: int = ABLATION_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        return _first_version(dataclasses.asdict(self))
+        data = dataclasses.asdict(self)
+        if self.schema_version < 2:  # written back key for key, as it was read
+            for fill in data["fills"].values():
+                for entry in fill["entries"]:
+                    entry.pop("test_wf1")
+        return _first_version(data)
 
     @classmethod
     def from_dict(cls, raw: Any) -> AblationRecord:
@@ -100,7 +120,9 @@ class AblationRecord:
         checkpoint = _object(raw.get("checkpoint"), "checkpoint")
         raw["checkpoint"] = _build(CheckpointRef, checkpoint, "checkpoint.")
         fills = _object(raw.get("fills"), "fills")
-        raw["fills"] = {name: _fill(value, f"fills.{name}") for name, value in fills.items()}
+        raw["fills"] = {
+            name: _fill(value, f"fills.{name}", version) for name, value in fills.items()
+        }
         record = _build(cls, raw, "")
         record.schema_version = version
         return record
@@ -114,27 +136,33 @@ class AblationRecord:
             return False
         return checkpoint_sha256 is None or self.checkpoint.sha256 == checkpoint_sha256
 
-    def scores(self, fill: str) -> dict[str, dict[str, float]]:
-        """``{present: {"wa": ..., "uwa": ...}}`` of one fill; KeyError if it was not scored."""
-        return {e.present: {"wa": e.test_wa, "uwa": e.test_uwa} for e in self.fills[fill].entries}
+    def scores(self, fill: str) -> dict[str, dict[str, float | None]]:
+        """``{present: {"wa", "uwa", "mf1", "wf1"}}`` of one fill (:meth:`SubsetScore.metrics`);
+        KeyError if it was not scored."""
+        return {e.present: e.metrics() for e in self.fills[fill].entries}
 
 
-def _fill(raw: Any, where: str) -> FillScores:
+def _fill(raw: Any, where: str, version: int) -> FillScores:
     raw = dict(_object(raw, where))
     entries = raw.get("entries")
     if not isinstance(entries, list):
         what = "missing key " if entries is None else ""
         raise ValueError(f"{what}{where}.entries" + ("" if what else " is not a list"))
-    raw["entries"] = [_subset(e, f"{where}.entries[{i}]") for i, e in enumerate(entries)]
+    raw["entries"] = [_subset(e, f"{where}.entries[{i}]", version) for i, e in enumerate(entries)]
     return _build(FillScores, raw, f"{where}.")
 
 
-def _subset(raw: Any, where: str) -> SubsetScore:
-    entry = _build(SubsetScore, _object(raw, where), f"{where}.")
+def _subset(raw: Any, where: str, version: int) -> SubsetScore:
+    raw = _object(raw, where)
+    if version < 2:  # before weighted F1
+        raw = {**raw, "test_wf1": None}
+    entry = _build(SubsetScore, raw, f"{where}.")
     if not isinstance(entry.present, str):
         raise ValueError(f"{where}.present is {entry.present!r}, expected a string")
-    for key in ("test_wa", "test_uwa"):
+    for key in ("test_wa", "test_uwa", "test_f1", "test_wf1"):
         value = getattr(entry, key)
+        if value is None and key in ("test_f1", "test_wf1"):
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where}.{key} is {value!r}, expected a number")
     return entry

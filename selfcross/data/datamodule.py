@@ -140,7 +140,8 @@ class FoldDataModule(L.LightningDataModule):
         class_set, class_sets: the class set applied while loading (``class_set=4class``;
             :func:`selfcross.data.datasets.class_set_map`) among the dataset's; the folds keep
             the full set's class ids (as the root's manifest names them), utterances of
-            classes outside the set are left out of every split before preprocessing.
+            classes outside the set are left out of every split before preprocessing. On a
+            root written with that set (its manifest's ``class_set``), a no-op.
     """
 
     def __init__(
@@ -213,7 +214,9 @@ class FoldDataModule(L.LightningDataModule):
                 )
             manifest = read_manifest(root)
             full = manifest.class_names if manifest is not None else None
-            class_map = class_set_map(class_set, class_sets, full)
+            if manifest is None or manifest.class_set_name != class_set:
+                class_map = class_set_map(class_set, class_sets, full)
+            # else: a root written with this set (selfcross.prepare source=...): read as it is
         self.class_set = class_set
         self.merged = {} if class_set is None else dict(class_sets[class_set]["merge"])
         self.options = ReaderOptions(
@@ -272,7 +275,13 @@ class FoldDataModule(L.LightningDataModule):
             split, seed = written.get("split", split), written.get("seed")
         elif (root_manifest := read_manifest(self.root)) is not None:
             split = root_manifest.split
-        return {"split": split, "seed": seed, "class_set": self.class_set}
+        return {"split": split, "seed": seed, "class_set": self.class_set or self.root_class_set}
+
+    @property
+    def root_class_set(self) -> str | None:
+        """The class set the root was written with (its manifest's), None for the full set."""
+        manifest = None if self.synthetic is not None else read_manifest(self.root)
+        return None if manifest is None else manifest.class_set_name
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:

@@ -7,12 +7,15 @@
         out=PATH vision.weights=PATH/resnet101-63fe2227.pth [strict=true]
     python -m selfcross.prepare raw=PATH/IEMOCAP_full_release out=PATH features=pretrained \\
         audio.encoder=DIR text.encoder=DIR vision.encoder=DIR [audio.max_frames=500]
+    python -m selfcross.prepare source=PATH/folds out=PATH/folds-4class class_set=4class
 
 Options are Hydra overrides of conf/prepare.yaml (key=value; dataset=<name> adds
 conf/dataset/<name>.yaml). The folds are written to out/fold01 .. out/fold05 (MELD: out/fold01,
 the official split); features are cached per utterance under out/cache, so a rerun (after a
 crash, or with another split) reuses every finished utterance. features=pretrained reads Hugging
-Face encoders from local folders (docs/features.md).
+Face encoders from local folders (docs/features.md). source=ROOT class_set=NAME writes a class
+set's folds from an already prepared root, without extracting features again
+(selfcross/prepare/derive.py, docs/protocols.md "Class sets").
 """
 
 from __future__ import annotations
@@ -42,9 +45,13 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     with user_errors():
         from selfcross.prepare.build import prepare
+        from selfcross.prepare.derive import derive_from_config
         from selfcross.prepare.settings import from_config
 
-        settings = from_config(compose_prepare(args))
+        cfg = compose_prepare(args)
+        if cfg.get("source") is not None:
+            return derive_from_config(cfg)
+        settings = from_config(cfg)
         signals.phase(
             f"while preparing the folds in {settings.out}",
             f"finished features are cached in {settings.cache}; rerun the same command to resume",

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from selfcross.data.datasets import dataset
@@ -123,6 +123,16 @@ def _positive(name: str, value) -> int:
 def from_config(cfg: DictConfig) -> PrepareSettings:
     """Check and convert the composed configuration; every mistake is one ConfigError."""
     name = cfg.get("dataset")
+    if (cfg.get("data") or {}).get("class_set") is not None:
+        raise ConfigError(
+            f"class_set={cfg.data.class_set} needs source=<a prepared root>: prepare the full "
+            "class set from the release, then write the set's folds from it (the same folds "
+            "as applying the set when loading; docs/protocols.md, Class sets)"
+        )
+    if "data" in cfg:  # class_set=null: nothing chosen
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            del cfg["data"]
     try:
         encoders = pretrained_encoders(cfg)
         for key, hint in PATH_HINTS.items():

@@ -12,6 +12,7 @@ may.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -46,11 +47,44 @@ from selfcross.report.select import (
 )
 from selfcross.report.stats import compare
 from selfcross.report.table1 import METRIC_TITLES
+from selfcross.training.tuned import BEST_FILE
 
 TABLE4_MODELS = ("self", "cross")
 TABLE4_MODALITIES = ("TV", "TA", "VA")
 TUNED_KEYS = ("tuned.study", "tuned.trial", "tuned.value", "tuned.allow_unfinished")
 """The keys ``experiment=tuned`` adds to a run's configuration."""
+OBJECTIVE_NAMES = {"val/uwa": "UWA", "val/wa": "WA", "val/wf1": "WF1", "val/f1": "MF1"}
+"""A study's objective (``training.search.OBJECTIVES``) as the tables name its metric."""
+
+
+def study_objective(run) -> str:
+    """The validation metric the tuned run's study maximised: ``objective`` of the study's
+    ``best.json`` when the folder ``tuned.study`` names can be read from here, else the run's
+    own ``monitor.metric`` (a study maximises the selection metric of its runs: MELD's val/wf1),
+    else ``val/uwa`` (the objective of every study before there was a choice)."""
+    study = _value(run.config.get("tuned.study"))
+    if isinstance(study, str) and study:
+        try:
+            best = json.loads((Path(study) / BEST_FILE).read_text())
+        except (OSError, ValueError):
+            best = None
+        if isinstance(best, dict) and best.get("objective") in OBJECTIVE_NAMES:
+            return best["objective"]
+    monitored = _value(run.config.get("monitor.metric"))
+    return monitored if monitored in OBJECTIVE_NAMES else "val/uwa"
+
+
+def objective_name(objective: str) -> str:
+    """``val/wf1`` -> ``validation WF1``."""
+    return f"validation {OBJECTIVE_NAMES.get(objective, objective)}"
+
+
+def _value(text):
+    """A value of a run's flattened configuration (JSON text), None if absent or not JSON."""
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
 
 
 def table4_cells() -> list[tuple[str, str]]:
@@ -88,7 +122,7 @@ def tuned_settings(untuned: Selection, tuned: Selection, model: str, modality: s
     value = run.config.get("tuned.value")
     head = f"study {study}, trial {run.config.get('tuned.trial', '?')}"
     if value not in (None, "null"):
-        head += f" (validation UWA {float(value):.3f})"
+        head += f" ({objective_name(study_objective(run))} {float(value):.3f})"
     base = list(untuned.cell(model, modality).runs.values())
     if not base:
         return head + "; untuned runs missing: no comparison of settings"
@@ -184,10 +218,13 @@ def build_table4(
     title = "Tuned settings (from the tuned runs' result.json)"
     header = ["Cell", "Study, best trial, settings changed"]
     sections.append(Section(title, header, setting_rows))
+    objectives = sorted({objective_name(study_objective(run)) for c in tuned.cells.values()
+                         for run in c.runs.values()}) or [objective_name("val/uwa")]  # fmt: skip
     legend = [
         "Untuned: Table 1's runs (the paper's settings); tuned: experiment=tuned, the same 5-fold "
         "x 10-seed protocol with the best settings of the cell's Optuna study (objective: "
-        "validation UWA only; docs/tuning.md). Bold: the best of our four values in the row.",
+        f"{' and '.join(objectives)} only; docs/tuning.md). Bold: the best of our four values "
+        "in the row.",
         *legend_marks(
             protocol, "on the higher of a tuned model and its untuned model", "the two"
         ),  # fmt: skip

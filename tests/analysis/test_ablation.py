@@ -17,7 +17,12 @@ from scipy import stats
 
 from selfcross.ablate import main
 from selfcross.analysis.ablation import BlankedSplit, ablate_results, present_subsets
-from selfcross.analysis.records import ABLATION_FILE, AblationRecord, read_ablation
+from selfcross.analysis.records import (
+    ABLATION_FILE,
+    ABLATION_SCHEMA,
+    AblationRecord,
+    read_ablation,
+)
 from selfcross.models.blanking import blank, dropout_masks, train_means
 from selfcross.report.ablation import make_ablation_report
 from selfcross.training.record import read_record
@@ -478,7 +483,7 @@ def test_newer_or_corrupt_ablation_files_are_named_and_left_out(tmp_path):
     for model in ("self", "cross"):
         for fold, seed in keys:
             write_ablated(root, model, fold, seed, TVA_SCORES)
-    newer = write_ablated(root, "self", 2, 2, TVA_SCORES, schema_version=2)
+    newer = write_ablated(root, "self", 2, 2, TVA_SCORES, schema_version=ABLATION_SCHEMA + 1)
     corrupt = write_ablated(root, "cross", 2, 2, TVA_SCORES)
     (corrupt / ABLATION_FILE).write_text('{"schema_version": 1, "fills": {')
     keyless = write_ablated(root, "cross", 3, 1, TVA_SCORES, modality_dropout=None)
@@ -486,8 +491,8 @@ def test_newer_or_corrupt_ablation_files_are_named_and_left_out(tmp_path):
     assert len(report.missing) == 3
     md = (tmp_path / "out" / "ablation.md").read_text()
     assert (
-        f"skipped: {newer}: {ABLATION_FILE} schema_version 2 is newer than this selfcross reads"
-        in md
+        f"skipped: {newer}: {ABLATION_FILE} schema_version {ABLATION_SCHEMA + 1} is newer than "
+        "this selfcross reads" in md
     )
     assert f"skipped: {corrupt}: {ABLATION_FILE} cannot be read (not valid JSON" in md
     unread = f"skipped: {keyless}: {ABLATION_FILE} cannot be read"
