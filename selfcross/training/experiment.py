@@ -35,7 +35,7 @@ from selfcross.errors import Interrupted
 from selfcross.manifest import feature_set_label, root_feature_set
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.training import lightning_io, resume, rundir, tracking
-from selfcross.training.gpus import job_gpu
+from selfcross.training.gpus import job_gpu, trainer_devices
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.rng import RandomStreams
 from selfcross.training.runtime import apply_run_settings
@@ -113,9 +113,7 @@ def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
     """The trainer with its callbacks; on GPU ``gpu`` when the launcher assigned one."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks.append(RandomStreams())  # a resumed run continues the interrupted one's draws
-    overrides = {}
-    if gpu is not None and torch.cuda.is_available():
-        overrides = {"accelerator": "gpu", "devices": [gpu]}
+    overrides = trainer_devices(gpu)
     plugins = [lightning_io.AtomicCheckpointIO()]  # checkpoints written in their own folder
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **overrides

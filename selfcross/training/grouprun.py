@@ -19,7 +19,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +28,7 @@ from selfcross.errors import ConfigError
 from selfcross.models import count_parameters
 from selfcross.training import grouplog, groupstate, resume, rundir
 from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_library_noise
+from selfcross.training.gpus import job_gpu, run_device
 from selfcross.training.group import train_group
 from selfcross.training.record import RESULT_FILE, write_record
 from selfcross.training.tuned import apply_tuned
@@ -116,6 +116,8 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
         resume.mark_checkpoints(dirs[i], digest, fingerprint)
     folders = [dirs[i] for i in todo]
     with ExitStack() as stack:
+        gpu = stack.enter_context(job_gpu())  # the group holds one GPU slot (local_gpus)
+        device = run_device(first.trainer, gpu)
         logs: dict[int, grouplog.MemberLog] = {}
 
         def member_log(k: int, member) -> grouplog.MemberLog:
@@ -137,20 +139,20 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
             log.info(grouplog.progress_line(epoch, members, first.monitor.metric))
 
         started = time.perf_counter()
-        members = train_group(first, seeds, datamodule, saved, on_epoch=save_epoch)
+        members = train_group(first, seeds, datamodule, saved, save_epoch, device)
         seconds = time.perf_counter() - started
-        return _write_members(cfgs, dirs, todo, members, seconds, saved, datamodule, inputs,
-                              member_log)  # fmt: skip
+        trainer = SimpleNamespace(  # what the record reads of a single run's trainer
+            strategy=SimpleNamespace(root_device=device), precision=str(first.trainer.precision)
+        )
+        return _write_members(cfgs, dirs, todo, members, (seconds, saved, trainer, gpu),
+                              datamodule, inputs, member_log)  # fmt: skip
 
 
-def _write_members(cfgs, dirs, todo, members, seconds, saved, datamodule, inputs, member_log):
-    """Each trained member's record, best checkpoint, inputs and final log rows."""
-    first = cfgs[todo[0]]
+def _write_members(cfgs, dirs, todo, members, run, datamodule, inputs, member_log):
+    """Each trained member's record, best checkpoint, inputs and final log rows; ``run``: the
+    group's (seconds, saved states, trainer stand-in, GPU slot)."""
+    seconds, saved, trainer, gpu = run
     seeds = [m.seed for m in members]
-    trainer = SimpleNamespace(
-        strategy=SimpleNamespace(root_device=torch.device("cpu")),
-        precision=str(first.trainer.precision),
-    )
     outcomes = {}
     for k, (i, member) in enumerate(zip(todo, members, strict=True)):
         cfg, module = cfgs[i], member.module
@@ -159,7 +161,7 @@ def _write_members(cfgs, dirs, todo, members, seconds, saved, datamodule, inputs
         resumed = groupstate.last_path(dirs[i]) if member.seed in saved else None
         record = _record(cfg, trainer, datamodule, module, timing, resumed,
                          n_params=count_parameters(module.network),
-                         digest=resume.config_hash(cfg), gpu=None)  # fmt: skip
+                         digest=resume.config_hash(cfg), gpu=gpu)  # fmt: skip
         record = dataclasses.replace(record, seed_group=seeds)
         best = groupstate.write_best(dirs[i], member)
         write_inputs(dirs[i], inputs)  # what selfcross.predict needs
