@@ -29,7 +29,7 @@ from selfcross.models import count_parameters
 from selfcross.training import grouplog, groupstate, resume, rundir
 from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_library_noise
 from selfcross.training.gpus import job_gpu, run_device
-from selfcross.training.group import train_group
+from selfcross.training.group import precision_context, train_group
 from selfcross.training.record import RESULT_FILE, write_record
 from selfcross.training.tuned import apply_tuned
 
@@ -66,6 +66,7 @@ def run_group(cfgs: Sequence[DictConfig]) -> list[RunOutcome]:
     for cfg in cfgs:
         validate(cfg)
     check_one_cell(cfgs)
+    precision_context(cfgs[0], run_device(cfgs[0].trainer))  # refused before any work
     quiet_library_noise()
     dirs = [Path(c.paths.output_dir) for c in cfgs]
     for cfg, out_dir in zip(cfgs, dirs, strict=True):

@@ -146,3 +146,15 @@ def test_a_group_holds_one_gpu_slot_and_records_it_for_every_member(
     records = [o.record for o in run_group(cfgs)]
     expected = "cuda:0" if torch.cuda.is_available() else "cpu"  # slot 0's GPU where CUDA is
     assert [(r.gpu_slot, r.device) for r in records] == [(0, expected), (0, expected)]
+
+
+def test_an_unsupported_precision_is_refused_before_any_folder(make_cfg, data_dir, tmp_path):
+    from selfcross.training.grouprun import run_group
+
+    cfgs = [make_cfg(f"paths.data_dir={data_dir}", "debug=fast", "trainer.accelerator=cpu",
+                     "trainer.precision=16-mixed", f"seed={s}",
+                     f"paths.output_dir={tmp_path / f'seed{s}'}")
+            for s in (1, 2)]  # fmt: skip
+    with pytest.raises(ConfigError, match="trainer.precision=16-mixed: a seed group trains"):
+        run_group(cfgs)
+    assert not (tmp_path / "seed1").exists() and not (tmp_path / "seed2").exists()
