@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import wandb
 
 from selfcross.training import groupstate
 from selfcross.training.grouplog import epoch_rows, member_overrides
@@ -78,7 +79,9 @@ def test_each_member_has_its_own_offline_wandb_run(make_cfg, data_dir, tmp_path)
                  f"seed={s}", f"paths.output_dir={tmp_path / f'seed{s}'}")
         for s in (1, 2)
     ]  # fmt: skip
-    for outcome in run_group(cfgs):
+    outcomes = run_group(cfgs)
+    wandb.teardown()  # W&B's service writes the closed runs' files after finish() returns
+    for outcome in outcomes:
         record = outcome.record
         runs = list((tmp_path / f"seed{record.seed}" / "wandb").glob("offline-run-*"))
         assert len(runs) == 1
@@ -131,3 +134,32 @@ def test_a_members_csv_grows_every_epoch_and_a_rerun_writes_no_row_twice(
             for key, value in x.items():
                 if value:
                     assert float(y[key]) == pytest.approx(float(value), abs=1e-5), key
+
+
+def test_a_killed_members_wandb_run_holds_the_epochs_it_trained(
+    make_cfg, data_dir, tmp_path, monkeypatch
+):
+    cfgs = [
+        make_cfg(*base_overrides(tmp_path), f"paths.data_dir={data_dir}", "debug=fast",
+                 "logger=wandb", "logger.wandb.mode=offline", f"seed={s}",
+                 f"paths.output_dir={tmp_path / f'seed{s}'}")
+        for s in (1, 2)
+    ]  # fmt: skip
+    original = groupstate.save_member
+
+    def die_after_epoch_1(out_dir, member, k, net, optimizer, epoch):
+        path = original(out_dir, member, k, net, optimizer, epoch)
+        if epoch == 1 and k == 1:
+            raise RuntimeError("killed")
+        return path
+
+    monkeypatch.setattr(groupstate, "save_member", die_after_epoch_1)
+    with pytest.raises(RuntimeError):
+        run_group(cfgs)
+    wandb.teardown()  # W&B's service writes the closed runs' files after finish() returns
+    for s in (1, 2):  # both runs were open at once, each fed its member's first epoch
+        (run_dir,) = (tmp_path / f"seed{s}" / "wandb").glob("offline-run-*")
+        (run_file,) = run_dir.glob("run-*.wandb")
+        values = logged_values(run_file)
+        assert values["epoch"] == 0 and "val/uwa" in values and "lr" in values
+        assert "test/uwa" not in values
