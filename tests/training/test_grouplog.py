@@ -50,7 +50,10 @@ def test_each_members_folder_holds_what_its_single_runs_holds(tmp_path):
         assert [(r["epoch"], r["step"]) for r in member_rows] == [
             (r["epoch"], r["step"]) for r in rows
         ]
-        assert "Fold" in (member_dir / "run.log").read_text()
+        log = (member_dir / "run.log").read_text()
+        assert "Fold" in log
+        assert [line.split("group epoch ")[1][:2] for line in log.splitlines()
+                if "group epoch " in line] == ["1:", "2:", "3:"]  # fmt: skip
         overrides = (member_dir / ".hydra" / "overrides.yaml").read_text()
         assert f"- seed={seed}" in overrides  # the job's own folder: the command's overrides
         assert ("seed_group" in overrides) == (seed == 5)
