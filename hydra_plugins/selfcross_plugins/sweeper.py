@@ -115,8 +115,11 @@ def sweep_group_size(cfg) -> int:
         raise ConfigError(f"seed_group={value}: a sweep takes a count or auto, not a list")
     if value != "auto":
         return value
-    size = auto_size(cfg, memory_budget())
-    log.info("seed_group=auto: groups of %d seeds fit the memory", size)
+    from selfcross.training.gpus import run_device
+
+    device = run_device(cfg.trainer)  # where the groups train: a GPU's free memory there
+    size = auto_size(cfg, memory_budget(device), device=device)
+    log.info("seed_group=auto: groups of %d seeds fit the memory of %s", size, device)
     return size
 
 

@@ -9,10 +9,12 @@ cross-entropy, backward and the optimiser step.
 
 Reported per row: samples per second both ways and their ratio; the FLOPs of a step
 (``torch.utils.flop_counter``, forward and backward, counted on one network and multiplied by
-K) as a share of the CPU's float32 matmul peak, measured here by :func:`gemm_peak`; and the
+K) as a share of the device's float32 matmul peak, measured here by :func:`gemm_peak`; and the
 group's memory: the bytes a step holds (parameters, gradients, Adam's moments, the batch and the
 tensors autograd saves, :func:`selfcross.training.groupplan.group_bytes`) and the process's peak
-resident memory.
+resident memory; on CUDA (``--device cuda``) also the peak GPU memory of one group step and of
+the K single steps (``torch.cuda.max_memory_allocated``). Every timing on CUDA waits for the
+device (``torch.cuda.synchronize``, :func:`selfcross.benchmark.timing.timed`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from selfcross.benchmark.timing import machine
+from selfcross.benchmark.timing import machine, timed
 from selfcross.benchmark.variants import Settings, network_config, random_batch
 from selfcross.models.stacked import stack_networks
 from selfcross.models.streams import SeedStream
@@ -35,15 +38,12 @@ from selfcross.training.group import StackedAdam
 OnRow = Callable[[dict], None]
 
 
-def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
-    """The CPU's float32 matmul rate in GFLOP/s: the best of ``repeats`` square products."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def gemm_peak(size: int = 2048, repeats: int = 5, device="cpu") -> float:
+    """The device's float32 matmul rate in GFLOP/s: the best of ``repeats`` square products."""
+    device = torch.device(device)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
+    best = min(timed(device, torch.mm, a, b) for _ in range(repeats)) / 1e3
     return 2 * size**3 / best / 1e9
 
 
@@ -59,24 +59,28 @@ def step_flops(net, batch: dict) -> int:
 
 
 class Singles:
-    """K networks trained one after the other, each with its own Adam."""
+    """K networks trained one after the other, each with its own Adam; ``precision()``: the
+    forward pass's context (bf16 autocast under ``bf16-mixed``)."""
 
-    def __init__(self, nets, batches):
-        self.nets, self.batches = nets, batches
+    def __init__(self, nets, batches, precision=nullcontext):
+        self.nets, self.batches, self.precision = nets, batches, precision
         self.optimizers = [torch.optim.Adam(n.parameters(), lr=1e-3) for n in nets]
 
     def step(self) -> None:
         for net, optimizer, batch in zip(self.nets, self.optimizers, self.batches, strict=True):
             net.train()
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(net(batch), batch["label"]).backward()
+            with self.precision():
+                logits = net(batch).float()
+            F.cross_entropy(logits, batch["label"]).backward()
             optimizer.step()
 
 
 class Group:
     """The same K networks stacked, one step for all with per-member Adam."""
 
-    def __init__(self, nets, streams, batches):
+    def __init__(self, nets, streams, batches, precision=nullcontext):
+        self.precision = precision
         self.net = stack_networks(nets, streams)
         self.k = len(nets)
         self.batch = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
@@ -85,7 +89,8 @@ class Group:
     def step(self) -> None:
         self.net.train()
         self.optimizer.zero_grad()
-        logits = self.net(self.batch)
+        with self.precision():
+            logits = self.net(self.batch).float()
         logits = logits.view(self.k, -1, logits.shape[-1])
         labels = self.batch["label"].view(self.k, -1)
         sum(F.cross_entropy(lg, t) for lg, t in zip(logits, labels, strict=True)).backward()
@@ -98,23 +103,26 @@ def bench_seed_group(settings: Settings, members: int, on_row: OnRow | None = No
     from selfcross.training.groupplan import group_bytes
 
     s, rows = settings, []
-    peak = gemm_peak()
+    device = torch.device(s.device)
+    peak = gemm_peak(device=device)
+    dtype = s.autocast_dtype
+    precision = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
     for model in s.models:
         for modality in s.modalities:
             net_cfg, shapes = network_config(model, modality, s.preset, s.overrides)
             streams = [SeedStream(seed) for seed in range(1, members + 1)]
-            nets = [st.build(lambda c=net_cfg: instantiate(c)) for st in streams]
-            batches = [random_batch(shapes, nets[0].modalities, s.batch, "cpu", torch.float32)
+            nets = [st.build(lambda c=net_cfg: instantiate(c)).to(device) for st in streams]
+            batches = [random_batch(shapes, nets[0].modalities, s.batch, device, torch.float32)
                        for _ in range(members)]  # fmt: skip
             flops = step_flops(nets[0], batches[0]) * members
-            group, singles = Group(nets, streams, batches), Singles(nets, batches)
+            group = Group(nets, streams, batches, precision)
+            singles = Singles(nets, batches, precision)
             times = {"group": [], "singles": []}
             for i in range(s.warmup + s.steps):
                 for name, run in (("singles", singles.step), ("group", group.step)):
-                    start = time.perf_counter()
-                    run()
+                    ms = timed(device, run)
                     if i >= s.warmup:
-                        times[name].append(time.perf_counter() - start)
+                        times[name].append(ms / 1e3)
             t_group, t_singles = (statistics.median(times[n]) for n in ("group", "singles"))
             samples = members * s.batch
             cfg = compose([f"model={model}", f"modality={modality}",
@@ -134,8 +142,11 @@ def bench_seed_group(settings: Settings, members: int, on_row: OnRow | None = No
                 "gemm_peak_gflops": round(peak, 1),
                 "group_share_of_peak": round(flops / t_group / 1e9 / peak, 3),
                 "singles_share_of_peak": round(flops / t_singles / 1e9 / peak, 3),
-                "group_step_mb": round(group_bytes(cfg, members) / 2**20),
+                "device": str(device),
+                "precision": s.precision,
+                "group_step_mb": round(group_bytes(cfg, members, device) / 2**20),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                **gpu_peaks(device, group, singles),
                 "steps": s.steps,
                 "warmup": s.warmup,
                 "machine": machine(),
@@ -144,6 +155,21 @@ def bench_seed_group(settings: Settings, members: int, on_row: OnRow | None = No
             if on_row is not None:
                 on_row(row)
     return rows
+
+
+def gpu_peaks(device: torch.device, group: Group, singles: Singles) -> dict:
+    """On CUDA, the peak GPU memory (MiB) of one group step and of the K single steps, each
+    measured from the memory held before it; nothing on the CPU."""
+    if device.type != "cuda":
+        return {}
+    peaks = {}
+    for name, run in (("group", group.step), ("singles", singles.step)):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        peaks[f"{name}_peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    return peaks
 
 
 def bench_group_layers(settings: Settings, members: int, on_row: OnRow | None = None) -> list:

@@ -352,8 +352,12 @@ class FoldDataModule(L.LightningDataModule):
         trainer = self.trainer
         if not self.on_device or trainer is None or self._placed_on is not None:
             return
-        device = trainer.strategy.root_device
-        if device.type != "cuda":
+        self.place_on(trainer.strategy.root_device)
+
+    def place_on(self, device: torch.device) -> None:
+        """Hold the fold in ``device``'s memory (``device_dtype`` features) if it is a GPU and
+        ``on_device`` asks for it; done once (a seed group calls this for its device)."""
+        if not self.on_device or self._placed_on is not None or device.type != "cuda":
             return
         self.datasets = {s: d.to(device, self.device_dtype) for s, d in self.datasets.items()}
         self._placed_on = device

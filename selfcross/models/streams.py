@@ -28,6 +28,16 @@ Dropout is replayed exactly on CPU: PyTorch's CPU dropout is ``x * bernoulli(1 -
 drawn from the default generator, which :meth:`SeedStream.dropout` draws from the member's. The
 project's blocked attention kernel draws its mask block by block from a generator it is given
 (the default one in a single run): a member passes its own (:attr:`SeedStream.generator`).
+
+On CUDA a single run draws its dropout masks from the device's generator (``seed_everything``
+seeds it with the seed), not from the CPU one: its CPU stream holds only the initialisation, the
+shuffling and the validation draws. A member on CUDA therefore draws its masks from a CUDA
+generator of its own seeded with its seed (:meth:`SeedStream.generator_for`), and its CPU stream
+replays the single run's initialisation and shuffling exactly. Its masks are not the single
+run's bit for bit: PyTorch's CUDA dropout and attention kernels draw their masks with fused
+kernels of their own (Philox offsets per launch and shape), which a member cannot replay from
+``bernoulli_`` on its slice of a stacked batch; they are i.i.d. with the same rate and
+deterministic per seed.
 """
 
 from __future__ import annotations
@@ -49,6 +59,34 @@ class SeedStream:
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         """The stream; ``torch.manual_seed(seed)`` puts the default generator in this state."""
+        self.device_generator: torch.Generator | None = None
+        """The dropout masks' generator on an accelerator (created by :meth:`generator_for`)."""
+        self._device_state: Tensor | None = None
+
+    def generator_for(self, device: torch.device | str) -> torch.Generator:
+        """The generator of the dropout masks of tensors on ``device``: :attr:`generator` on
+        the CPU; on another device one of its own, seeded with the seed as ``seed_everything``
+        seeds a single run's (made on first use, in the state :meth:`set_device_state` gave)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.generator
+        if self.device_generator is None or self.device_generator.device != device:
+            self.device_generator = torch.Generator(device=device).manual_seed(self.seed)
+            if self._device_state is not None:
+                self.device_generator.set_state(self._device_state)
+        return self.device_generator
+
+    def device_state(self) -> Tensor | None:
+        """The accelerator generator's state (a CPU tensor; None if it never drew)."""
+        if self.device_generator is None:
+            return self._device_state
+        return self.device_generator.get_state()
+
+    def set_device_state(self, state: Tensor | None) -> None:
+        """Put back a saved :meth:`device_state` (applied when the generator is made)."""
+        self._device_state = state
+        if self.device_generator is not None and state is not None:
+            self.device_generator.set_state(state)
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -86,10 +124,11 @@ class SeedStream:
         return list(self.epoch_order(n).split(batch_size))
 
     def dropout(self, x: Tensor, p: float, training: bool = True) -> Tensor:
-        """``F.dropout(x, p, training)`` with this stream's mask (CPU's exact computation)."""
+        """``F.dropout(x, p, training)`` with this stream's mask (CPU's exact computation; on
+        another device from :meth:`generator_for`)."""
         if not training or p == 0:
             return x
         if p == 1:
             return x * 0.0
-        noise = torch.empty_like(x).bernoulli_(1 - p, generator=self.generator)
+        noise = torch.empty_like(x).bernoulli_(1 - p, generator=self.generator_for(x.device))
         return x * noise.div_(1 - p)

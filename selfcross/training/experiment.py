@@ -14,7 +14,6 @@ metric, no test counts and no majority-class rate (all None).
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 import warnings
@@ -26,7 +25,6 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -37,7 +35,7 @@ from selfcross.errors import Interrupted
 from selfcross.manifest import feature_set_label, root_feature_set
 from selfcross.models import EmotionRecognizer, count_parameters
 from selfcross.training import lightning_io, resume, rundir, tracking
-from selfcross.training.gpus import job_gpu
+from selfcross.training.gpus import job_gpu, trainer_devices
 from selfcross.training.record import RESULT_FILE, DataRecord, RunRecord, write_record
 from selfcross.training.rng import RandomStreams
 from selfcross.training.runtime import apply_run_settings
@@ -97,12 +95,14 @@ def run_feature_set(cfg: DictConfig) -> dict:
     return root_feature_set(cfg.data.root)
 
 
-def build_loggers(cfg: DictConfig) -> list:
+def build_loggers(cfg: DictConfig, concurrent: bool = False) -> list:
     """The configured loggers; a W&B logger that cannot start is left out (None). The W&B
-    logger is told the run's feature set (its group and tags name one other than the paper's)."""
+    logger is told the run's feature set (its group and tags name one other than the paper's)
+    and whether other runs log at the same time in this process (``concurrent``)."""
     label = feature_set_label(run_feature_set(cfg))
+    wandb = {"feature_set": label, **({"concurrent": True} if concurrent else {})}
     loggers = [
-        instantiate(c, feature_set=label) if c.get("_target_") == WANDB_TARGET else instantiate(c)
+        instantiate(c, **wandb) if c.get("_target_") == WANDB_TARGET else instantiate(c)
         for c in (cfg.get("logger") or {}).values()
         if c
     ]
@@ -113,9 +113,7 @@ def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
     """The trainer with its callbacks; on GPU ``gpu`` when the launcher assigned one."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks.append(RandomStreams())  # a resumed run continues the interrupted one's draws
-    overrides = {}
-    if gpu is not None and torch.cuda.is_available():
-        overrides = {"accelerator": "gpu", "devices": [gpu]}
+    overrides = trainer_devices(gpu)
     plugins = [lightning_io.AtomicCheckpointIO()]  # checkpoints written in their own folder
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **overrides
@@ -125,25 +123,9 @@ def build_trainer(cfg: DictConfig, loggers: list, gpu: int | None) -> L.Trainer:
 def keep_csv_history(loggers: list, ckpt_path: Path | None) -> None:
     """On a resume, keep the CSV rows of the epochs the checkpoint holds (a fresh run starts
     without ``metrics.csv``); rows of the unfinished epoch are dropped, as that epoch runs
-    again. The file is rewritten atomically (``lightning_io``; Lightning's own writer deletes
-    it first): a failure here leaves the old rows for the next attempt."""
-    for logger in loggers:
-        if not isinstance(logger, CSVLogger):
-            continue
-        path = Path(logger.log_dir) / lightning_io.METRICS_FILE
-        rows, header = [], []
-        if ckpt_path is not None and path.is_file():
-            last_epoch = _best_epoch(str(ckpt_path)) - 1  # 0-based, as the CSV counts
-            with path.open(newline="") as file:
-                reader = csv.DictReader(file)
-                header = list(reader.fieldnames or [])
-                rows = [r for r in reader if r.get("epoch") and float(r["epoch"]) <= last_epoch]
-        writer = lightning_io.start_csv_writer(logger)
-        if rows:
-            lightning_io.write_rows(path, header, rows)
-            writer.metrics_keys = header
-        elif path.is_file():  # a fresh start: no row of another attempt
-            path.unlink()
+    again (:func:`lightning_io.keep_csv_epochs`)."""
+    last = None if ckpt_path is None else _best_epoch(str(ckpt_path)) - 1  # 0-based, as the CSV
+    lightning_io.keep_csv_epochs(loggers, last)
 
 
 def _best_path(trainer: L.Trainer) -> str:

@@ -75,3 +75,44 @@ def job_gpu() -> Iterator[int | None]:
     per_gpu = int(os.environ.get(ENV_JOBS_PER_GPU, "1") or 1)
     with acquire_slot(Path(slot_dir), gpus, per_gpu) as slot:
         yield slot.gpu
+
+
+def trainer_devices(gpu: int | None) -> dict:
+    """The trainer settings a job's GPU slot replaces (none without a slot or without CUDA)."""
+    import torch
+
+    if gpu is not None and torch.cuda.is_available():
+        return {"accelerator": "gpu", "devices": [gpu]}
+    return {}
+
+
+def run_device(trainer_cfg, gpu: int | None = None):
+    """The ``torch.device`` a run with ``trainer_cfg`` (``cfg.trainer``) and GPU slot ``gpu``
+    trains on, resolved as Lightning resolves ``accelerator`` and ``devices`` for one device:
+    ``cpu``; ``gpu``/``cuda`` (and ``auto`` when CUDA is available) the first device listed,
+    ``cuda:0`` for a count of 1 or ``auto``. A seed group trains there
+    (:mod:`selfcross.training.group`); a run on several devices or on another accelerator is
+    refused (:class:`~selfcross.errors.ConfigError`)."""
+    import torch
+
+    from selfcross.errors import ConfigError
+
+    settings = {**{k: trainer_cfg.get(k) for k in ("accelerator", "devices")},
+                **trainer_devices(gpu)}  # fmt: skip
+    accelerator = str(settings["accelerator"] or "auto")
+    devices = settings["devices"]
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if accelerator not in ("gpu", "cuda"):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: a seed group trains on cpu or cuda only"
+        )
+    if isinstance(devices, str) and devices != "auto":
+        devices = [int(d) for d in devices.split(",") if d.strip()]
+    if devices in (None, "auto", 1):
+        return torch.device("cuda", 0)
+    if isinstance(devices, int) or len(devices) != 1:
+        raise ConfigError(f"trainer.devices={devices}: a seed group trains on one device")
+    return torch.device("cuda", int(list(devices)[0]))

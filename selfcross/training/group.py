@@ -19,10 +19,18 @@ has it:
 
 A member's history equals its single run's to float rounding when the single run uses the same
 kernels (``tests/training/test_group.py``).
+
+**Device and precision**: the group trains where its single run would
+(:func:`selfcross.training.gpus.run_device`: ``trainer.accelerator``/``devices`` and the job's
+GPU slot), in its precision (``32-true``, or ``bf16-mixed``: the forward passes under autocast,
+as Lightning runs them); parameters, Adam's moments, batches and dropout masks live on that
+device (on CUDA each member's masks come from a CUDA generator of its own,
+:mod:`selfcross.models.streams`), and what is saved is moved to the CPU first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,13 +65,14 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self, lrs: Sequence[float], active: Sequence[bool]) -> None:
-        active_t = torch.tensor(list(active))
-        self.steps += active_t.double()
+        self.steps += torch.tensor(list(active)).double()
         steps = self.steps.clamp(min=1)
         correction1 = 1 - self.beta1**steps
         step_size = (torch.tensor(list(lrs), dtype=torch.float64) / correction1).float()
-        step_size = torch.where(active_t, step_size, 0.0)
-        correction2_sqrt = (1 - self.beta2**steps).sqrt().float()
+        device = self.params[0].device  # the counters stay on the CPU, in float64
+        active_t = torch.tensor(list(active), device=device)
+        step_size = torch.where(active_t, step_size.to(device), 0.0)
+        correction2_sqrt = (1 - self.beta2**steps).sqrt().float().to(device)
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
             if p.grad is None:
                 continue
@@ -144,13 +153,30 @@ def build_members(cfg: DictConfig, seeds: Sequence[int], saved=None):
     return members, net
 
 
-def _batch(split, rows: Sequence[torch.Tensor]) -> dict:
-    """The members' batches joined along the batch axis."""
+def precision_context(cfg: DictConfig, device: torch.device):
+    """The forward passes' context for ``trainer.precision``: none for ``32-true``, autocast
+    to bfloat16 on ``device`` for ``bf16-mixed`` (Lightning's); other precisions refused."""
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if precision in ("32", "32-true"):
+        return contextlib.nullcontext()
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ConfigError(
+        f"trainer.precision={precision}: a seed group trains in 32-true or bf16-mixed"
+    )
+
+
+def net_device(net: torch.nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _batch(split, rows: Sequence[torch.Tensor], device: torch.device) -> dict:
+    """The members' batches joined along the batch axis, on ``device``."""
     parts = [split.__getitems__(r.tolist()) for r in rows]
-    batch = {k: torch.cat([p[k] for p in parts]) for k in parts[0] if k != "lengths"}
+    batch = {k: torch.cat([p[k] for p in parts]).to(device) for k in parts[0] if k != "lengths"}
     if "lengths" in parts[0]:
         batch["lengths"] = {
-            m: torch.cat([p["lengths"][m] for p in parts]) for m in parts[0]["lengths"]
+            m: torch.cat([p["lengths"][m] for p in parts]).to(device) for m in parts[0]["lengths"]
         }
     return batch
 
@@ -163,8 +189,10 @@ def _update(member: Member, stage: str, logits, target, loss) -> None:
         module.test_confusion.update(logits.argmax(dim=-1), target)
 
 
-def train_epoch(members: list[Member], net: StackedNet, optimizer: StackedAdam, datamodule):
-    """One epoch of every member (stopped ones frozen): each its own order and dropout."""
+def train_epoch(members: list[Member], net: StackedNet, optimizer: StackedAdam, datamodule,
+                precision=contextlib.nullcontext) -> None:  # fmt: skip
+    """One epoch of every member (stopped ones frozen): each its own order and dropout;
+    ``precision()``: the forward pass's context (:func:`precision_context`)."""
     train = datamodule.datasets["train"]
     size = datamodule.batch_size
     orders = [
@@ -175,8 +203,9 @@ def train_epoch(members: list[Member], net: StackedNet, optimizer: StackedAdam, 
     ]
     net.train()
     for step_rows in zip(*orders, strict=True):
-        batch = _batch(train, step_rows)
-        logits = net(batch).float()
+        batch = _batch(train, step_rows, net_device(net))
+        with precision():
+            logits = net(batch).float()
         k = len(members)
         logits_k, target_k = logits.view(k, -1, logits.shape[-1]), batch["label"].view(k, -1)
         losses = [F.cross_entropy(lg, t) for lg, t in zip(logits_k, target_k, strict=True)]
@@ -189,17 +218,19 @@ def train_epoch(members: list[Member], net: StackedNet, optimizer: StackedAdam, 
 
 
 @torch.inference_mode()
-def evaluate(members: list[Member], net: StackedNet, split, batch_size: int, stage: str) -> None:
+def evaluate(members: list[Member], net: StackedNet, split, batch_size: int, stage: str,
+             precision=contextlib.nullcontext) -> None:  # fmt: skip
     """Every active member's metrics on ``split`` (the same rows for all)."""
     net.eval()
     k = len(members)
     for start in range(0, len(split), batch_size):
         rows = torch.arange(start, min(start + batch_size, len(split)))
-        batch = _batch(split, [rows] * k)
-        logits = net(batch).float().view(k, len(rows), -1)
-        for m, lg in zip(members, logits, strict=True):
+        batch = _batch(split, [rows] * k, net_device(net))
+        with precision():
+            logits = net(batch).float().view(k, len(rows), -1)
+        targets = batch["label"].view(k, -1)
+        for m, lg, t in zip(members, logits, targets, strict=True):
             if not m.idle or stage == "test":
-                t = split.labels.index_select(0, rows)
                 _update(m, stage, lg, t, F.cross_entropy(lg, t))
 
 
@@ -217,7 +248,7 @@ def end_of_epoch(member: Member, epoch: int, net: StackedNet, k: int, cfg: DictC
     sign = 1.0 if mode == "max" else -1.0
     score = sign * float(values[metric])
     if score > member.best_score or member.best_epoch == 0:  # ModelCheckpoint: strictly better
-        member.best_state = net.member_state(k)
+        member.best_state = {n: v.cpu() for n, v in net.member_state(k).items()}
         member.best_epoch, member.best_score = epoch, score
     stopping = (cfg.get("callbacks") or {}).get("early_stopping")
     if stopping:
@@ -231,21 +262,30 @@ def end_of_epoch(member: Member, epoch: int, net: StackedNet, k: int, cfg: DictC
 
 
 def train_group(cfg: DictConfig, seeds: Sequence[int], datamodule=None, saved=None,
-                on_epoch=None) -> list[Member]:  # fmt: skip
+                on_epoch=None, device: torch.device | None = None) -> list[Member]:  # fmt: skip
     """Train the seeds of ``cfg`` (one model, modality and fold) as one group and test each
     member's best epoch; returns the members with their histories and test reports.
     ``datamodule``: the fold's, set up (default: built from ``cfg.data``). ``saved``: per
     seed, the state a killed group saved (:mod:`selfcross.training.groupstate`), from which that
     member continues. ``on_epoch(members, net, optimizer, epoch)``: after each epoch (the
-    members' checkpoints)."""
+    members' checkpoints). ``device``: where the group trains (default: its single run's,
+    :func:`selfcross.training.gpus.run_device`)."""
     from selfcross.training import groupstate
+    from selfcross.training.gpus import run_device
 
     if datamodule is None:
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
         datamodule.setup("fit")
     saved = saved or {}
+    device = torch.device(device) if device is not None else run_device(cfg.trainer)
+    precision = lambda: precision_context(cfg, device)  # noqa: E731
+    precision()  # an unsupported precision is refused before any work
+    datamodule.place_on(device)
     members, net = build_members(cfg, seeds, saved)
+    net.to(device)
+    for m in members:
+        m.module.to(device)  # its metrics; its network holds the best weights for the test
     optimizer = group_optimizer(cfg, net.parameters(), len(members))
     for k, m in enumerate(members):
         if m.seed in saved:
@@ -258,27 +298,28 @@ def train_group(cfg: DictConfig, seeds: Sequence[int], datamodule=None, saved=No
             break
         if all(m.idle for m in members):  # resumed members catching up with their epoch
             continue
-        train_epoch(members, net, optimizer, datamodule)
+        train_epoch(members, net, optimizer, datamodule, precision)
         for m in members:
             if not m.idle:
                 m.stream.validation_pass()
-        evaluate(members, net, dev, datamodule.eval_batch_size, "val")
+        evaluate(members, net, dev, datamodule.eval_batch_size, "val", precision)
         for k, m in enumerate(members):
             if not m.idle:
                 end_of_epoch(m, epoch, net, k, cfg)
         if on_epoch is not None:
             on_epoch(members, net, optimizer, epoch)
     if cfg.get("run_test", True):
-        test_members(members, datamodule)
+        test_members(members, datamodule, precision)
     return members
 
 
-def test_members(members: list[Member], datamodule) -> None:
+def test_members(members: list[Member], datamodule, precision=contextlib.nullcontext) -> None:
     """Each member's best weights on the test split, reported as a single run's test."""
     for m in members:
         m.module.network.load_state_dict(m.best_state)
     best = stack_networks([m.module.network for m in members], [m.stream for m in members])
-    evaluate(members, best, datamodule.datasets["test"], datamodule.eval_batch_size, "test")
+    test, size = datamodule.datasets["test"], datamodule.eval_batch_size
+    evaluate(members, best, test, size, "test", precision)
     for m in members:
         module = m.module
         values = module._epoch_values("test")

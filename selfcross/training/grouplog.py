@@ -3,13 +3,15 @@ run's holds: the configured loggers' files (CSV ``csv/metrics.csv`` and ``hparam
 W&B run of its own), ``inputs.json``, and in a job's other members' folders Hydra's job files
 (``.hydra/``) and the job's log.
 
-A single run's loggers are fed by Lightning during training. A group has one process for K
-runs, and W&B keeps one run per process at a time: each member's loggers are written when the
-member is finished, one member after the other, from its history, with the rows Lightning
-writes (per epoch one validation row with ``<best_metric>_best`` and one training row with
-``lr``, at the epoch's last global step; then one test row). A killed group's members have
-their loggers written by the rerun that finishes them, from the history their checkpoints
-keep.
+A single run's loggers are fed by Lightning during training; a member's are fed by the group
+after every epoch (:class:`MemberLog`) with the rows Lightning writes (per epoch one validation
+row with ``<best_metric>_best`` and one training row with ``lr``, at the epoch's last global
+step; at the end one test row), so a member's ``metrics.csv`` grows epoch by epoch, rewritten
+atomically each time. Each member keeps its own W&B run open beside the others'
+(``reinit="create_new"``, :func:`selfcross.training.tracking.make_wandb_logger`). An epoch's rows
+are written before the member's ``group-last.ckpt``: a killed group's rerun keeps the rows of the
+epochs its checkpoint holds and drops the rest, which that run trains and writes again, so no row
+appears twice. The job's log gets one line per epoch for the group (:func:`progress_line`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from selfcross.config import resolved
-from selfcross.training import tracking
-from selfcross.training.experiment import build_loggers, keep_csv_history
+from selfcross.training import lightning_io, tracking
+from selfcross.training.experiment import build_loggers
 from selfcross.training.record import RunRecord
 from selfcross.utils import atomic
 
@@ -52,28 +54,55 @@ def test_row(record: RunRecord) -> dict:
     return {k: v for k, v in row.items() if v is not None}
 
 
-def write_loggers(cfg: DictConfig, record: RunRecord, train: Sequence[dict],
-                  steps_per_epoch: int, best_metric: str) -> None:  # fmt: skip
-    """The member's configured loggers, written from its finished run."""
-    loggers = build_loggers(cfg)
-    keep_csv_history(loggers, None)  # a fresh metrics.csv, written whole (lightning_io)
-    exit_code = 1
-    try:
-        for logger in loggers:
-            logger.log_hyperparams(
-                {**resolved(cfg), "n_params": record.n_params, "config_hash": record.config_hash}
-            )
-            for step, metrics in epoch_rows(record.history, train, steps_per_epoch, best_metric):
+class MemberLog:
+    """A member's configured loggers, fed after every epoch it trains, as Lightning feeds a
+    single run's. ``done_epochs``: the epochs its checkpoint holds (a resumed member; their CSV
+    rows are kept, later ones dropped)."""
+
+    def __init__(self, cfg: DictConfig, n_params: int, digest: str, steps_per_epoch: int,
+                 best_metric: str, done_epochs: int = 0) -> None:  # fmt: skip
+        self.steps, self.best_metric = steps_per_epoch, best_metric
+        self.loggers = build_loggers(cfg, concurrent=True)
+        lightning_io.keep_csv_epochs(self.loggers, done_epochs - 1 if done_epochs else None)
+        for logger in self.loggers:
+            logger.log_hyperparams({**resolved(cfg), "n_params": n_params, "config_hash": digest})
+
+    def epoch(self, history: Sequence[dict], train: Sequence[dict]) -> None:
+        """The rows of the member's last epoch (``history[-1]``), saved now."""
+        rows = list(epoch_rows(history, train, self.steps, self.best_metric))[-2:]
+        for logger in self.loggers:
+            for step, metrics in rows:
                 logger.log_metrics(metrics, step=step)
-            if record.test_wa is not None:
-                epochs = len(record.history)
-                logger.log_metrics({**test_row(record), "epoch": epochs}, epochs * steps_per_epoch)
             logger.save()
+
+    def finish(self, record: RunRecord) -> None:
+        """The test row and test report of the finished member; its runs closed."""
         if record.test_wa is not None:
-            tracking.log_test_report(loggers, record)
-        exit_code = 0
-    finally:
+            epochs = len(record.history)
+            for logger in self.loggers:
+                logger.log_metrics({**test_row(record), "epoch": epochs}, epochs * self.steps)
+                logger.save()
+            tracking.log_test_report(self.loggers, record)
+        self.close(0)
+
+    def close(self, exit_code: int = 1) -> None:
+        """Close the member's W&B run (also after a failure); a second call does nothing."""
+        loggers, self.loggers = self.loggers, []
         tracking.finish(loggers, exit_code)
+
+
+def progress_line(epoch: int, members: Sequence, metric: str) -> str:
+    """The group's line for ``epoch``: each member's ``metric`` this epoch, or why it has none
+    (stopped early, or resumed past this epoch), and whether it stopped now."""
+    parts = []
+    for m in members:
+        entry = m.history[-1] if m.history and m.history[-1]["epoch"] == epoch else None
+        if entry is None:
+            parts.append(f"seed {m.seed} {'stopped' if m.stopped else 'from its checkpoint'}")
+        else:
+            stop = ", stops" if m.stopped else ""
+            parts.append(f"seed {m.seed} {entry.get(metric, float('nan')):.4f}{stop}")
+    return f"group epoch {epoch}: {metric} " + "; ".join(parts)
 
 
 def write_job_files(job_dir: Path, member: DictConfig, out_dir: Path, overrides: list[str]):

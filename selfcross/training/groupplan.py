@@ -26,8 +26,8 @@ from selfcross.errors import ConfigError
 
 EXPECTED = "expected null, a count >= 1, auto, or a list of seeds starting with seed"
 CPU_BUDGET_SHARE = 0.5
-"""``seed_group=auto`` on the CPU: the group may use this share of the memory available now
-(``MemAvailable`` of ``/proc/meminfo``)."""
+"""``seed_group=auto``: the group may use this share of the memory available now (on the CPU
+``MemAvailable`` of ``/proc/meminfo``; on a GPU its free memory, ``torch.cuda.mem_get_info``)."""
 
 
 def group_value(cfg: DictConfig):
@@ -119,9 +119,14 @@ def form_groups(seeds: Sequence[int], cells: Sequence[tuple], size: int) -> list
     return groups
 
 
-def memory_budget() -> int:
-    """Bytes a group may use on the CPU (where groups train): :data:`CPU_BUDGET_SHARE` of the
-    memory available now."""
+def memory_budget(device=None) -> int:
+    """Bytes a group may use on ``device`` (default the CPU): :data:`CPU_BUDGET_SHARE` of the
+    memory available now there."""
+    if device is not None and device.type == "cuda":
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * CPU_BUDGET_SHARE)
     try:
         with open("/proc/meminfo") as f:
             line = next(x for x in f if x.startswith("MemAvailable:"))
@@ -130,11 +135,12 @@ def memory_budget() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CPU_BUDGET_SHARE)
 
 
-def group_bytes(cfg: DictConfig, members: int) -> int:
-    """Measured by a probe: the bytes a group of ``members`` holds during a training step at
-    ``cfg``'s shapes and batch size: parameters, gradients and Adam's two moments (4 copies),
-    the batch, and every tensor the forward pass saves for the backward pass (autograd's saved
-    tensors, counted once per storage)."""
+def group_bytes(cfg: DictConfig, members: int, device=None) -> int:
+    """Measured by a probe on ``device`` (default the CPU; its code path: on CUDA the unfused
+    GRU): the bytes a group of ``members`` holds during a training step at ``cfg``'s shapes and
+    batch size: parameters, gradients and Adam's two moments (4 copies), the batch, and every
+    tensor the forward pass saves for the backward pass (autograd's saved tensors, counted once
+    per storage)."""
     import torch
     from hydra.utils import instantiate
 
@@ -143,11 +149,11 @@ def group_bytes(cfg: DictConfig, members: int) -> int:
 
     streams = [SeedStream(i) for i in range(members)]
     nets = [s.build(lambda: instantiate(cfg.model.network)) for s in streams]
-    net = stack_networks(nets, streams)
+    net = stack_networks(nets, streams).to(device or "cpu")
     shapes, batch = cfg.data.shapes, int(cfg.data.batch_size) * members
-    inputs = {m: torch.randn(batch, shapes[m].seq_len, shapes[m].feat_dim)
+    inputs = {m: torch.randn(batch, shapes[m].seq_len, shapes[m].feat_dim, device=device)
               for m in net.modalities}  # fmt: skip
-    inputs["label"] = torch.zeros(batch, dtype=torch.long)
+    inputs["label"] = torch.zeros(batch, dtype=torch.long, device=device)
     storages: dict[int, int] = {}
 
     def keep(t):
@@ -163,10 +169,10 @@ def group_bytes(cfg: DictConfig, members: int) -> int:
     return 4 * params + data + sum(storages.values())
 
 
-def auto_size(cfg: DictConfig, budget: int, largest: int = 64) -> int:
+def auto_size(cfg: DictConfig, budget: int, largest: int = 64, device=None) -> int:
     """The largest group (at most ``largest``) whose probe-measured step fits in ``budget``
-    bytes: two probes (1 and 2 members) give the fixed and per-member costs."""
-    one, two = group_bytes(cfg, 1), group_bytes(cfg, 2)
+    bytes: two probes (1 and 2 members, on ``device``) give the fixed and per-member costs."""
+    one, two = group_bytes(cfg, 1, device), group_bytes(cfg, 2, device)
     per_member = max(two - one, 1)
     fixed = max(one - per_member, 0)
     k = (budget - fixed) // per_member

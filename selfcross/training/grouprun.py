@@ -11,6 +11,7 @@ part of a run's configuration), and ``seed_group`` naming the seeds trained toge
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -18,7 +19,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,9 +28,12 @@ from selfcross.errors import ConfigError
 from selfcross.models import count_parameters
 from selfcross.training import grouplog, groupstate, resume, rundir
 from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_library_noise
-from selfcross.training.group import train_group
+from selfcross.training.gpus import job_gpu, run_device
+from selfcross.training.group import precision_context, train_group
 from selfcross.training.record import RESULT_FILE, write_record
 from selfcross.training.tuned import apply_tuned
+
+log = logging.getLogger("selfcross")
 
 MEMBER_KEYS = ("seed", "paths")
 """What may differ between the members of a group."""
@@ -63,6 +66,7 @@ def run_group(cfgs: Sequence[DictConfig]) -> list[RunOutcome]:
     for cfg in cfgs:
         validate(cfg)
     check_one_cell(cfgs)
+    precision_context(cfgs[0], run_device(cfgs[0].trainer))  # refused before any work
     quiet_library_noise()
     dirs = [Path(c.paths.output_dir) for c in cfgs]
     for cfg, out_dir in zip(cfgs, dirs, strict=True):
@@ -112,32 +116,57 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
                   f"{groupstate.last_path(dirs[i])}", flush=True)  # fmt: skip
         resume.mark_checkpoints(dirs[i], digest, fingerprint)
     folders = [dirs[i] for i in todo]
+    with ExitStack() as stack:
+        gpu = stack.enter_context(job_gpu())  # the group holds one GPU slot (local_gpus)
+        device = run_device(first.trainer, gpu)
+        logs: dict[int, grouplog.MemberLog] = {}
 
-    def save_epoch(members, net, optimizer, epoch: int) -> None:
-        for k, (member, folder) in enumerate(zip(members, folders, strict=True)):
-            if not member.idle:
-                groupstate.save_member(folder, member, k, net, optimizer, epoch)
+        def member_log(k: int, member) -> grouplog.MemberLog:
+            """Member ``k``'s loggers, started when it first needs them."""
+            if k not in logs:
+                i, module = todo[k], member.module
+                logs[k] = grouplog.MemberLog(cfgs[i], count_parameters(module.network),
+                                             resume.config_hash(cfgs[i]), steps,
+                                             module.best_metric, member.done_epochs)  # fmt: skip
+                stack.callback(logs[k].close)  # a failure closes the open W&B runs
+            return logs[k]
 
-    started = time.perf_counter()
-    members = train_group(first, seeds, datamodule, saved, on_epoch=save_epoch)
-    seconds = time.perf_counter() - started
-    trainer = SimpleNamespace(
-        strategy=SimpleNamespace(root_device=torch.device("cpu")),
-        precision=str(first.trainer.precision),
-    )
+        def save_epoch(members, net, optimizer, epoch: int) -> None:
+            """The epoch's rows, then the checkpoints (a rerun keeps the rows they hold)."""
+            for k, (member, folder) in enumerate(zip(members, folders, strict=True)):
+                if not member.idle:
+                    member_log(k, member).epoch(member.history, member.train_values)
+                    groupstate.save_member(folder, member, k, net, optimizer, epoch)
+            log.info(grouplog.progress_line(epoch, members, first.monitor.metric))
+
+        started = time.perf_counter()
+        members = train_group(first, seeds, datamodule, saved, save_epoch, device)
+        seconds = time.perf_counter() - started
+        trainer = SimpleNamespace(  # what the record reads of a single run's trainer
+            strategy=SimpleNamespace(root_device=device), precision=str(first.trainer.precision)
+        )
+        return _write_members(cfgs, dirs, todo, members, (seconds, saved, trainer, gpu),
+                              datamodule, inputs, member_log)  # fmt: skip
+
+
+def _write_members(cfgs, dirs, todo, members, run, datamodule, inputs, member_log):
+    """Each trained member's record, best checkpoint, inputs and final log rows; ``run``: the
+    group's (seconds, saved states, trainer stand-in, GPU slot)."""
+    seconds, saved, trainer, gpu = run
+    seeds = [m.seed for m in members]
     outcomes = {}
-    for i, member in zip(todo, members, strict=True):
+    for k, (i, member) in enumerate(zip(todo, members, strict=True)):
         cfg, module = cfgs[i], member.module
         module.history, module.test_report = member.history, member.test_report
         timing = Timing(seconds, 0.0, member.best_epoch)
         resumed = groupstate.last_path(dirs[i]) if member.seed in saved else None
         record = _record(cfg, trainer, datamodule, module, timing, resumed,
                          n_params=count_parameters(module.network),
-                         digest=resume.config_hash(cfg), gpu=None)  # fmt: skip
+                         digest=resume.config_hash(cfg), gpu=gpu)  # fmt: skip
         record = dataclasses.replace(record, seed_group=seeds)
         best = groupstate.write_best(dirs[i], member)
         write_inputs(dirs[i], inputs)  # what selfcross.predict needs
-        grouplog.write_loggers(cfg, record, member.train_values, steps, module.best_metric)
+        member_log(k, member).finish(record)
         outcomes[i] = RunOutcome("done", record, write_record(dirs[i], record))
         resume.prune_checkpoints(dirs[i], cfg.resume.keep_checkpoints, str(best))
     return outcomes

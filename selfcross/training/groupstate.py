@@ -5,9 +5,10 @@ is rerun, so that each unfinished member continues from its last epoch exactly.
 go on: its network's weights (``state_dict``, named as a single run's module names them), its
 Adam moments and step count, its learning rate and scheduler state, early stopping's and the best
 checkpoint's counters, the best epoch's weights, its history and its random stream. Values only
-(tensors, numbers, lists, strings): it loads with ``weights_only=True``. It is written through
-:class:`~selfcross.training.lightning_io.AtomicCheckpointIO`, as a single run's checkpoints are:
-the previous file stays until the new one is whole. (``member`` below: a
+(tensors, numbers, lists, strings): it loads with ``weights_only=True``; every tensor is on the
+CPU (a group trained on a GPU saves what a CPU can load, ``map_location="cpu"``). It is written
+through :class:`~selfcross.training.lightning_io.AtomicCheckpointIO`, as a single run's
+checkpoints are: the previous file stays until the new one is whole. (``member`` below: a
 :class:`selfcross.training.group.Member`, which calls this module.)
 
 When a member finishes, its best weights become ``checkpoints/best.ckpt`` (the ``state_dict``
@@ -40,14 +41,14 @@ def last_path(out_dir: Path) -> Path:
 
 def member_checkpoint(member, k: int, net, optimizer, epoch: int) -> dict:
     """Member ``k``'s state after ``epoch`` (1-based) as a checkpoint's values."""
-    state = {PREFIX + name: value for name, value in net.member_state(k).items()}
+    state = {PREFIX + name: value.cpu() for name, value in net.member_state(k).items()}
     return {
         "state_dict": state,
         "epoch": epoch,
         "seed_group": {
             "seed": member.seed,
-            "exp_avg": [m[k].clone() for m in optimizer.exp_avg],
-            "exp_avg_sq": [v[k].clone() for v in optimizer.exp_avg_sq],
+            "exp_avg": [m[k].cpu().clone() for m in optimizer.exp_avg],
+            "exp_avg_sq": [v[k].cpu().clone() for v in optimizer.exp_avg_sq],
             "steps": float(optimizer.steps[k]),
             "lr": member.lr,
             "scheduler": None if member.scheduler is None else member.scheduler.state_dict(),
@@ -60,6 +61,7 @@ def member_checkpoint(member, k: int, net, optimizer, epoch: int) -> dict:
             "wait": member.wait,
             "stopped": member.stopped,
             "generator": member.stream.generator.get_state(),
+            "device_generator": member.stream.device_state(),
         },
     }
 
@@ -96,6 +98,7 @@ def restore_network(member, saved: dict) -> None:
     member.module.network.load_state_dict(weights)
     member.stream.generator.set_state(saved["seed_group"]["generator"])
     group = saved["seed_group"]
+    member.stream.set_device_state(group.get("device_generator"))
     member.history = list(group["history"])
     member.train_values = list(group["train_values"])
     member.best_score, member.stop_score = group["best_score"], group["stop_score"]
@@ -123,6 +126,6 @@ def write_best(out_dir: Path, member) -> Path:
     """The member's best epoch's weights as ``checkpoints/best.ckpt``, the file a finished
     run's analyses load."""
     path = Path(out_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
-    state = {PREFIX + name: value for name, value in member.best_state.items()}
+    state = {PREFIX + name: value.cpu() for name, value in member.best_state.items()}
     AtomicCheckpointIO().save_checkpoint({"state_dict": state, "epoch": member.best_epoch}, path)
     return path

@@ -80,3 +80,27 @@ def start_csv_writer(logger: CSVLogger) -> AtomicCsvWriter:
     if not isinstance(logger._experiment, AtomicCsvWriter):  # Lightning's attribute
         logger._experiment = AtomicCsvWriter(log_dir=logger.log_dir)
     return logger._experiment
+
+
+def keep_csv_epochs(loggers: list, last_epoch: int | None) -> None:
+    """Each CSV logger's ``metrics.csv`` cut to the rows of epochs up to ``last_epoch``
+    (0-based, as the CSV counts; None: a fresh start, no row of another attempt kept), and its
+    writer an :class:`AtomicCsvWriter` that appends after them. The file is rewritten
+    atomically (Lightning's own writer deletes it first): a failure here leaves the old rows for
+    the next attempt."""
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / METRICS_FILE
+        rows, header = [], []
+        if last_epoch is not None and path.is_file():
+            with path.open(newline="") as file:
+                reader = csv.DictReader(file)
+                header = list(reader.fieldnames or [])
+                rows = [r for r in reader if r.get("epoch") and float(r["epoch"]) <= last_epoch]
+        writer = start_csv_writer(logger)
+        if rows:
+            write_rows(path, header, rows)
+            writer.metrics_keys = header
+        elif path.is_file():
+            path.unlink()

@@ -77,8 +77,14 @@ def make_wandb_logger(
     job_type: str = "train",
     init_timeout: float = 30.0,
     feature_set: str = "paper",
+    concurrent: bool = False,
 ):
     """A started ``WandbLogger``, or None (with a warning) if W&B cannot start.
+
+    ``concurrent``: the process keeps other W&B runs open at the same time (a seed group's
+    members, each logged after every epoch): W&B's ``reinit="create_new"``, which starts a run
+    beside the open ones and leaves W&B's global run unset, so that Lightning's logger starts
+    its own run instead of reusing another member's.
 
     ``feature_set``: the data's feature set (``selfcross.manifest.feature_set_label``); one
     other than ``paper`` joins the group (``<cell> [<feature set>]``, so that cells
@@ -102,6 +108,8 @@ def make_wandb_logger(
     group, tags = feature_group(group, tags, feature_set)
     args = dict(project=project, entity=entity, name=name, group=group, tags=list(tags),
                 id=run_id(save_dir, name), save_dir=save_dir, job_type=job_type)  # fmt: skip
+    if concurrent:
+        args["reinit"] = "create_new"
     for attempt in (chosen, "offline") if chosen == "online" else (chosen,):
         try:
             logger = _start(attempt, init_timeout, **args)

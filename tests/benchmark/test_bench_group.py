@@ -38,7 +38,27 @@ def test_a_row_per_cell_with_ratio_share_of_peak_and_memory(capsys):
     ratio = row["group_share_of_peak"] / row["singles_share_of_peak"]
     assert ratio == pytest.approx(row["speedup"], rel=0.1)
     assert row["group_step_mb"] > 0 and row["peak_rss_mb"] >= row["group_step_mb"]
+    assert (row["device"], row["precision"]) == ("cpu", "32-true")
+    assert "group_peak_gpu_mb" not in row  # GPU memory only on CUDA
     assert "peak %" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_group_is_timed_on_the_gpu_with_its_peak_memory(capsys):
+    args = ["--seed-group", "2", "--models", "cross", "--modalities", "TV", "--device", "cuda"]
+    assert bench.main([*TINY, *args]) == 0
+    out, _ = capsys.readouterr()
+    (row,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert row["device"].startswith("cuda") and row["group_step_ms"] > 0
+    assert row["group_peak_gpu_mb"] > 0 and row["singles_peak_gpu_mb"] > 0
+
+
+def test_the_per_layer_split_of_a_group_is_cpu_only(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(SystemExit) as exit_:
+        bench.main([*TINY, "--seed-group", "2", "--layers", "--device", "cuda"])
+    assert exit_.value.code == 2
+    assert "--seed-group --layers: on --device cpu" in capsys.readouterr().err
 
 
 def test_the_group_and_the_singles_compute_the_same_networks_on_the_same_batches():

@@ -157,7 +157,7 @@ def test_auto_in_a_sweep_measures_once_and_a_list_is_refused(make_cfg, monkeypat
 
     cfg = make_cfg(*TINY, "data.preset=tiny", "seed_group=auto")
     assert groupplan.memory_budget() > 0
-    monkeypatch.setattr(groupplan, "memory_budget", lambda: group_bytes(cfg, 2))
+    monkeypatch.setattr(groupplan, "memory_budget", lambda device=None: group_bytes(cfg, 2))
     assert sweeper.sweep_group_size(cfg) == 2
     cfg.seed_group = 4
     assert sweeper.sweep_group_size(cfg) == 4
