@@ -14,15 +14,8 @@ from selfcross.data import FoldReader, ReaderOptions, SyntheticSpec, ensure_synt
 from selfcross.data.datasets import dataset
 from selfcross.data.npy import SPLITS
 from selfcross.data.synthetic import FORMAT_VERSION, class_counts
+from tests.helpers.synthkit import IEMOCAP_CLASS_COUNTS, SHAPES, SPEC
 
-IEMOCAP_CLASS_COUNTS = tuple(dataset("iemocap").class_counts)
-
-SHAPES = {
-    "T": {"seq_len": 8, "feat_dim": 16},
-    "V": {"seq_len": 5, "feat_dim": 24},
-    "A": {"seq_len": 12, "feat_dim": 20},
-}
-SPEC = SyntheticSpec(IEMOCAP_CLASS_COUNTS, n_utterances=400, shapes=SHAPES, vocab_size=60)
 STEMS = {  # file stem -> (shape after N, integer?)
     "audio_mfcc": ((12, 20), False),
     "audio_seqN": ((), True),

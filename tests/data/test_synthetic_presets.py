@@ -15,7 +15,7 @@ from selfcross.config import compose
 from selfcross.data import synthetic
 from selfcross.data.npy import SPLITS
 from selfcross.data.synthetic import FORMAT_VERSION, SyntheticSpec, ensure_synthetic
-from tests.data.test_synthetic import IEMOCAP_CLASS_COUNTS, SHAPES, SPEC
+from tests.helpers.synthkit import IEMOCAP_CLASS_COUNTS, SHAPES, SPEC
 
 MELD_COUNTS = [1607, 361, 358, 2308, 6436, 1002, 1636]
 MELD_LATENT = (0, 4, 1, 2, 6, 3, 5)

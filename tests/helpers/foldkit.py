@@ -62,3 +62,20 @@ def shape_overrides(shapes=SHAPES) -> list[str]:
 def make_root(root: Path, folds=(1, 2, 3, 4, 5), **kw) -> dict[int, dict]:
     """make_fold for each fold under ``root`` (fold k uses seed k); returns arrays per fold."""
     return {k: make_fold(root / f"fold{k:02d}", seed=k, **kw) for k in folds}
+
+
+def edit_keeping_size_and_mtime(path, change) -> None:
+    """A same-size edit of ``path`` whose modification time is put back (as ``cp -p`` or
+    ``rsync -t`` would leave it)."""
+    import os
+
+    st = path.stat()
+    array = np.load(path)
+    change(array)
+    np.save(path, array)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def flip_first_label(labels) -> None:
+    labels[0] = (labels[0] + 1) % 7

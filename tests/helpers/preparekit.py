@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from selfcross.data.npy import SPLITS
 from tests.helpers import releasekit
 from tests.helpers.releasekit import GLOVE_DIM, VIDEO_FPS, fast_options, fold_shapes
 
@@ -197,3 +199,34 @@ def carry_the_class(release: FakeRelease, seed: int = 0) -> FakeRelease:
     for path, lines in transcripts.items():
         path.write_text("\n".join(lines) + "\n")
     return release
+
+
+# The prepared folds as the IEMOCAP preparation tests read them (tests/prepare/conftest.py).
+CLASSES = ["ang", "exc", "hap", "sad", "fru", "sur", "neu"]
+STEMS = {
+    "audio_mfcc": (np.float32, (SHAPES["A"]["seq_len"], 120)),
+    "audio_seqN": (np.int64, ()),
+    "audio_prosody": (np.float32, (35,)),
+    "nlp_trans": (np.int64, (SHAPES["T"]["seq_len"],)),
+    "video": (np.float32, (SHAPES["V"]["seq_len"], 2048)),
+    "video_seqN": (np.int64, ()),
+    "label": (np.int64, ()),
+}
+
+
+def load(fold_dir, split, stem):
+    return np.load(fold_dir / f"{split}_{stem}.npy", allow_pickle=False)
+
+
+def manifest(fold_dir):
+    return json.loads((fold_dir / "manifest.json").read_text())
+
+
+def find_row(out, utt_id):
+    """(fold01 directory, split, row) of an utterance, from the manifest."""
+    fold = out / "fold01"
+    for split in SPLITS:
+        ids = manifest(fold)[split]
+        if utt_id in ids:
+            return fold, split, ids.index(utt_id)
+    raise AssertionError(f"{utt_id} not in fold01")

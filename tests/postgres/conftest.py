@@ -8,18 +8,22 @@ skips the tests.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 
 from tests.conftest import REPO, component_missing
 
 SCRIPT = REPO / "scripts" / "postgres-local.sh"
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
 
 
 class Server:
@@ -66,3 +70,17 @@ def tune_command(study: Path, data_dir: Path, *extra: str) -> list[str]:
         "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "tune.folds=[1]",
         f"hydra.sweep.dir={study}", "tune.heartbeat_s=1", "tune.grace_s=3", *extra,
     ]  # fmt: skip
+
+
+def no_duplicate_settings(found) -> None:
+    complete = [json.dumps(t.params, sort_keys=True) for t in found if t.state.is_finished()
+                and t.state == TrialState.COMPLETE]  # fmt: skip
+    assert len(complete) == len(set(complete)), complete
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the command ended ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

@@ -13,21 +13,20 @@ import pytest
 from optuna.trial import TrialState
 
 from selfcross.training import study as stored
-from tests.postgres.conftest import tune_command
-from tests.postgres.test_workers import ENV, REPO, no_duplicate_settings, wait_for
-from tests.sweeps.test_slurm import PARTITION, slurm_cluster  # noqa: F401 (a fixture)
+from tests.conftest import REPO, SLURM_PARTITION
+from tests.postgres.conftest import ENV, no_duplicate_settings, tune_command, wait_for
 
 pytestmark = pytest.mark.slurm
 
 
 def test_workers_as_slurm_jobs_finish_the_study_when_one_is_cancelled(
-    slurm_cluster,  # noqa: F811
+    slurm_cluster,
     postgres,
     tmp_path,
     data_dir,
 ):
     study = tmp_path / "slurm"
-    launcher = {"partition": PARTITION, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1,
+    launcher = {"partition": SLURM_PARTITION, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1,
                 "timeout_min": 10, "poll_s": 1}  # fmt: skip
     cmd = tune_command(study, data_dir, "trainer.max_epochs=4", "tune.n_trials=3",
                        "tune.workers=2", "tune.launcher=slurm", f"tune.storage='{postgres.url}'",

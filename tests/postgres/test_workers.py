@@ -6,11 +6,9 @@ storage, and a wrong password is one line before any work."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -20,11 +18,9 @@ from selfcross.training import study as stored
 from selfcross.training.record import read_record
 from selfcross.training.storage import public_url
 from tests.conftest import REPO
-from tests.postgres.conftest import tune_command
+from tests.postgres.conftest import ENV, no_duplicate_settings, tune_command, wait_for
 
 pytestmark = pytest.mark.postgres
-
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
 
 
 def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -37,20 +33,6 @@ def storage(postgres) -> str:
 
 def trials(postgres, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=postgres.url).get_trials()
-
-
-def no_duplicate_settings(found) -> None:
-    complete = [json.dumps(t.params, sort_keys=True) for t in found if t.state.is_finished()
-                and t.state == TrialState.COMPLETE]  # fmt: skip
-    assert len(complete) == len(set(complete)), complete
-
-
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"the command ended ({proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_three_workers_complete_the_study_and_no_password_is_written(postgres, tmp_path, data_dir):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,64 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, component_missing, run_cli
+from tests.conftest import REPO, SLURM_PARTITION, run_cli
 from tests.helpers.foldkit import SHAPES, make_fold
 
 pytestmark = pytest.mark.slurm
 
-SCRIPT = REPO / "scripts" / "slurm-local.sh"
-PARTITION = "debug"
 TINY = ["debug=fast", "logger=none", "trainer.enable_progress_bar=false", "threads=1"]
 
 
 def launcher(**extra) -> list[str]:
     """``hydra/launcher=slurm`` sized for the local cluster; ``extra`` overrides settings."""
-    settings = {"partition": PARTITION, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1,
+    settings = {"partition": SLURM_PARTITION, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 1,
                 "timeout_min": 5, "poll_s": 1, "vanished_grace_s": 5, **extra}  # fmt: skip
     return ["hydra/launcher=slurm", *(f"hydra.launcher.{k}={v}" for k, v in settings.items())]
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    """A running local cluster; yields the environment that reaches it."""
-    if os.geteuid() != 0:
-        component_missing(
-            "the local SLURM cluster needs root (slurmd); run `sudo make test-slurm`"
-        )
-    install = os.environ.get("CI") == "true" or os.environ.get("SELFCROSS_SLURM_INSTALL") == "1"
-    have = all(shutil.which(p, path=os.environ["PATH"] + ":/usr/sbin:/sbin")
-               for p in ("slurmctld", "slurmd", "munged", "sbatch"))  # fmt: skip
-    if not have and not (install and shutil.which("apt-get")):
-        component_missing(
-            "SLURM is not installed (slurmctld, slurmd, slurm-client, munge); install them or "
-            "set SELFCROSS_SLURM_INSTALL=1 to let scripts/slurm-local.sh apt-get them"
-        )
-    env = {
-        **os.environ,
-        "SLURM_LOCAL_DIR": os.environ.get("SLURM_LOCAL_DIR", "/tmp/selfcross-slurm-tests"),
-        "SLURM_LOCAL_PORT": os.environ.get("SLURM_LOCAL_PORT", "16817"),
-        "SLURM_LOCAL_PARTITION": PARTITION,
-        "SLURM_LOCAL_INSTALL": "1" if install else "0",
-    }
-    subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True)  # a leftover cluster
-    started = time.monotonic()
-    proc = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True)
-    if proc.returncode != 0 and "apt-get install" in proc.stderr:
-        component_missing(f"the SLURM packages could not be installed: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr
-    print(f"\nlocal SLURM cluster up in {time.monotonic() - started:.1f} s: "
-          f"{proc.stderr.strip().splitlines()[-1]}")  # fmt: skip
-    conf = proc.stdout.strip().removeprefix("export SLURM_CONF=")
-    saved = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = conf  # run_cli passes os.environ to the driver, sbatch to jobs
-    try:
-        yield env | {"SLURM_CONF": conf}
-    finally:
-        if saved is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = saved
-        subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True)
 
 
 def results(root: Path) -> dict[int, dict]:
