@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import optuna
 import pytest
@@ -130,3 +131,62 @@ def test_a_space_override_that_cannot_be_parsed_is_named_with_the_parsers_reason
     message = str(refused.value)
     assert message.startswith(f"cannot parse {line!r}: ") and len(message.splitlines()) == 1
     assert re.search(r"mismatched input|no viable alternative|extraneous input", message)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "attr", "reason"),
+    [
+        ("nan", "FAIL", "error", "fold 1: no val/uwa (done)"),
+        ("no record", "FAIL", "error", "fold 1: no val/uwa (skipped)"),
+        (RuntimeError("loss is nan\nat step 3"), "FAIL", "error", "fold 1: loss is nan"),
+        (RuntimeError(), "FAIL", "error", "fold 1: RuntimeError"),
+        (
+            ConfigError("model.network.hidden=7: not a multiple of the heads"),
+            "PRUNED",
+            "invalid",
+            "model.network.hidden=7: not a multiple of the heads",
+        ),
+    ],
+    ids=["nan-score", "no-record", "crash", "crash-without-message", "invalid"],
+)
+def test_a_trial_without_a_score_fails_or_is_pruned_with_its_reason(
+    tmp_path, data_dir, outcome, state, attr, reason
+):
+    """What the tuning table shows in its reason column; a NaN score never completes a trial
+    (fails with 'or' made 'and'), a run without a record fails it rather than the study."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from selfcross.training.experiment import RunOutcome
+
+    def run(cfg):
+        path = Path(cfg.paths.output_dir) / "result.json"
+        if outcome == "nan":
+            record = SimpleNamespace(val_uwa=float("nan"), data=SimpleNamespace(fingerprint="f"))
+            return RunOutcome("done", record, path)
+        if outcome == "no record":
+            return RunOutcome("skipped", None, path)
+        raise outcome
+
+    result = tuning.run_study(tune_overrides(tmp_path, data_dir, "tune.n_trials=1", *LR),
+                              run=run)  # fmt: skip
+    (trial,) = load(result).trials
+    assert trial.state == TrialState[state] and trial.user_attrs[attr] == reason
+    assert result.best is None and not (result.directory / "best.json").exists()
+
+
+def test_a_trial_whose_settings_cannot_be_drawn_is_pruned_with_the_reason(tmp_path, data_dir):
+    from optuna.trial import TrialState
+
+    space = only_space("{model.network.hidden: {type: categorical, choices: [7, 8]}, "
+                       "model.network.num_heads: {type: heads, choices: [4, 16]}}")  # fmt: skip
+    result = tuning.run_study(tune_overrides(tmp_path, data_dir, "tune.n_trials=4", *space),
+                              run=fake_run(score))  # fmt: skip
+    trials = load(result).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.params["model.network.hidden"] == 7 for t in pruned)
+    assert {t.user_attrs["invalid"] for t in pruned} == {
+        "tune.space.model.network.num_heads: none of [4, 16] divides the attention width 14 "
+        "(2 x model.network.hidden)"
+    }
