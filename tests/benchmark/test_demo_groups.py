@@ -95,11 +95,11 @@ def test_an_unusable_record_names_its_file(sweeps):
 
 def test_the_script_compares_two_finished_sweeps(sweeps, tmp_path):
     script = ROOT / "scripts" / "compare_seed_group_demo.py"
-    done = subprocess.run([sys.executable, script, "--work", tmp_path, "--compare-only"],
+    done = subprocess.run([sys.executable, script, "--work", tmp_path, "--way", "none"],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "compare.json").read_text())
     assert report == json.loads(done.stdout)
     assert (report["single"]["runs"], report["grouped"]["runs"]) == (5, 4)
-    assert report["single"]["wall_seconds"] is None and report["grouped"]["seed_group"] == 2
+    assert report["single"]["timing"] is None and report["grouped"]["seed_group"] == 2
     assert report["mean_abs_diff_test_uwa"] == 0.25
