@@ -9,4 +9,6 @@ reference code's way of computing, layer by layer, and projecting Table 1's wall
 - :mod:`.projection`: IEMOCAP epoch seconds and the wall time of Table 1.
 - :mod:`.group`: ``--seed-group K``, a seed group against its K single runs.
 - :mod:`.report`: the rows as a readable table.
+- :mod:`.demo_groups`: the demo grid as single runs and as seed groups, compared from their
+  records (``scripts/compare_seed_group_demo.py``).
 """

@@ -22,6 +22,7 @@ on CPU (CUDA has cuDNN's GRU and fused attention with dropout), and are opaque t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -74,36 +75,43 @@ def _softmax(scores: Tensor, out: Tensor) -> Tensor:
 
 
 class _BlockedDropoutAttention(torch.autograd.Function):
-    """softmax(q k^T / sqrt(D)) with dropout, times v; q [N, L, D], k and v [N, S, D].
+    """softmax(q k^T / sqrt(D)) with dropout, times v, for G sets of N rows at once:
+    q [N, G, L, D], k and v [N, G, S, D]. Set g's masks come from ``generators[g]``, block by
+    block over N, as a call on that set alone draws them; a block holds the rows of every set
+    (G = 1 for a single run, the K members of a seed group otherwise).
 
     Saves q, k, v, the output and the one-byte dropout mask; the backward pass recomputes the
     attention probabilities block by block. The 1 / (1 - p) rescaling is applied to the small
-    [N, L, D] tensors rather than to the scores.
+    [N, G, L, D] tensors rather than to the scores.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, p, block, generator, bias=None):
-        n, length, _ = q.shape
-        source_length = k.shape[1]
+    def forward(ctx, q, k, v, p, block, generators, bias=None):
+        n, sets, length, _ = q.shape
+        source_length = k.shape[2]
         scale = q.shape[-1] ** -0.5
         qs = q * scale
         out = torch.empty_like(q)
-        keep = torch.empty(n, length, source_length, dtype=torch.bool)
-        scores = q.new_empty(block, length, source_length)
+        keep = torch.empty(n, sets, length, source_length, dtype=torch.bool)
+        scores = q.new_empty(min(block, n) * sets, length, source_length)
         probs = torch.empty_like(scores)
-        words = torch.empty((scores.numel() + 1) // 2, dtype=torch.int64)
+        words = torch.empty((min(block, n) * length * source_length + 1) // 2, dtype=torch.int64)
         for i in range(0, n, block):
             j = min(i + block, n)
-            s, pr = scores[: j - i], probs[: j - i]
-            torch.bmm(qs[i:j], k[i:j].transpose(1, 2), out=s)
+            s, pr = scores[: (j - i) * sets], probs[: (j - i) * sets]
+            by_set = s.view(j - i, sets, length, source_length)
+            torch.bmm(qs[i:j].flatten(0, 1), k[i:j].flatten(0, 1).transpose(1, 2), out=s)
             if bias is not None:
-                s.add_(bias[i:j])
+                by_set.add_(bias[i:j])
             _softmax(s, pr)
-            # The 0/1 mask as floats (reusing the scores buffer), kept as bytes for backward.
-            dropout_keep_mask(tuple(pr.shape), p, generator, out=s, words=words)
-            keep[i:j].copy_(s)
+            # The 0/1 mask as floats (reusing the scores buffer), kept as bytes for backward;
+            # each set's block drawn whole from its own generator.
+            for g, generator in enumerate(generators):
+                dropout_keep_mask((j - i, length, source_length), p, generator,
+                                  out=by_set[:, g], words=words)  # fmt: skip
+            keep[i:j].copy_(by_set)
             pr.mul_(s)
-            torch.bmm(pr, v[i:j], out=out[i:j])
+            torch.bmm(pr, v[i:j].flatten(0, 1), out=out[i:j].flatten(0, 1))
         out.mul_(1.0 / (1.0 - p))
         ctx.save_for_backward(qs, k, v, out, keep)
         ctx.p, ctx.block, ctx.scale, ctx.bias = p, block, scale, bias
@@ -119,23 +127,25 @@ class _BlockedDropoutAttention(torch.autograd.Function):
         # c = 1 / (1 - p). rowsum(P * dP) = rowsum(dO * O) comes from the small tensors, and c
         # moves out of the [L, S] work onto grad_q and grad_k.
         delta = (grad_out * out).sum(-1, keepdim=True).mul_(1.0 / keep_scale)
-        n, length, _ = qs.shape
-        scores = qs.new_empty(min(ctx.block, n), length, k.shape[1])
+        n, sets, length, _ = qs.shape
+        scores = qs.new_empty(min(ctx.block, n) * sets, length, k.shape[2])
         probs, work, kept = (torch.empty_like(scores) for _ in range(3))
         for i in range(0, n, ctx.block):
             j = min(i + ctx.block, n)
-            s, pr, w, kf = scores[: j - i], probs[: j - i], work[: j - i], kept[: j - i]
-            torch.bmm(qs[i:j], k[i:j].transpose(1, 2), out=s)
+            rows = (j - i) * sets
+            s, pr, w, kf = scores[:rows], probs[:rows], work[:rows], kept[:rows]
+            q_i, k_i, v_i, g_i = (x[i:j].flatten(0, 1) for x in (qs, k, v, grad_out))
+            torch.bmm(q_i, k_i.transpose(1, 2), out=s)
             if ctx.bias is not None:
-                s.add_(ctx.bias[i:j])
+                s.view(j - i, sets, length, -1).add_(ctx.bias[i:j])
             _softmax(s, pr)
-            _as_float(keep[i:j], kf)
+            _as_float(keep[i:j].flatten(0, 1), kf)
             torch.mul(pr, kf, out=w)
-            torch.bmm(w.transpose(1, 2), grad_out[i:j], out=grad_v[i:j])
-            torch.bmm(grad_out[i:j], v[i:j].transpose(1, 2), out=w)
-            w.mul_(kf).sub_(delta[i:j]).mul_(pr)
-            torch.bmm(w, k[i:j], out=grad_q[i:j])
-            torch.bmm(w.transpose(1, 2), qs[i:j], out=grad_k[i:j])
+            torch.bmm(w.transpose(1, 2), g_i, out=grad_v[i:j].flatten(0, 1))
+            torch.bmm(g_i, v_i.transpose(1, 2), out=w)
+            w.mul_(kf).sub_(delta[i:j].flatten(0, 1)).mul_(pr)
+            torch.bmm(w, k_i, out=grad_q[i:j].flatten(0, 1))
+            torch.bmm(w.transpose(1, 2), q_i, out=grad_k[i:j].flatten(0, 1))
         grad_q.mul_(ctx.scale * keep_scale)
         grad_k.mul_(keep_scale)
         grad_v.mul_(keep_scale)
@@ -160,13 +170,48 @@ def blocked_dropout_attention(
     ``bias`` (float [N, 1 or L, S], no gradient) is added to the scores before the softmax, e.g.
     0 on valid keys and -inf on padded ones (a key-padding mask; every row needs a finite entry).
     """
+    return grouped_dropout_attention(q, k, v, p, [generator], block, bias)
+
+
+@torch.compiler.disable
+def grouped_dropout_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    p: float,
+    generators: Sequence[torch.Generator | None],
+    block: int | None = None,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """:func:`blocked_dropout_attention` of G = ``len(generators)`` sets of rows in one call:
+    q [G * N, L, D], k and v [G * N, S, D], ``bias`` [G * N, 1 or L, S], set g the rows
+    g * N ... (g + 1) * N - 1 (a seed group's members, one after the other).
+
+    Set g's output and gradients are those of ``blocked_dropout_attention`` on its rows with
+    ``generators[g]``: its masks are drawn from its generator block by block, in the same blocks
+    (``block`` rows of N; by default those of a call on N rows). Each block's matmuls, softmax
+    and elementwise work run once over the block's rows of all sets, so a seed group of K runs
+    as many of these ops as one run does, each on K times the rows.
+    """
     if not 0.0 < p < 1.0:
         raise ValueError(f"dropout p={p}: the blocked kernel is for 0 < p < 1")
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-    block = block or block_rows(q.shape[0], q.shape[1], k.shape[1])
+    sets = len(generators)
+    if sets == 0 or q.shape[0] % sets:
+        raise ValueError(f"{q.shape[0]} rows cannot be split into {sets} sets")
+    n = q.shape[0] // sets
+
+    def by_block(x: Tensor) -> Tensor:  # [G * N, ...] -> [N, G, ...]
+        if sets == 1:
+            return x.contiguous().unsqueeze(1)
+        return x.reshape(sets, n, *x.shape[1:]).transpose(0, 1).contiguous()
+
+    block = block or block_rows(n, q.shape[1], k.shape[1])
     if bias is not None:
-        bias = bias.detach().expand(q.shape[0], q.shape[1], k.shape[1])
-    return _BlockedDropoutAttention.apply(q, k, v, p, block, generator, bias)
+        bias = by_block(bias.detach())
+    out = _BlockedDropoutAttention.apply(
+        by_block(q), by_block(k), by_block(v), p, block, tuple(generators), bias
+    )
+    return out.transpose(0, 1).reshape(q.shape)
 
 
 def gru_steps(x_dirs: Tensor, w_ih, w_hh, b_ih, b_hh) -> tuple[Tensor, ...]:

@@ -13,8 +13,9 @@ parameters or draws dropout replaced by its stacked form, so the forward pass is
   and both directions together (2K recurrences of one batched matmul per step; on CPU with
   ``fused_gru`` the fused kernel of :mod:`selfcross.models.stgru`);
 - attention projects all members at once and attends over K * B sequences; with dropout in
-  training each member's weights are dropped with its own stream, by the blocked kernel (with
-  the member's generator) or on the explicit weights;
+  training on CPU one blocked kernel runs over all members, drawing each member's masks from
+  its stream's generator (:func:`~selfcross.models.kernels.grouped_dropout_attention`), else
+  each member's explicit weights are dropped with its own stream;
 - every dropout draws each member's mask from that member's :class:`SeedStream`, in the order
   the single run draws it, so a member replays its single run's dropout exactly.
 
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 
 from selfcross.models.attention import CrossModalAttention
 from selfcross.models.encoders import ModalityEncoder
-from selfcross.models.kernels import blocked_dropout_attention
+from selfcross.models.kernels import grouped_dropout_attention
 from selfcross.models.networks import EmotionNet
 from selfcross.models.stgru import stacked_fused_bigru
 from selfcross.models.streams import SeedStream
@@ -273,28 +274,28 @@ class StackedAttention(StackedModule):
         return out.view(*target.shape[:-1], e)
 
     def _dropout_attention(self, q, key, value, p, key_valid) -> Tensor:
-        """Attention with each member's weights dropped by its own stream."""
+        """Attention with each member's weights dropped by its own stream: on CPU one blocked
+        kernel over all members (each member's masks from its generator), else member by
+        member on the explicit weights."""
         k, heads = len(self.streams), self.heads
-        valid = [None] * k if key_valid is None else key_valid.chunk(k)
-        parts = zip(self.streams, q.chunk(k), key.chunk(k), value.chunk(k), valid, strict=True)
-        blocked = self.blocked and q.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+        bias = None
+        if key_valid is not None:  # 0 on valid keys, -inf on padding: [K * B, S]
+            bias = q.new_zeros(key_valid.shape).masked_fill(~key_valid, float("-inf"))
+        if self.blocked and q.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+            if bias is not None:
+                bias = bias[:, None, None, :].expand(-1, heads, 1, -1).flatten(0, 1)
+            generators = [stream.generator for stream in self.streams]
+            q_, key_, value_ = (x.flatten(0, 1) for x in (q, key, value))
+            out = grouped_dropout_attention(q_, key_, value_, p, generators, bias=bias)
+            return out.unflatten(0, q.shape[:2])
+        biases = [None] * k if bias is None else bias.chunk(k)
+        parts = zip(self.streams, q.chunk(k), key.chunk(k), value.chunk(k), biases, strict=True)
         outs = []
-        for stream, qk, kk, vk, valid in parts:
-            bias = None
-            if valid is not None:  # 0 on valid keys, -inf on padding
-                bias = qk.new_zeros(valid.shape).masked_fill(~valid, float("-inf"))
-            if blocked:
-                if bias is not None:
-                    bias = bias[:, None, None, :].expand(-1, heads, 1, -1).flatten(0, 1)
-                out = blocked_dropout_attention(qk.flatten(0, 1), kk.flatten(0, 1),
-                                                vk.flatten(0, 1), p, bias=bias,
-                                                generator=stream.generator)  # fmt: skip
-                outs.append(out.unflatten(0, qk.shape[:2]))
-                continue
+        for stream, qk, kk, vk, bias_k in parts:
             scale = qk.shape[-1] ** -0.5
             scores = (qk * scale**0.5) @ (kk.transpose(-2, -1) * scale**0.5)
-            if bias is not None:
-                scores = scores + bias[:, None, None, :]
+            if bias_k is not None:
+                scores = scores + bias_k[:, None, None, :]
             weights = stream.dropout(torch.softmax(scores, dim=-1), p)
             outs.append(weights @ vk)
         return torch.cat(outs)

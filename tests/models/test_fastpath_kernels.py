@@ -1,6 +1,7 @@
 """The fast paths' kernels compute what the plain operations compute: the fused bi-GRU against
 nn.GRU (values and gradients), the blocked dropout-attention kernel against finite differences,
-explicit dropout attention and SDPA, and its dropout mask's rate, seed and threshold.
+explicit dropout attention and SDPA, a seed group's one grouped call against each member's own
+call, and the dropout mask's rate, seed and threshold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from selfcross.models.kernels import (
     drop_threshold,
     dropout_keep_mask,
     fused_bigru,
+    grouped_dropout_attention,
 )
 
 
@@ -95,6 +97,35 @@ def test_blocked_attention_without_drops_is_sdpa():
         strict=True,
     ):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no-bias", "key-padding-bias"])
+def test_one_grouped_call_is_each_sets_own_call_with_its_generator(masked):
+    """A seed group's attention: set g of one grouped call draws its masks from its generator in
+    the blocks of a call on its rows alone (7 rows, blocks of 3: a short last block and odd
+    mask sizes), and gets that call's output and gradients."""
+    sets, n, seeds = 3, 7, (11, 12, 13)
+    q, k, v = qkv(n=sets * n, length=5, source=3, dim=2)
+    bias = None
+    if masked:  # the last key of every other row padded
+        bias = torch.zeros(sets * n, 1, 3, dtype=q.dtype)
+        bias[::2, :, -1] = float("-inf")
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    out = grouped_dropout_attention(q, k, v, 0.3, generators, block=3, bias=bias)
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (q, k, v), upstream)
+    for g, seed in enumerate(seeds):
+        rows = slice(g * n, (g + 1) * n)
+        own = torch.Generator().manual_seed(seed)
+        parts = [x[rows].detach().requires_grad_() for x in (q, k, v)]
+        alone = blocked_dropout_attention(*parts, 0.3, block=3, generator=own,
+                                          bias=None if bias is None else bias[rows])  # fmt: skip
+        assert torch.equal(out[rows], alone)
+        for grad, part in zip(
+            grads, torch.autograd.grad(alone, parts, upstream[rows]), strict=True
+        ):
+            torch.testing.assert_close(grad[rows], part, rtol=0, atol=1e-15)
+        assert torch.equal(generators[g].get_state(), own.get_state())  # as many draws
 
 
 def test_dropout_mask_rate_seed_and_threshold():

@@ -14,9 +14,9 @@ PLAIN = ("model.network.fused_gru=false", "model.network.blocked_attention=false
 SEEDS = (1, 2)
 
 
-def singles_and_group(make_cfg, data_dir, tmp_path, *overrides):
+def singles_and_group(make_cfg, data_dir, tmp_path, *overrides, kernels=PLAIN):
     def cfg_for(seed, where):
-        return make_cfg(f"paths.data_dir={data_dir}", "debug=fast", *PLAIN, *overrides,
+        return make_cfg(f"paths.data_dir={data_dir}", "debug=fast", *kernels, *overrides,
                         f"seed={seed}", f"paths.output_dir={tmp_path / where}")  # fmt: skip
 
     singles = [train_and_test(cfg_for(s, f"single{s}")).record for s in SEEDS]
@@ -45,6 +45,20 @@ def test_each_members_two_epochs_are_its_single_runs(make_cfg, data_dir, tmp_pat
         assert member.test_report["confusion"] == single.confusion
     # the members are different runs: their own initialisation, shuffling and dropout
     assert members[0].history[0]["train/loss"] != members[1].history[0]["train/loss"]
+
+
+def test_with_the_blocked_attention_kernel_a_members_epochs_are_its_single_runs(
+    make_cfg, data_dir, tmp_path
+):
+    """The group's one blocked dropout-attention call over all members draws each member's
+    masks as its single run's kernel does."""
+    singles, members = singles_and_group(
+        make_cfg, data_dir, tmp_path, "model=self", "trainer.max_epochs=2",
+        kernels=("model.network.fused_gru=false",),
+    )  # fmt: skip
+    for single, member in zip(singles, members, strict=True):
+        assert_same_history(single, member)
+        assert member.test_report["confusion"] == single.confusion
 
 
 def test_lr_drops_early_stop_and_best_epoch_happen_where_the_single_runs_do(
