@@ -190,3 +190,18 @@ def test_a_trial_whose_settings_cannot_be_drawn_is_pruned_with_the_reason(tmp_pa
         "tune.space.model.network.num_heads: none of [4, 16] divides the attention width 14 "
         "(2 x model.network.hidden)"
     }
+
+
+def test_a_study_held_by_another_process_is_refused_at_once(tmp_path, data_dir):
+    """Fails with the lock waited for (the call would block) or its message emptied."""
+    from filelock import FileLock
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    overrides = tune_overrides(tmp_path, data_dir, "tune.n_trials=1", *LR)
+    with FileLock(folder / stored.LOCK_FILE):
+        with pytest.raises(ConfigError) as refused:
+            tuning.run_study(overrides, run=fake_run(score))
+    assert str(refused.value) == (
+        f"{folder}: the study is running in another process ({folder / stored.LOCK_FILE} is held)"
+    )
