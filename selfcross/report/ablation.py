@@ -22,6 +22,8 @@ from selfcross.analysis.pooling import (
 from selfcross.analysis.records import ABLATION_FILE
 from selfcross.errors import DataError
 from selfcross.report.render import (
+    METRIC_MEANINGS,
+    METRIC_NAMES,
     Report,
     Section,
     Value,
@@ -41,14 +43,6 @@ CSV_FIELDS = (
 )  # fmt: skip
 """Columns of ablation.csv: one row per group x model x present subset x metric, then one per
 Self-vs-Cross test on the drops."""
-
-METRIC_NAMES = {"wa": "WA", "uwa": "UWA", "wf1": "WF1", "mf1": "MF1"}
-METRIC_MEANINGS = {
-    "wa": "WA: weighted accuracy (mean per-class recall)",
-    "uwa": "UWA: unweighted accuracy (share classified correctly)",
-    "wf1": "WF1: weighted F1 (per-class F1 weighted by class support)",
-    "mf1": "MF1: macro-F1 (mean per-class F1)",
-}
 
 Group = tuple[str, float]
 """(trained modality set, modality dropout probability)."""

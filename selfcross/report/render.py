@@ -358,3 +358,14 @@ def make_tables(
         publish(report, out_dir / label_folder(label) if label else out_dir)
         reports.append(report)
     return reports
+
+
+METRIC_NAMES = {"wa": "WA", "uwa": "UWA", "wf1": "WF1", "mf1": "MF1"}
+"""The tables' short names of the metrics (``--metrics``)."""
+METRIC_MEANINGS = {
+    "wa": "WA: weighted accuracy (mean per-class recall)",
+    "uwa": "UWA: unweighted accuracy (share classified correctly)",
+    "wf1": "WF1: weighted F1 (per-class F1 weighted by class support)",
+    "mf1": "MF1: macro-F1 (mean per-class F1)",
+}
+"""What each short name means, as the tables' legends say it."""

@@ -8,6 +8,8 @@ from dataclasses import replace
 
 from selfcross.report import paper
 from selfcross.report.render import (
+    METRIC_MEANINGS,
+    METRIC_NAMES,
     Report,
     Section,
     Value,
@@ -28,14 +30,6 @@ from selfcross.report.select import (
     shown_metrics,
 )
 from selfcross.report.stats import compare
-
-METRIC_NAMES = {"wa": "WA", "uwa": "UWA", "wf1": "WF1", "mf1": "MF1"}
-METRIC_MEANINGS = {
-    "wa": "WA: weighted accuracy (mean per-class recall)",
-    "uwa": "UWA: unweighted accuracy (share classified correctly)",
-    "wf1": "WF1: weighted F1 (per-class F1 weighted by class support)",
-    "mf1": "MF1: macro-F1 (mean per-class F1)",
-}
 
 TABLE2_PAIRS = (("self", "cross"), ("self_nosp", "cross_nosp"))
 """The comparisons Table 2 tests (the paper reports the first in Table 1, the second in text)."""
