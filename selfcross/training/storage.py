@@ -131,11 +131,17 @@ def parse_storage(value) -> StorageSetting:
     return StorageSetting("rdb", text, public_url(text), masked_url(text))
 
 
-def _reason(err: BaseException, setting: StorageSetting) -> str:
-    """The first line of a driver's error, any password in it masked."""
+def driver_line(err: BaseException) -> str:
+    """The first line of the database driver's error behind ``err`` (Optuna and SQLAlchemy
+    wrap it), or the error's type when it says nothing."""
     cause = err.__cause__ if err.__cause__ is not None else err  # Optuna's wrapped error
     reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()
-    line = reason[0].strip() if reason else type(err).__name__
+    return reason[0].strip() if reason else type(err).__name__
+
+
+def _reason(err: BaseException, setting: StorageSetting) -> str:
+    """The first line of a driver's error, any password in it masked."""
+    line = driver_line(err)
     url = _url(setting.url)
     if url is not None and url.password:
         line = line.replace(str(url.password), "***")

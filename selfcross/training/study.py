@@ -106,14 +106,12 @@ def full_db(db: Path, reason: str) -> WriteError:
 def db_said(db: Path) -> Iterator[None]:
     """A ``study.db`` write that finds the disk full, anywhere in the block (behind whatever
     Optuna raised while handling it), is :func:`full_db`'s one line, not a traceback."""
-    from selfcross.training.storage import storage_failure
+    from selfcross.training.storage import driver_line, storage_failure
 
     try:
         yield
     except Exception as err:
         failure = storage_failure(err)
-        cause = failure and (failure.__cause__ if failure.__cause__ is not None else failure)
-        reason = str(getattr(cause, "orig", None) or cause or "").strip().splitlines()
-        if failure is None or not reason or not no_room(reason[0]):
+        if failure is None or not no_room(driver_line(failure)):
             raise
-        raise full_db(db, reason[0]) from None
+        raise full_db(db, driver_line(failure)) from None
