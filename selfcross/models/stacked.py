@@ -26,11 +26,14 @@ names (its checkpoint loads into an ``EmotionNet``).
 from __future__ import annotations
 
 import copy
+import functools
+import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from selfcross.models.attention import CrossModalAttention
 from selfcross.models.encoders import ModalityEncoder
@@ -40,9 +43,11 @@ from selfcross.models.stgru import stacked_fused_bigru
 from selfcross.models.streams import SeedStream
 
 
+@functools.cache
 def _gru_template(dim: int, hidden: int) -> nn.GRU:
     """A bidirectional ``nn.GRU`` whose parameters :meth:`StackedEncoder.per_member` replaces
-    (``torch.func.functional_call``); its own are never used."""
+    (``torch.func.functional_call``); its own are never used, so one per shape serves every
+    call."""
     return nn.GRU(dim, hidden, batch_first=True, bidirectional=True, device="meta")
 
 
@@ -172,10 +177,6 @@ class StackedEncoder(StackedModule):
         """Each member's rows through ``nn.GRU``'s own kernel (cuDNN on a GPU) with that
         member's weights: [K * B, T, D] -> [K * B, T, 2H]. K kernel calls instead of the
         recurrence's 2T batched steps; the same maths as :meth:`recurrent` (checked on CPU)."""
-        import warnings
-
-        from torch.func import functional_call
-
         k, hidden = self.weight_ih.shape[0], self.weight_hh.shape[-1]
         template = _gru_template(x.shape[-1], hidden)
         outs = []
