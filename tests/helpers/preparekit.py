@@ -203,15 +203,22 @@ def carry_the_class(release: FakeRelease, seed: int = 0) -> FakeRelease:
 
 # The prepared folds as the IEMOCAP preparation tests read them (tests/prepare/conftest.py).
 CLASSES = ["ang", "exc", "hap", "sad", "fru", "sur", "neu"]
-STEMS = {
-    "audio_mfcc": (np.float32, (SHAPES["A"]["seq_len"], 120)),
-    "audio_seqN": (np.int64, ()),
-    "audio_prosody": (np.float32, (35,)),
-    "nlp_trans": (np.int64, (SHAPES["T"]["seq_len"],)),
-    "video": (np.float32, (SHAPES["V"]["seq_len"], 2048)),
-    "video_seqN": (np.int64, ()),
-    "label": (np.int64, ()),
-}
+
+
+def fold_stems(shapes: dict) -> dict[str, tuple]:
+    """Each file stem of a prepared fold: (dtype, shape of one utterance) for ``shapes``."""
+    return {
+        "audio_mfcc": (np.float32, (shapes["A"]["seq_len"], 120)),
+        "audio_seqN": (np.int64, ()),
+        "audio_prosody": (np.float32, (35,)),
+        "nlp_trans": (np.int64, (shapes["T"]["seq_len"],)),
+        "video": (np.float32, (shapes["V"]["seq_len"], 2048)),
+        "video_seqN": (np.int64, ()),
+        "label": (np.int64, ()),
+    }
+
+
+STEMS = fold_stems(SHAPES)
 
 
 def load(fold_dir, split, stem):

@@ -35,6 +35,7 @@ from tests.helpers.meldkit import (
     overrides,
     write_clip,
 )
+from tests.helpers.preparekit import fold_stems
 from tests.helpers.releasekit import copy_release, prepare_quietly, run_error
 
 PUBLISHED = {
@@ -113,15 +114,7 @@ def test_one_fold_with_the_official_split_and_exact_counts(prepared, release):
 
 def test_fold_has_the_iemocap_format(prepared):
     out, summary, _ = prepared
-    stems = {
-        "audio_mfcc": (np.float32, (SHAPES["A"]["seq_len"], 120)),
-        "audio_seqN": (np.int64, ()),
-        "audio_prosody": (np.float32, (35,)),
-        "nlp_trans": (np.int64, (SHAPES["T"]["seq_len"],)),
-        "video": (np.float32, (SHAPES["V"]["seq_len"], 2048)),
-        "video_seqN": (np.int64, ()),
-        "label": (np.int64, ()),
-    }
+    stems = fold_stems(SHAPES)  # MELD's shapes, the IEMOCAP fold's files
     for split in SPLITS:
         n = len(manifest(out)[split])
         for stem, (dtype, shape) in stems.items():
