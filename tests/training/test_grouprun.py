@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+import torch
 
 from selfcross.errors import ConfigError
 from selfcross.training import resume
@@ -55,3 +57,26 @@ def test_a_group_is_one_cell():
         check_one_cell([one, other_fold])
     with pytest.raises(ConfigError, match="a seed appears twice"):
         check_one_cell([one, one])
+
+
+@pytest.fixture
+def restore_threads():
+    threads, tf32 = torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+
+
+def test_a_group_applies_its_runs_threads_and_tf32_and_says_compile_is_not_applied(
+    make_cfg, data_dir, tmp_path, restore_threads, caplog
+):
+    torch.set_num_threads(2)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    cfgs = member_cfgs(make_cfg, data_dir, tmp_path, (1, 2), "threads=1", "model.tf32=false",
+                       "model.compile=true", "trainer.max_epochs=1")  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="selfcross"):
+        assert [o.status for o in run_group(cfgs)] == ["done", "done"]
+    assert torch.get_num_threads() == 1 and not torch.backends.cuda.matmul.allow_tf32
+    said = caplog.text
+    assert "Backend: tf32=False, cpu_threads=1" in said
+    assert "model.compile: not applied to a seed group" in said
