@@ -34,6 +34,7 @@ from selfcross.benchmark.variants import Settings, network_config, random_batch
 from selfcross.models.stacked import stack_networks
 from selfcross.models.streams import SeedStream
 from selfcross.training.group import StackedAdam
+from selfcross.training.runtime import freed_memory_kept
 
 OnRow = Callable[[dict], None]
 
@@ -98,10 +99,8 @@ class Group:
 
 
 def bench_seed_group(settings: Settings, members: int, on_row: OnRow | None = None) -> list[dict]:
-    """One row per (model, modality): a group of ``members`` against as many single runs."""
-    from selfcross.config import compose
-    from selfcross.training.groupplan import group_bytes
-
+    """One row per (model, modality): a group of ``members`` against as many single runs, both
+    with the allocator a group job trains with (:func:`freed_memory_kept`)."""
     s, rows = settings, []
     device = torch.device(s.device)
     peak = gemm_peak(device=device)
@@ -109,52 +108,63 @@ def bench_seed_group(settings: Settings, members: int, on_row: OnRow | None = No
     precision = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
     for model in s.models:
         for modality in s.modalities:
-            net_cfg, shapes = network_config(model, modality, s.preset, s.overrides)
-            streams = [SeedStream(seed) for seed in range(1, members + 1)]
-            nets = [st.build(lambda c=net_cfg: instantiate(c)).to(device) for st in streams]
-            batches = [random_batch(shapes, nets[0].modalities, s.batch, device, torch.float32)
-                       for _ in range(members)]  # fmt: skip
-            flops = step_flops(nets[0], batches[0]) * members
-            group = Group(nets, streams, batches, precision)
-            singles = Singles(nets, batches, precision)
-            times = {"group": [], "singles": []}
-            for i in range(s.warmup + s.steps):
-                for name, run in (("singles", singles.step), ("group", group.step)):
-                    ms = timed(device, run)
-                    if i >= s.warmup:
-                        times[name].append(ms / 1e3)
-            t_group, t_singles = (statistics.median(times[n]) for n in ("group", "singles"))
-            samples = members * s.batch
-            cfg = compose([f"model={model}", f"modality={modality}",
-                           f"data.preset={s.preset}", f"data.batch_size={s.batch}",
-                           *s.overrides])  # fmt: skip
-            row = {
-                "model": model,
-                "modality": modality,
-                "seed_group": members,
-                "batch": s.batch,
-                "group_step_ms": round(t_group * 1e3, 2),
-                "singles_step_ms": round(t_singles * 1e3, 2),
-                "group_samples_per_s": round(samples / t_group, 2),
-                "singles_samples_per_s": round(samples / t_singles, 2),
-                "speedup": round(t_singles / t_group, 2),
-                "step_gflop": round(flops / 1e9, 1),
-                "gemm_peak_gflops": round(peak, 1),
-                "group_share_of_peak": round(flops / t_group / 1e9 / peak, 3),
-                "singles_share_of_peak": round(flops / t_singles / 1e9 / peak, 3),
-                "device": str(device),
-                "precision": s.precision,
-                "group_step_mb": round(group_bytes(cfg, members, device) / 2**20),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                **gpu_peaks(device, group, singles),
-                "steps": s.steps,
-                "warmup": s.warmup,
-                "machine": machine(),
-            }
+            with freed_memory_kept() as kept:  # as a group job trains
+                row = _group_row(s, model, modality, members, device, peak, precision)
+            row["keep_freed_memory"] = kept
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     return rows
+
+
+def _group_row(s: Settings, model: str, modality: str, members: int, device, peak, precision):
+    """One row of :func:`bench_seed_group`."""
+    from selfcross.config import compose
+    from selfcross.training.groupplan import group_bytes
+
+    net_cfg, shapes = network_config(model, modality, s.preset, s.overrides)
+    streams = [SeedStream(seed) for seed in range(1, members + 1)]
+    nets = [st.build(lambda c=net_cfg: instantiate(c)).to(device) for st in streams]
+    batches = [random_batch(shapes, nets[0].modalities, s.batch, device, torch.float32)
+               for _ in range(members)]  # fmt: skip
+    flops = step_flops(nets[0], batches[0]) * members
+    group = Group(nets, streams, batches, precision)
+    singles = Singles(nets, batches, precision)
+    times = {"group": [], "singles": []}
+    for i in range(s.warmup + s.steps):
+        for name, run in (("singles", singles.step), ("group", group.step)):
+            ms = timed(device, run)
+            if i >= s.warmup:
+                times[name].append(ms / 1e3)
+    t_group, t_singles = (statistics.median(times[n]) for n in ("group", "singles"))
+    samples = members * s.batch
+    cfg = compose([f"model={model}", f"modality={modality}",
+                   f"data.preset={s.preset}", f"data.batch_size={s.batch}",
+                   *s.overrides])  # fmt: skip
+    row = {
+        "model": model,
+        "modality": modality,
+        "seed_group": members,
+        "batch": s.batch,
+        "group_step_ms": round(t_group * 1e3, 2),
+        "singles_step_ms": round(t_singles * 1e3, 2),
+        "group_samples_per_s": round(samples / t_group, 2),
+        "singles_samples_per_s": round(samples / t_singles, 2),
+        "speedup": round(t_singles / t_group, 2),
+        "step_gflop": round(flops / 1e9, 1),
+        "gemm_peak_gflops": round(peak, 1),
+        "group_share_of_peak": round(flops / t_group / 1e9 / peak, 3),
+        "singles_share_of_peak": round(flops / t_singles / 1e9 / peak, 3),
+        "device": str(device),
+        "precision": s.precision,
+        "group_step_mb": round(group_bytes(cfg, members, device) / 2**20),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **gpu_peaks(device, group, singles),
+        "steps": s.steps,
+        "warmup": s.warmup,
+        "machine": machine(),
+    }
+    return row
 
 
 def gpu_peaks(device: torch.device, group: Group, singles: Singles) -> dict:

@@ -31,7 +31,12 @@ from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_lib
 from selfcross.training.gpus import job_gpu, run_device
 from selfcross.training.group import precision_context, train_group
 from selfcross.training.record import RESULT_FILE, write_record
-from selfcross.training.runtime import apply_backend_settings, compile_options, run_threads
+from selfcross.training.runtime import (
+    apply_backend_settings,
+    compile_options,
+    freed_memory_kept,
+    run_threads,
+)
 from selfcross.training.tuned import apply_tuned
 
 log = logging.getLogger("selfcross")
@@ -141,6 +146,7 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
                     groupstate.save_member(folder, member, k, net, optimizer, epoch)
             log.info(grouplog.progress_line(epoch, members, first.monitor.metric))
 
+        stack.enter_context(freed_memory_kept())  # its large tensors reuse the heap
         started = time.perf_counter()
         members = train_group(first, seeds, datamodule, saved, save_epoch, device)
         seconds = time.perf_counter() - started
