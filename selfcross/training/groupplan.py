@@ -154,19 +154,22 @@ def group_bytes(cfg: DictConfig, members: int, device=None) -> int:
     inputs = {m: torch.randn(batch, shapes[m].seq_len, shapes[m].feat_dim, device=device)
               for m in net.modalities}  # fmt: skip
     inputs["label"] = torch.zeros(batch, dtype=torch.long, device=device)
-    storages: dict[int, int] = {}
+    storages: dict[int, torch.UntypedStorage] = {}
 
     def keep(t):
+        # The storage, held till the probe ends (a freed one's address could be reused and
+        # counted once), not the tensor: a saved output would hold its own graph node, a cycle
+        # Python's collector cannot see, and the probe's whole graph leaked. No backward runs.
         storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
+        storages[storage.data_ptr()] = storage
+        return None
 
     net.train()
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda _: None):
         net(inputs)
     params = sum(p.numel() * p.element_size() for p in net.parameters())
     data = sum(t.numel() * t.element_size() for t in inputs.values())
-    return 4 * params + data + sum(storages.values())
+    return 4 * params + data + sum(s.nbytes() for s in storages.values())
 
 
 def auto_size(cfg: DictConfig, budget: int, largest: int = 64, device=None) -> int:

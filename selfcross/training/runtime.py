@@ -18,6 +18,7 @@ cuDNN is switched on explicitly: its GRU kernel is the CUDA fast path of the enc
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -100,6 +101,7 @@ def freed_memory_kept() -> Iterator[bool]:
     try:
         yield kept
     finally:
+        gc.collect()  # tensors held only by reference cycles, freed before the trim
         mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
         mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
         trim(0)

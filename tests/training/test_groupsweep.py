@@ -82,6 +82,22 @@ def test_auto_is_the_largest_group_that_fits_the_budget(make_cfg):
         auto_size(cfg, group_bytes(cfg, 1) // 2)
 
 
+def test_the_memory_probe_leaves_no_tensor_behind(make_cfg):
+    import gc
+
+    import torch
+
+    def live() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+    cfg = make_cfg(*TINY, "data.preset=tiny")
+    first = group_bytes(cfg, 2)
+    before = live()
+    # a probe that kept its graph (a saved output holding its own node) kept every saved tensor
+    assert group_bytes(cfg, 2) == first and live() == before
+
+
 def _records(root: Path) -> dict[int, dict]:
     found = {}
     for path in root.rglob("result.json"):
