@@ -77,8 +77,10 @@ def saved(monkeypatch):
 
 
 def test_each_utterance_is_one_png_of_its_panels_with_padding_hatched(tmp_path, saved):
-    figures = [UtteranceFigure(3, "ang", {"T": 4, "A": 6}, {"T": 3, "A": 6}, "utt3.png"),
-               UtteranceFigure(9, "sad", {"T": 4, "A": 6}, {"T": 4, "A": 2}, "utt9.png")]
+    figures = [
+        UtteranceFigure(3, "ang", {"T": 4, "A": 6}, {"T": 3, "A": 6}, "utt3.png"),
+        UtteranceFigure(9, "sad", {"T": 4, "A": 6}, {"T": 4, "A": 2}, "utt9.png"),
+    ]
     rec = record(figures)
     paths = report.draw_attention(rec, SITES, {3: maps(3, 6), 9: maps(4, 2)}, tmp_path / "png")
     assert paths == [tmp_path / "png" / "utt3.png", tmp_path / "png" / "utt9.png"]
