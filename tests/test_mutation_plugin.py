@@ -31,6 +31,9 @@ def test_every_file_and_test_the_mutation_selections_name_exists():
     assert len(named) > 10 and set(mutation_plugin.SHARED_TRAINING) <= set(named)
     for arg in [*named, *mutation_plugin.SHARED_TRAINING]:
         path, _, test = arg.partition("::")
+        if path.endswith("/"):  # a whole folder of tests
+            assert list((REPO / path).glob("test_*.py")), f"{arg}: no test files there"
+            continue
         assert (REPO / path).is_file(), f"{arg}: no such test file"
         if test:
             source = (REPO / path).read_text()

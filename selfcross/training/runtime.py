@@ -82,8 +82,9 @@ def freed_memory_kept() -> Iterator[bool]:
     glibc serves every block above its mmap threshold (32 MiB at most) with a fresh ``mmap`` and
     unmaps it when freed, so each new tensor that size faults all its pages in again, zeroed by
     the kernel. A single run makes few such tensors; a seed group of 10 makes them in every
-    layer of every step, and on the 2-core development machine a group step of 10 Self networks
-    then took 0.57-0.80 of the time of 10 single steps' *more* (docs/performance.md). Inside the
+    layer of every step: on the idle 2-core development machine a group of 10 Self networks
+    then trained at 0.67x the speed of their 10 single runs, and at 0.99x with this setting
+    (docs/performance.md). Inside the
     block ``malloc`` never maps and the heap is never trimmed, so a step reuses what the last
     one freed; on leaving, the defaults come back and the free heap is returned to the kernel
     (``malloc_trim``), so a sweep that trains group after group in one process does not keep
