@@ -20,6 +20,7 @@ from selfcross.models.metrics import weighted_f1
 from selfcross.training.record import read_record
 from tests.helpers.modelkit import train_tiny_run
 from tests.helpers.recordkit import write_run
+from tests.helpers.reportkit import md_tables
 
 KEYS = [(f, s) for f in (1, 2) for s in (1, 2, 3)]
 SUBSETS = present_subsets("TVA")
@@ -94,6 +95,58 @@ def test_weighted_and_macro_f1_cells_and_tests_recomputed_from_the_files(tmp_pat
     # the default for IEMOCAP-like runs stays the paper's two
     cells, _, _ = table(tmp_path)
     assert {metric for _, _, metric in cells} == {"wa", "uwa"}
+
+
+def rate(x: float) -> str:
+    """A table's rate: three decimals, no leading zero, the sign kept (-.039, -.000)."""
+    return f"{x:.3f}".replace("0.", ".", 1)
+
+
+def test_the_markdown_table_shows_every_cell_and_the_csv_its_fill_and_comparison(tmp_path):
+    """Self loses .3 without text and video (present A), Cross nothing: that row's t-test is
+    significant and starred; every cell of both metrics' tables is recomputed from the files."""
+    rng = np.random.default_rng(5)
+    truth = {}
+    for model in ("self", "cross"):
+        for fold, seed in KEYS:
+            scores = {}
+            for present in SUBSETS:
+                values = rng.uniform(0.4, 0.6, size=4)
+                values -= 0.3 if (model, present) == ("self", "A") else 0.0
+                scores[present] = tuple(float(x) for x in values)
+            truth[(model, fold, seed)] = scores
+            write_ablated(tmp_path / "runs", model, fold, seed, scores)
+    cells, tests, md = table(tmp_path)
+    sections = md_tables(md)
+    labels = {"TVA": "T+V+A (full)", "TV": "T+V", "TA": "T+A", "VA": "V+A"}
+    for metric, name in (("wa", "WA"), ("uwa", "UWA")):
+        i = INDEX[metric]
+        rows = sections[f"{name}, trained on T+V+A, modality dropout p=0"]
+        assert [r["Present"] for r in rows] == [labels.get(s, s) for s in SUBSETS]
+        for row, present in zip(rows, SUBSETS, strict=True):
+            drops = {}
+            for model, label in (("self", "Self"), ("cross", "Cross")):
+                values = [truth[(model, *k)][present][i] for k in KEYS]
+                drops[model] = [truth[(model, *k)]["TVA"][i] - v
+                                for k, v in zip(KEYS, values, strict=True)]  # fmt: skip
+                mean, std = np.mean(values), np.std(values, ddof=1)
+                assert row[label] == f"{rate(mean)} ± {rate(std)} (6)"
+                drop = f"{rate(np.mean(drops[model]))} ± {rate(np.std(drops[model], ddof=1))}"
+                assert row[f"{label} drop"] == ("-" if present == "TVA" else drop)
+            csv_test = tests.get((present, metric))
+            if present == "TVA":
+                assert csv_test is None
+                assert [row[c] for c in ("p t-test (drops)", "p paired", "pairs")] == ["-"] * 3
+                continue
+            p_ind = stats.ttest_ind(drops["self"], drops["cross"]).pvalue
+            p_rel = stats.ttest_rel(drops["self"], drops["cross"]).pvalue
+            star = "*" if p_ind < 0.05 else ""
+            assert row["p t-test (drops)"] == f"{p_ind:.4f}".removeprefix("0") + star
+            assert row["p paired"] == f"{p_rel:.4f}".removeprefix("0") and row["pairs"] == "6"
+            assert (present == "A") == (p_ind < 0.05)  # the planted difference, and only it
+            assert (csv_test["model"], csv_test["compared_with"]) == ("self", "cross")
+            assert csv_test["significant"] == str(p_ind < 0.05) and csv_test["fill"] == "zeros"
+    assert {row["fill"] for row in cells.values()} == {"zeros"}
 
 
 def test_older_files_show_weighted_f1_as_absent_or_derive_it_from_their_confusion(tmp_path):

@@ -65,6 +65,7 @@ def saved(monkeypatch):
                 "data": np.asarray(ax.get_images()[0].get_array()),
                 "hatched": sorted((p.get_x(), p.get_y(), p.get_width(), p.get_height())
                                   for p in ax.patches),
+                "hatches": {(p.get_hatch(), p.get_edgecolor()) for p in ax.patches},
                 "lines": sorted((tuple(line.get_xdata()), tuple(line.get_ydata()))
                                 for line in ax.lines),
                 "texts": [t.get_text() for t in ax.texts],
@@ -104,6 +105,7 @@ def test_each_utterance_is_one_png_of_its_panels_with_padding_hatched(tmp_path, 
     # the padded query row (row 3) is hatched across all 6 keys, with a red line above it
     assert a2t["hatched"] == [(-0.5, 2.5, 6, 1)]
     assert a2t["lines"] == [((0, 1), (2.5, 2.5))]
+    assert a2t["hatches"] == {("//", (1.0, 1.0, 1.0, 1.0))}  # white hatching
     t2a = panels["cross_attention.T2A"]  # the padded key column (T step 3) of A's queries
     assert t2a["hatched"] == [(2.5, -0.5, 1, 6)] and t2a["lines"] == [((2.5, 2.5), (0, 1))]
     assert panels["self_attention.A"]["hatched"] == []  # nothing padded
