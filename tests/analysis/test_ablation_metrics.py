@@ -146,7 +146,10 @@ def test_the_markdown_table_shows_every_cell_and_the_csv_its_fill_and_comparison
             assert (present == "A") == (p_ind < 0.05)  # the planted difference, and only it
             assert (csv_test["model"], csv_test["compared_with"]) == ("self", "cross")
             assert csv_test["significant"] == str(p_ind < 0.05) and csv_test["fill"] == "zeros"
-    assert {row["fill"] for row in cells.values()} == {"zeros"}
+    every = [*cells.values(), *tests.values()]
+    assert {(r["fill"], r["trained"], r["modality_dropout"]) for r in every} == {
+        ("zeros", "TVA", "0.0")
+    }
 
 
 def test_older_files_show_weighted_f1_as_absent_or_derive_it_from_their_confusion(tmp_path):
