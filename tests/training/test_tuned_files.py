@@ -110,3 +110,43 @@ def test_a_missing_unreadable_or_settingless_best_json_is_one_line(make_cfg, tmp
     for content in ([{"settings": {}}], {"trial": 3}, {"settings": ["model.optimizer.lr"]}):
         path.write_text(json.dumps(content))
         assert refused() == f"{path}: no settings in it", content
+
+
+def test_best_json_holds_the_earliest_best_complete_trial_under_the_readers_keys(tmp_path):
+    """Four complete trials scoring .5, .9, .9, .7 and a pruned one: the best is trial 1 (the
+    earliest of the two best, neither the first nor the last), with its own settings and fold
+    scores, under exactly the keys read_best, Table 4 and experiment=tuned read."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(direction="maximize", study_name="self-TV")
+    study.set_user_attr("data", {"name": "synthetic", "preset": "small"})
+    space = {"lr": FloatDistribution(1e-4, 1e-2)}
+    for number, value in enumerate((0.5, 0.9, 0.9, 0.7)):
+        attrs = {
+            "values": {"model.optimizer.lr": 1e-3 * (number + 1)},
+            "fold_scores": [value - 0.01, value + 0.01],
+            "fingerprints": [f"fp{number}"],
+        }
+        study.add_trial(create_trial(value=value, params={"lr": 1e-3 * (number + 1)},
+                                     distributions=space, user_attrs=attrs))  # fmt: skip
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"lr": 5e-3},
+                                 distributions=space))  # fmt: skip
+    ident = {"model": "self", "modality": "TV", "folds": [1, 2], "seed": 1,
+             "objective": "val/wf1"}  # fmt: skip
+    tuned_settings.write_best(study, tmp_path, ident, n_trials=8)
+    expected = {
+        "study": str(tmp_path), "model": "self", "modality": "TV", "folds": [1, 2], "seed": 1,
+        "trial": 1, "value": 0.9, "objective": "val/wf1", "fold_scores": [0.89, 0.91],
+        "settings": {"model.optimizer.lr": 0.002}, "n_trials": 8, "n_finished": 5,
+        "n_complete": 4,
+        "data": {"name": "synthetic", "preset": "small", "fingerprints": ["fp1"]},
+    }  # fmt: skip
+    assert json.loads((tmp_path / "best.json").read_text()) == expected
+    assert tuned_settings.read_best(tmp_path) == expected
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    tuned_settings.write_best(study, shared, ident, 8, storage="postgresql://host/studies")
+    on_disk = json.loads((shared / "best.json").read_text())
+    assert on_disk["storage"] == "postgresql://host/studies" and on_disk["study_name"] == "self-TV"
