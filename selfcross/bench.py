@@ -38,7 +38,7 @@ from selfcross.benchmark.report import print_table
 from selfcross.benchmark.variants import PRECISIONS, Settings
 from selfcross.config import CONFIG_DIR, model_fusion, user_errors
 from selfcross.errors import ConfigError
-from selfcross.training.runtime import apply_backend_settings, freed_memory_kept
+from selfcross.training.runtime import apply_backend_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -138,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_backend_settings(tf32=args.tf32, cpu_threads=args.threads)
         settings = settings_from(args)
         if args.seed_group is not None and args.layers:
-            with freed_memory_kept():  # as a group job trains
-                rows = bench_group_layers(settings, args.seed_group, print_row)
+            rows = bench_group_layers(settings, args.seed_group, print_row)
         elif args.seed_group is not None:
             rows = bench_seed_group(settings, args.seed_group, print_row)
         elif args.layers:

@@ -141,7 +141,7 @@ def _group_row(s: Settings, model: str, modality: str, members: int, device, pea
     cfg = compose([f"model={model}", f"modality={modality}",
                    f"data.preset={s.preset}", f"data.batch_size={s.batch}",
                    *s.overrides])  # fmt: skip
-    row = {
+    return {
         "model": model,
         "modality": modality,
         "seed_group": members,
@@ -164,7 +164,6 @@ def _group_row(s: Settings, model: str, modality: str, members: int, device, pea
         "warmup": s.warmup,
         "machine": machine(),
     }
-    return row
 
 
 def gpu_peaks(device: torch.device, group: Group, singles: Singles) -> dict:
@@ -185,7 +184,14 @@ def gpu_peaks(device: torch.device, group: Group, singles: Singles) -> dict:
 def bench_group_layers(settings: Settings, members: int, on_row: OnRow | None = None) -> list:
     """Where the group's time goes: forward + backward of each layer of a tri-modal Cross+Self
     network (each encoder, self- and cross-attention), the stacked layer on K batches against
-    K times the single layer on one (what K single runs spend)."""
+    K times the single layer on one (what K single runs spend); both with the allocator a group
+    job trains with (:func:`freed_memory_kept`)."""
+    with freed_memory_kept():
+        return _group_layers(settings, members, on_row)
+
+
+def _group_layers(settings: Settings, members: int, on_row: OnRow | None) -> list:
+    """:func:`bench_group_layers`' measurement."""
     s, rows = settings, []
     net_cfg, shapes = network_config("cross_self", "TVA", s.preset, s.overrides)
     streams = [SeedStream(seed) for seed in range(1, members + 1)]

@@ -31,12 +31,7 @@ from selfcross.training.experiment import RunOutcome, Timing, _record, quiet_lib
 from selfcross.training.gpus import job_gpu, run_device
 from selfcross.training.group import precision_context, train_group
 from selfcross.training.record import RESULT_FILE, write_record
-from selfcross.training.runtime import (
-    apply_backend_settings,
-    compile_options,
-    freed_memory_kept,
-    run_threads,
-)
+from selfcross.training.runtime import apply_group_settings, freed_memory_kept
 from selfcross.training.tuned import apply_tuned
 
 log = logging.getLogger("selfcross")
@@ -122,7 +117,7 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
                   f"{groupstate.last_path(dirs[i])}", flush=True)  # fmt: skip
         resume.mark_checkpoints(dirs[i], digest, fingerprint)
     folders = [dirs[i] for i in todo]
-    apply_group_settings(first)
+    apply_group_settings(first.model, first.get("threads"))
     with ExitStack() as stack:
         gpu = stack.enter_context(job_gpu())  # the group holds one GPU slot (local_gpus)
         device = run_device(first.trainer, gpu)
@@ -155,20 +150,6 @@ def _train(cfgs, dirs, todo: list[int]) -> dict[int, RunOutcome]:
         )
         return _write_members(cfgs, dirs, todo, members, (seconds, saved, trainer, gpu),
                               datamodule, inputs, member_log)  # fmt: skip
-
-
-def apply_group_settings(cfg: DictConfig) -> dict:
-    """A single run's process settings for a group: ``threads`` (or the launcher's share),
-    ``model.tf32`` and cuDNN; ``model.compile`` is not applied (the stacked network
-    trains eagerly), and a warning says so."""
-    settings = apply_backend_settings(
-        tf32=bool(cfg.model.get("tf32", True)), cpu_threads=run_threads(cfg.get("threads"))
-    )
-    if compile_options(cfg.model.get("compile")) is not None:
-        log.warning("model.compile: not applied to a seed group; its stacked network trains "
-                    "eagerly")  # fmt: skip
-    log.info("Backend: %s", ", ".join(f"{k}={v}" for k, v in settings.items()))
-    return settings
 
 
 def _write_members(cfgs, dirs, todo, members, run, datamodule, inputs, member_log):

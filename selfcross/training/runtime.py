@@ -3,13 +3,15 @@
 None of them changes the maths of a model (the model-level fast paths, fused attention and the
 CPU kernels, are network arguments). :func:`apply_run_settings` applies all three for a run, in
 one place, from the module's run settings (``model.tf32``, ``model.compile``) and the top-level
-``threads``:
+``threads`` (:func:`apply_group_settings` the same for a seed group, without compile):
 
 - threads: ``threads`` (default null: PyTorch's choice, or the ``local_gpus`` launcher's share
   when it runs several jobs on one machine, see :func:`threads_per_job`), set once.
 - ``model.tf32`` (default true): TF32 tensor-core matmuls and cuDNN convolutions/RNNs on CUDA
   (float32 storage, 10-bit mantissa products); no effect on CPU.
 - ``model.compile`` (default false): ``torch.compile`` the network in place.
+
+A seed group also trains inside :func:`freed_memory_kept` (glibc keeps freed memory for reuse).
 
 cuDNN is switched on explicitly: its GRU kernel is the CUDA fast path of the encoders.
 :func:`apply_backend_settings` and :func:`compile_network` are also used by the benchmark.
@@ -148,5 +150,23 @@ def apply_run_settings(module, threads: int | None = None) -> dict:
     """
     settings = apply_backend_settings(tf32=module.tf32, cpu_threads=run_threads(threads))
     settings["compile"] = compile_network(module.network, module.compile_setting)
+    return _logged(settings)
+
+
+def apply_group_settings(model_cfg, threads: int | None = None) -> dict:
+    """A single run's threads (``threads``, or the launcher's share) and TF32 for a seed group,
+    from its ``model`` config; ``model.compile`` is not applied (the stacked network trains
+    eagerly), and a warning says so. Returns the settings in force."""
+    settings = apply_backend_settings(
+        tf32=bool(model_cfg.get("tf32", True)), cpu_threads=run_threads(threads)
+    )
+    if compile_options(model_cfg.get("compile")) is not None:
+        log.warning("model.compile: not applied to a seed group; its stacked network trains "
+                    "eagerly")  # fmt: skip
+    return _logged(settings)
+
+
+def _logged(settings: dict) -> dict:
+    """``settings``, after the run's log line that names them."""
     log.info("Backend: %s", ", ".join(f"{k}={v}" for k, v in settings.items()))
     return settings

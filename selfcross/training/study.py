@@ -112,6 +112,7 @@ def db_said(db: Path) -> Iterator[None]:
         yield
     except Exception as err:
         failure = storage_failure(err)
-        if failure is None or not no_room(driver_line(failure)):
+        line = driver_line(failure) if failure is not None else ""
+        if not no_room(line):
             raise
-        raise full_db(db, driver_line(failure)) from None
+        raise full_db(db, line) from None
