@@ -20,7 +20,7 @@ from selfcross.models.metrics import weighted_f1
 from selfcross.training.record import read_record
 from tests.helpers.modelkit import train_tiny_run
 from tests.helpers.recordkit import write_run
-from tests.helpers.reportkit import md_tables
+from tests.helpers.reportkit import md_tables, rate
 
 KEYS = [(f, s) for f in (1, 2) for s in (1, 2, 3)]
 SUBSETS = present_subsets("TVA")
@@ -95,11 +95,6 @@ def test_weighted_and_macro_f1_cells_and_tests_recomputed_from_the_files(tmp_pat
     # the default for IEMOCAP-like runs stays the paper's two
     cells, _, _ = table(tmp_path)
     assert {metric for _, _, metric in cells} == {"wa", "uwa"}
-
-
-def rate(x: float) -> str:
-    """A table's rate: three decimals, no leading zero, the sign kept (-.039, -.000)."""
-    return f"{x:.3f}".replace("0.", ".", 1)
 
 
 def test_the_markdown_table_shows_every_cell_and_the_csv_its_fill_and_comparison(tmp_path):

@@ -26,7 +26,7 @@ from selfcross.attention import main as attention_main
 from selfcross.config import compose
 from tests.conftest import base_overrides, run_cli
 from tests.helpers.recordkit import write_run
-from tests.helpers.reportkit import md_tables, run_main
+from tests.helpers.reportkit import md_tables, rate, run_main
 
 # -- statistics on hand-made attention --------------------------------------------------------
 
@@ -274,7 +274,6 @@ def test_masking_table_from_result_files(tmp_path):
              "--folds", "1-2", "--seeds", "1-3")  # fmt: skip
     sections = md_tables((out / "masking.md").read_text())
     wa_rows = {r["Model"]: r for r in next(v for k, v in sections.items() if k.startswith("WA"))}
-    rate = lambda x: f"{x:.3f}".removeprefix("0")  # noqa: E731
     for model, label in (("self", "Self"), ("cross", "Cross")):
         a, b = np.array(WA[(model, False)]), np.array(WA[(model, True)])
         row = wa_rows[label]

@@ -54,7 +54,10 @@ def uwa_of(wa: list[float], keys=KEYS) -> list[float]:
 
 
 def rate(x: float) -> str:
-    return f"{x:.3f}".removeprefix("0")
+    """A table's rate: three decimals, no leading zero, the sign kept (.587, -.039, -.000)."""
+    text = f"{x:.3f}"
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    return sign + digits.removeprefix("0")
 
 
 def mean_std(values) -> str:
